@@ -27,8 +27,10 @@
 extern crate std;
 
 pub mod channel;
+pub mod config;
 pub mod error;
 pub mod mask;
+pub mod platform;
 pub mod protocol;
 pub mod stats;
 pub mod units;
