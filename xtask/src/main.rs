@@ -1,1 +1,89 @@
-fn main() {}
+//! `cargo xtask`: the project's automation. `cargo xtask ci` is the Linux gate that CI runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand};
+
+mod util;
+
+/// vmballoon project automation.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// The Linux gate: fmt, clippy, tests, no_std and Windows-target builds, docs.
+    Ci,
+    /// Install the Rust targets the checks need (rustup does not auto-install here).
+    Setup,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Ci => ci(),
+        Task::Setup => util::ensure_targets(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn ci() -> util::Result {
+    util::ensure_targets()?;
+    let cargo = util::cargo();
+    util::step(
+        "fmt",
+        Command::new(&cargo).args(["fmt", "--all", "--", "--check"]),
+    )?;
+    util::step(
+        "clippy",
+        Command::new(&cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    util::step("test", Command::new(&cargo).args(["test", "--workspace"]))?;
+    for target in util::CROSS_TARGETS {
+        util::step(
+            &format!("build core+backdoor for {target}"),
+            Command::new(&cargo).args([
+                "build",
+                "-p",
+                "vmballoon-core",
+                "-p",
+                "vmballoon-backdoor",
+                "--target",
+                target,
+            ]),
+        )?;
+    }
+    util::step(
+        "doc",
+        Command::new(&cargo)
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    eprintln!("xtask ci: all checks passed");
+    Ok(())
+}

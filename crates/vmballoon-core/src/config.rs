@@ -105,7 +105,9 @@ impl RawConfig {
     /// Nothing set: every default.
     #[must_use]
     pub const fn new() -> Self {
-        Self { values: [RawValue::Missing; Param::COUNT] }
+        Self {
+            values: [RawValue::Missing; Param::COUNT],
+        }
     }
 
     /// Sets what was read for `param`.
@@ -208,16 +210,21 @@ pub fn validate(raw: &RawConfig, ram: Frames) -> Validated {
         let (value, issue) = match raw.get(param) {
             RawValue::Missing => (param.default_value(), None),
             RawValue::WrongType => (param.default_value(), Some(Problem::WrongType)),
-            RawValue::Dword(v) if v < min || v > max => {
-                (v.clamp(min, max), Some(Problem::OutOfRange { value: v, min, max }))
-            }
+            RawValue::Dword(v) if v < min || v > max => (
+                v.clamp(min, max),
+                Some(Problem::OutOfRange { value: v, min, max }),
+            ),
             RawValue::Dword(v) => (v, None),
         };
         if let Some(slot) = used.get_mut(param.index()) {
             *slot = value;
         }
         if let (Some(slot), Some(problem)) = (issues.get_mut(param.index()), issue) {
-            *slot = Some(ConfigIssue { param, problem, used: value });
+            *slot = Some(ConfigIssue {
+                param,
+                problem,
+                used: value,
+            });
         }
     }
     let get = |p: Param| used.get(p.index()).copied().unwrap_or(p.default_value());
@@ -304,7 +311,11 @@ mod tests {
             issues[0],
             ConfigIssue {
                 param: Param::MaxBalloonMb,
-                problem: Problem::OutOfRange { value: 9999, min: 0, max: 4096 },
+                problem: Problem::OutOfRange {
+                    value: 9999,
+                    min: 0,
+                    max: 4096
+                },
                 used: 4096
             }
         );
@@ -313,7 +324,10 @@ mod tests {
         assert_eq!(v.config.poll_interval, Duration::from_millis(100));
         assert!(v.config.use_large_pages);
         let raw = RawConfig::new().with(Param::PollIntervalMs, u32::MAX);
-        assert_eq!(validate(&raw, RAM_4G).config.poll_interval, Duration::from_millis(10_000));
+        assert_eq!(
+            validate(&raw, RAM_4G).config.poll_interval,
+            Duration::from_millis(10_000)
+        );
     }
 
     #[test]

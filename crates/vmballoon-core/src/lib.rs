@@ -31,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod mask;
 pub mod platform;
+pub mod policy;
 pub mod protocol;
 pub mod stats;
 pub mod units;

@@ -21,14 +21,13 @@ pub enum StorePosition {
 /// `MmAllocatePagesForMdlEx`). The platform keeps ballooned chunks ([`store`], [`take`]) so
 /// the core needs no heap and no 4-million-entry vector for a 16 GiB balloon.
 ///
-/// Every page that leaves the allocator must come back through [`free`], [`free_pages`],
-/// [`hold_refused`] + [`free_refused`], or be stored; the engine never drops a chunk.
+/// Every page that leaves the allocator must come back through [`free`], [`retain`] (+
+/// [`free_refused`]), or be stored; the engine never drops a chunk.
 ///
 /// [`store`]: PageAllocator::store
 /// [`take`]: PageAllocator::take
 /// [`free`]: PageAllocator::free
-/// [`free_pages`]: PageAllocator::free_pages
-/// [`hold_refused`]: PageAllocator::hold_refused
+/// [`retain`]: PageAllocator::retain
 /// [`free_refused`]: PageAllocator::free_refused
 pub trait PageAllocator {
     /// A handle on a chunk of pages (an MDL in the driver).
@@ -49,19 +48,18 @@ pub trait PageAllocator {
     /// The PFN of page `index` of `chunk` (for a 2 MiB page, its first frame).
     fn pfn(&self, chunk: &Self::Chunk, index: usize) -> Option<Pfn>;
 
-    /// Returns the pages of `chunk` selected by `which` to the OS. The chunk keeps the
-    /// others, in their order (page indices shift down). Only for pages the host does not
-    /// hold. Must not fail.
-    fn free_pages(&mut self, chunk: &mut Self::Chunk, which: &PageMask);
+    /// Splits `chunk` three ways: the pages in `keep` stay in the chunk, in their order
+    /// (page indices shift down to `0..keep.len()`); the pages in `hold` (4 KiB pages the
+    /// host refused) move to a holding area so the OS does not hand them out again this
+    /// cycle, until [`PageAllocator::free_refused`]; every other page returns to the OS.
+    /// Pages the host holds are always in `keep`. `keep` and `hold` are disjoint. Must not
+    /// fail: the platform holds at least [`HELD_REFUSED_CAPACITY`] pages per cycle, and the
+    /// engine never asks for more.
+    fn retain(&mut self, chunk: &mut Self::Chunk, keep: &PageMask, hold: &PageMask);
 
-    /// Returns every page of `chunk` to the OS and releases the chunk itself.
+    /// Returns every page of `chunk` to the OS and releases the chunk itself (also for an
+    /// empty chunk).
     fn free(&mut self, chunk: Self::Chunk);
-
-    /// Moves the pages selected by `which` (4 KiB pages the host refused) out of `chunk`
-    /// into a holding area, so the OS does not hand them out again this cycle. The
-    /// platform holds at least [`HELD_REFUSED_CAPACITY`] pages; it frees any beyond what
-    /// it can hold. Returns how many it holds now in total.
-    fn hold_refused(&mut self, chunk: &mut Self::Chunk, which: &PageMask) -> usize;
 
     /// Returns every held refused page to the OS.
     fn free_refused(&mut self);

@@ -1,0 +1,482 @@
+//! The balloon policy, as pure functions: the safe ceiling (`architecture.md`, "The safe
+//! ceiling") and the per-tick plan.
+//!
+//! Every ballooned page is charged by Windows to *resident available* memory and to
+//! *commit*, exactly like pinned memory (`windows-memory.md` §1.6, §3). So the balloon may
+//! grow only while both keep a floor:
+//!
+//! ```text
+//! ceiling = min( host target,
+//!                MaxBalloonMB, MaxBalloonPercent of RAM,
+//!                balloon + (ResidentAvailable - reserve),
+//!                balloon + (CommitLimit - Committed - reserve) )
+//! ```
+
+use crate::config::Config;
+use crate::platform::MemorySnapshot;
+use crate::units::{Frames, PageSize};
+
+/// Why the balloon is where it is: the bound that binds the ceiling, or what stopped or
+/// reversed the balloon this tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClampReason {
+    /// The host's target is the binding bound (no guest-side clamp).
+    HostTarget,
+    /// `MaxBalloonMB` or `MaxBalloonPercent`.
+    RegistryMax,
+    /// The resident-available floor: pinned memory leaves no more room.
+    ResidentAvailable,
+    /// The commit headroom.
+    Commit,
+    /// Windows signalled `LowMemoryCondition`.
+    LowMemory,
+    /// Page allocation failed (the OS had no free pages to give without waiting).
+    AllocationFailed,
+}
+
+impl ClampReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 6;
+
+    /// Every reason, in table order.
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::HostTarget,
+        Self::RegistryMax,
+        Self::ResidentAvailable,
+        Self::Commit,
+        Self::LowMemory,
+        Self::AllocationFailed,
+    ];
+
+    /// The name used in ETW, the simulator and reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::HostTarget => "host-target",
+            Self::RegistryMax => "registry-max",
+            Self::ResidentAvailable => "resident-available",
+            Self::Commit => "commit",
+            Self::LowMemory => "low-memory",
+            Self::AllocationFailed => "allocation-failed",
+        }
+    }
+
+    /// Index into enum-indexed tables.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether this bound protects the guest (anything but the host's own target).
+    #[must_use]
+    pub const fn is_guest_bound(self) -> bool {
+        !matches!(self, Self::HostTarget)
+    }
+}
+
+/// The largest balloon allowed right now, and the bound that sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ceiling {
+    /// The ceiling in frames.
+    pub value: Frames,
+    /// The binding bound.
+    pub reason: ClampReason,
+}
+
+/// The "2 MiB slack" (Linux `vmballoon_change`, OVT `BalloonAdjustSize`): a host target
+/// below the balloon by less than one large page does not trigger a deflate, so 2 MiB
+/// granularity never ping-pongs. vmballoon also uses it as the hysteresis band under a
+/// guest-side bound: it re-inflates only once the room has grown by this much.
+pub const SLACK: Frames = PageSize::Large.frames();
+
+/// The automatic resident-available floor for a guest with `total` RAM: the Linux
+/// `hv_balloon` piecewise-linear floor (`windows-memory.md` §7.1). 488 MiB at 4 GiB,
+/// 1000 MiB at 16 GiB.
+#[must_use]
+pub const fn auto_reserve(total: Frames) -> Frames {
+    let mib = total.mib_floor();
+    let floor_mib = if mib < 128 {
+        8 + mib / 2
+    } else if mib < 512 {
+        40 + mib / 4
+    } else if mib < 2048 {
+        104 + mib / 8
+    } else if mib < 8192 {
+        232 + mib / 16
+    } else {
+        488 + mib / 32
+    };
+    Frames::from_mib(floor_mib)
+}
+
+/// The resident-available (and commit) floor in effect: `ReserveMB` if set, else automatic.
+#[must_use]
+pub fn reserve(config: &Config, total: Frames) -> Frames {
+    config.reserve.unwrap_or_else(|| auto_reserve(total))
+}
+
+/// The registry cap (`MaxBalloonMB`, `MaxBalloonPercent`), if any.
+#[must_use]
+pub fn registry_cap(config: &Config, total: Frames) -> Option<Frames> {
+    let percent = config.max_balloon_percent.map(|p| total.percent(p));
+    match (config.max_balloon, percent) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The safe ceiling for a balloon of `balloon` frames facing host `target`, given a fresh
+/// memory snapshot. An unknown bound (a `None` field) gives no room above the current
+/// balloon: vmballoon never inflates beyond what it knows to be safe.
+#[must_use]
+pub fn ceiling(target: Frames, balloon: Frames, snap: &MemorySnapshot, config: &Config) -> Ceiling {
+    let floor = reserve(config, snap.total);
+    let room = |free: Option<Frames>| {
+        balloon.saturating_add(free.unwrap_or(Frames::ZERO).saturating_sub(floor))
+    };
+    let commit_free = match (snap.commit_limit, snap.committed) {
+        (Some(limit), Some(used)) => Some(limit.saturating_sub(used)),
+        _ => None,
+    };
+    let bounds = [
+        (Some(target), ClampReason::HostTarget),
+        (registry_cap(config, snap.total), ClampReason::RegistryMax),
+        (
+            Some(room(snap.resident_available)),
+            ClampReason::ResidentAvailable,
+        ),
+        (Some(room(commit_free)), ClampReason::Commit),
+    ];
+    let mut best = Ceiling {
+        value: target,
+        reason: ClampReason::HostTarget,
+    };
+    for (bound, reason) in bounds {
+        if let Some(value) = bound {
+            // Strictly lower only: on a tie the earlier bound (the host target first) binds.
+            if value < best.value {
+                best = Ceiling { value, reason };
+            }
+        }
+    }
+    best
+}
+
+/// What the balloon should do this tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing to do (at the ceiling, or within the slack).
+    Hold,
+    /// Grow by this many frames.
+    Inflate(Frames),
+    /// Shrink by this many frames, for this reason.
+    Deflate(Frames, ClampReason),
+}
+
+/// How much to give back at once when Windows signals `LowMemoryCondition`: 1/64 of RAM,
+/// at least 16 MiB (64 MiB on a 4 GiB guest, twice the default low-memory threshold of
+/// "about 32 MB per 4 GB", per the `CreateMemoryResourceNotification` documentation).
+#[must_use]
+pub fn low_memory_step(total: Frames) -> Frames {
+    total.div_floor(64).max(Frames::from_mib(16))
+}
+
+/// The per-tick plan for a balloon of `balloon` frames under `ceiling`.
+///
+/// * `LowMemoryCondition` (when `DeflateOnLowMemory`) deflates at least one
+///   [`low_memory_step`] without waiting for the host, and never inflates.
+/// * Above a guest-side bound (registry cap, resident available, commit) the balloon
+///   deflates exactly to the bound: the floor is restored at once.
+/// * Above the host target it deflates only past the 2 MiB [`SLACK`] (or to zero when the
+///   target is zero), as every VMware driver does.
+/// * Below the host target it inflates exactly to it; below a guest-side bound it
+///   inflates only once the room exceeds the slack, so small fluctuations of resident
+///   available memory do not make it flap.
+#[must_use]
+pub fn plan(balloon: Frames, ceiling: Ceiling, snap: &MemorySnapshot, config: &Config) -> Plan {
+    if snap.low_memory && config.deflate_on_low_memory {
+        if balloon.is_zero() {
+            return Plan::Hold;
+        }
+        let over = balloon.saturating_sub(ceiling.value);
+        let step = low_memory_step(snap.total).max(over).min(balloon);
+        return Plan::Deflate(step, ClampReason::LowMemory);
+    }
+    if balloon > ceiling.value {
+        let over = balloon.saturating_sub(ceiling.value);
+        return match ceiling.reason {
+            ClampReason::HostTarget if !ceiling.value.is_zero() && over < SLACK => Plan::Hold,
+            reason => Plan::Deflate(over, reason),
+        };
+    }
+    let room = ceiling.value.saturating_sub(balloon);
+    if room.is_zero() || (ceiling.reason.is_guest_bound() && room < SLACK) {
+        Plan::Hold
+    } else {
+        Plan::Inflate(room)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Param, RawConfig, validate};
+
+    const GIB: u64 = 1024;
+
+    fn snap(total_mib: u64, resident_mib: u64) -> MemorySnapshot {
+        MemorySnapshot {
+            total: Frames::from_mib(total_mib),
+            resident_available: Some(Frames::from_mib(resident_mib)),
+            available: Some(Frames::from_mib(resident_mib)),
+            commit_limit: Some(Frames::from_mib(2 * total_mib)),
+            committed: Some(Frames::from_mib(total_mib / 4)),
+            ..MemorySnapshot::default()
+        }
+    }
+
+    #[test]
+    fn auto_reserve_follows_hv_balloon_floor() {
+        assert_eq!(auto_reserve(Frames::from_mib(64)).mib_floor(), 8 + 32);
+        assert_eq!(auto_reserve(Frames::from_mib(256)).mib_floor(), 40 + 64);
+        assert_eq!(auto_reserve(Frames::from_mib(GIB)).mib_floor(), 104 + 128);
+        assert_eq!(auto_reserve(Frames::from_mib(4 * GIB)).mib_floor(), 488);
+        assert_eq!(auto_reserve(Frames::from_mib(16 * GIB)).mib_floor(), 1000);
+        assert_eq!(auto_reserve(Frames::from_mib(64 * GIB)).mib_floor(), 2536);
+        assert_eq!(auto_reserve(Frames::ZERO).mib_floor(), 8);
+    }
+
+    #[test]
+    fn kb_340369_ceiling_is_near_the_hand_computed_1330_mb() {
+        // 4 GiB guest, 300 MiB OS nonpaged, 2 GiB pinned by SQL Server, empty balloon:
+        // resident available = 4096 - 300 - 2048 = 1748 MiB. Host asks 65 % = 2662 MiB.
+        let config = Config::default();
+        let s = snap(4 * GIB, 1748);
+        let target = Frames::from_mib(4 * GIB).percent(65);
+        let c = ceiling(target, Frames::ZERO, &s, &config);
+        assert_eq!(c.reason, ClampReason::ResidentAvailable);
+        assert_eq!(c.value.mib_floor(), 1748 - 488);
+        // Within 6 % of the KB's hand-computed sched.mem.maxmemctl of 1330 MB.
+        assert!(c.value.mib_floor().abs_diff(1330) * 100 / 1330 < 6);
+        // Half-way inflated, the ceiling stays put (the balloon is charged like pinned memory).
+        let half = Frames::from_mib(630);
+        let c2 = ceiling(target, half, &snap(4 * GIB, 1748 - 630), &config);
+        assert_eq!(c2, c);
+        // The ceiling follows the pinned amount: SQL pins 512 MiB more.
+        let c3 = ceiling(target, Frames::ZERO, &snap(4 * GIB, 1748 - 512), &config);
+        assert_eq!(c3.value.mib_floor(), 1260 - 512);
+        // ... and releases all 2 GiB: the host target binds again.
+        let c4 = ceiling(target, Frames::ZERO, &snap(4 * GIB, 1748 + 2048), &config);
+        assert_eq!(
+            c4,
+            Ceiling {
+                value: target,
+                reason: ClampReason::HostTarget
+            }
+        );
+    }
+
+    #[test]
+    fn each_clamp_reason_binds_when_lowest() {
+        let config = Config::default();
+        let big = snap(4 * GIB, 4000);
+        let t = Frames::from_mib(1000);
+        assert_eq!(
+            ceiling(t, Frames::ZERO, &big, &config).reason,
+            ClampReason::HostTarget
+        );
+        let capped = validate(
+            &RawConfig::new().with(Param::MaxBalloonMb, 500),
+            Frames::from_mib(4 * GIB),
+        )
+        .config;
+        let c = ceiling(t, Frames::ZERO, &big, &capped);
+        assert_eq!(
+            (c.reason, c.value.mib_floor()),
+            (ClampReason::RegistryMax, 500)
+        );
+        let pct = validate(
+            &RawConfig::new().with(Param::MaxBalloonPercent, 10),
+            Frames::from_mib(4 * GIB),
+        )
+        .config;
+        let c = ceiling(t, Frames::ZERO, &big, &pct);
+        assert_eq!(
+            (c.reason, c.value.mib_floor()),
+            (ClampReason::RegistryMax, 409)
+        );
+        let both = validate(
+            &RawConfig::new()
+                .with(Param::MaxBalloonPercent, 10)
+                .with(Param::MaxBalloonMb, 300),
+            Frames::from_mib(4 * GIB),
+        )
+        .config;
+        assert_eq!(ceiling(t, Frames::ZERO, &big, &both).value.mib_floor(), 300);
+        let tight = snap(4 * GIB, 700);
+        let c = ceiling(t, Frames::ZERO, &tight, &config);
+        assert_eq!(
+            (c.reason, c.value.mib_floor()),
+            (ClampReason::ResidentAvailable, 212)
+        );
+        let mut commit = big;
+        commit.commit_limit = Some(Frames::from_mib(5000));
+        commit.committed = Some(Frames::from_mib(4200));
+        let c = ceiling(t, Frames::ZERO, &commit, &config);
+        assert_eq!((c.reason, c.value.mib_floor()), (ClampReason::Commit, 312));
+    }
+
+    #[test]
+    fn unknown_bounds_allow_no_growth() {
+        let config = Config::default();
+        let mut s = snap(4 * GIB, 4000);
+        s.resident_available = None;
+        let balloon = Frames::from_mib(100);
+        let c = ceiling(Frames::from_mib(1000), balloon, &s, &config);
+        assert_eq!(
+            c,
+            Ceiling {
+                value: balloon,
+                reason: ClampReason::ResidentAvailable
+            }
+        );
+        assert_eq!(plan(balloon, c, &s, &config), Plan::Hold);
+        let mut s = snap(4 * GIB, 4000);
+        s.committed = None;
+        let c = ceiling(Frames::from_mib(1000), balloon, &s, &config);
+        assert_eq!(c.reason, ClampReason::Commit);
+        assert_eq!(plan(balloon, c, &s, &config), Plan::Hold);
+    }
+
+    #[test]
+    fn registry_reserve_overrides_automatic_floor() {
+        let config = validate(
+            &RawConfig::new().with(Param::ReserveMb, 100),
+            Frames::from_mib(4 * GIB),
+        )
+        .config;
+        let c = ceiling(
+            Frames::from_mib(3000),
+            Frames::ZERO,
+            &snap(4 * GIB, 1748),
+            &config,
+        );
+        assert_eq!(c.value.mib_floor(), 1648);
+    }
+
+    #[test]
+    fn plan_inflates_exactly_to_host_target() {
+        let config = Config::default();
+        let s = snap(4 * GIB, 4000);
+        let c = Ceiling {
+            value: Frames::new(1000),
+            reason: ClampReason::HostTarget,
+        };
+        assert_eq!(
+            plan(Frames::new(999), c, &s, &config),
+            Plan::Inflate(Frames::new(1))
+        );
+        assert_eq!(plan(Frames::new(1000), c, &s, &config), Plan::Hold);
+    }
+
+    #[test]
+    fn two_mib_slack_prevents_flapping_on_host_target() {
+        let config = Config::default();
+        let s = snap(4 * GIB, 4000);
+        let c = Ceiling {
+            value: Frames::new(1000),
+            reason: ClampReason::HostTarget,
+        };
+        assert_eq!(plan(Frames::new(1511), c, &s, &config), Plan::Hold);
+        assert_eq!(
+            plan(Frames::new(1512), c, &s, &config),
+            Plan::Deflate(Frames::new(512), ClampReason::HostTarget)
+        );
+        // A zero target always empties the balloon, slack or not.
+        let zero = Ceiling {
+            value: Frames::ZERO,
+            reason: ClampReason::HostTarget,
+        };
+        assert_eq!(
+            plan(Frames::new(3), zero, &s, &config),
+            Plan::Deflate(Frames::new(3), ClampReason::HostTarget)
+        );
+    }
+
+    #[test]
+    fn guest_bound_deflates_exactly_and_reinflates_past_slack() {
+        let config = Config::default();
+        let s = snap(4 * GIB, 4000);
+        let c = Ceiling {
+            value: Frames::new(10_000),
+            reason: ClampReason::ResidentAvailable,
+        };
+        assert_eq!(
+            plan(Frames::new(10_001), c, &s, &config),
+            Plan::Deflate(Frames::new(1), ClampReason::ResidentAvailable)
+        );
+        assert_eq!(plan(Frames::new(9_489), c, &s, &config), Plan::Hold);
+        assert_eq!(
+            plan(Frames::new(9_488), c, &s, &config),
+            Plan::Inflate(Frames::new(512))
+        );
+    }
+
+    #[test]
+    fn low_memory_deflates_a_step_and_never_inflates() {
+        let config = Config::default();
+        let mut s = snap(4 * GIB, 4000);
+        s.low_memory = true;
+        let c = Ceiling {
+            value: Frames::from_mib(2000),
+            reason: ClampReason::HostTarget,
+        };
+        assert_eq!(
+            plan(Frames::from_mib(1000), c, &s, &config),
+            Plan::Deflate(Frames::from_mib(64), ClampReason::LowMemory)
+        );
+        assert_eq!(
+            plan(Frames::from_mib(10), c, &s, &config),
+            Plan::Deflate(Frames::from_mib(10), ClampReason::LowMemory)
+        );
+        assert_eq!(plan(Frames::ZERO, c, &s, &config), Plan::Hold);
+        // A larger deficit to a guest bound is restored whole.
+        let tight = Ceiling {
+            value: Frames::from_mib(500),
+            reason: ClampReason::ResidentAvailable,
+        };
+        assert_eq!(
+            plan(Frames::from_mib(1000), tight, &s, &config),
+            Plan::Deflate(Frames::from_mib(500), ClampReason::LowMemory)
+        );
+        // With DeflateOnLowMemory = 0 the signal is ignored.
+        let off = validate(
+            &RawConfig::new().with(Param::DeflateOnLowMemory, 0),
+            Frames::from_mib(4 * GIB),
+        )
+        .config;
+        assert_eq!(
+            plan(Frames::from_mib(1000), c, &s, &off),
+            Plan::Inflate(Frames::from_mib(1000))
+        );
+    }
+
+    #[test]
+    fn absurd_snapshots_do_not_panic() {
+        let config = Config::default();
+        let s = MemorySnapshot {
+            total: Frames::MAX,
+            resident_available: Some(Frames::MAX),
+            available: Some(Frames::MAX),
+            commit_limit: Some(Frames::ZERO),
+            committed: Some(Frames::MAX),
+            low_memory: true,
+            ..MemorySnapshot::default()
+        };
+        let c = ceiling(Frames::MAX, Frames::MAX, &s, &config);
+        let _ = plan(Frames::MAX, c, &s, &config);
+        let z = MemorySnapshot::default();
+        let c = ceiling(Frames::ZERO, Frames::ZERO, &z, &config);
+        assert_eq!(plan(Frames::ZERO, c, &z, &config), Plan::Hold);
+    }
+}
