@@ -60,6 +60,8 @@ pub enum Error {
     },
     /// Batching was granted but this platform has no batch page.
     NoBatchPage,
+    /// The platform could not take a memory snapshot: no inflation until it can.
+    MemoryUnavailable,
 }
 
 impl Error {
@@ -116,6 +118,7 @@ impl fmt::Display for Error {
                 write!(f, "{} reply out of range: {value:#x}", command.name())
             }
             Self::NoBatchPage => f.write_str("batching granted but no batch page is available"),
+            Self::MemoryUnavailable => f.write_str("guest memory state unavailable: holding"),
         }
     }
 }

@@ -28,6 +28,7 @@ extern crate std;
 
 pub mod channel;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod mask;
 pub mod platform;

@@ -96,15 +96,15 @@ pub const SLACK: Frames = PageSize::Large.frames();
 pub const fn auto_reserve(total: Frames) -> Frames {
     let mib = total.mib_floor();
     let floor_mib = if mib < 128 {
-        8 + mib / 2
+        (mib / 2).saturating_add(8)
     } else if mib < 512 {
-        40 + mib / 4
+        (mib / 4).saturating_add(40)
     } else if mib < 2048 {
-        104 + mib / 8
+        (mib / 8).saturating_add(104)
     } else if mib < 8192 {
-        232 + mib / 16
+        (mib / 16).saturating_add(232)
     } else {
-        488 + mib / 32
+        (mib / 32).saturating_add(488)
     };
     Frames::from_mib(floor_mib)
 }

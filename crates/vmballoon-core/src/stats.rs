@@ -79,3 +79,178 @@ impl CallStats {
         })
     }
 }
+
+/// Engine counters (the `Stats` ETW event and the simulator's report print them all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// Ticks run.
+    Ticks,
+    /// 4 KiB pages locked into the balloon.
+    Inflated4k,
+    /// 2 MiB pages locked into the balloon.
+    Inflated2m,
+    /// 4 KiB pages unlocked and returned to the OS.
+    Deflated4k,
+    /// 2 MiB pages unlocked and returned to the OS.
+    Deflated2m,
+    /// 4 KiB pages the host refused.
+    Refused4k,
+    /// 2 MiB pages the host refused.
+    Refused2m,
+    /// Refused 4 KiB pages held until the end of the cycle.
+    RefusedHeld,
+    /// Pages whose UNLOCK failed (kept in the balloon).
+    UnlockFailures,
+    /// 4 KiB allocations that returned nothing.
+    AllocFail4k,
+    /// 2 MiB allocations that returned nothing (then 4 KiB pages are used).
+    AllocFail2m,
+    /// Allocations that returned fewer pages than asked.
+    ShortAllocations,
+    /// Sessions started (START + GUEST_ID completed).
+    SessionsStarted,
+    /// START calls that failed (no balloon host, or a host error).
+    StartFailures,
+    /// RESETs received from the host.
+    HostResets,
+    /// Frames freed without UNLOCK (reset, shutdown).
+    FramesPopped,
+    /// Deflates triggered by `LowMemoryCondition`.
+    LowMemoryDeflates,
+    /// Deflates that restored a guest-side bound (resident available, commit, registry).
+    GuardDeflates,
+    /// Times the engine backed off the host (BUSY or a host error).
+    HostBackoffs,
+    /// Ticks cut short by the per-tick work bound (continued at once).
+    TicksContinued,
+}
+
+impl Counter {
+    /// Number of counters.
+    pub const COUNT: usize = 20;
+
+    /// Every counter, in table order.
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::Ticks,
+        Self::Inflated4k,
+        Self::Inflated2m,
+        Self::Deflated4k,
+        Self::Deflated2m,
+        Self::Refused4k,
+        Self::Refused2m,
+        Self::RefusedHeld,
+        Self::UnlockFailures,
+        Self::AllocFail4k,
+        Self::AllocFail2m,
+        Self::ShortAllocations,
+        Self::SessionsStarted,
+        Self::StartFailures,
+        Self::HostResets,
+        Self::FramesPopped,
+        Self::LowMemoryDeflates,
+        Self::GuardDeflates,
+        Self::HostBackoffs,
+        Self::TicksContinued,
+    ];
+
+    /// The counter's name.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ticks => "ticks",
+            Self::Inflated4k => "inflated-4k",
+            Self::Inflated2m => "inflated-2m",
+            Self::Deflated4k => "deflated-4k",
+            Self::Deflated2m => "deflated-2m",
+            Self::Refused4k => "refused-4k",
+            Self::Refused2m => "refused-2m",
+            Self::RefusedHeld => "refused-held",
+            Self::UnlockFailures => "unlock-failures",
+            Self::AllocFail4k => "alloc-fail-4k",
+            Self::AllocFail2m => "alloc-fail-2m",
+            Self::ShortAllocations => "short-allocations",
+            Self::SessionsStarted => "sessions-started",
+            Self::StartFailures => "start-failures",
+            Self::HostResets => "host-resets",
+            Self::FramesPopped => "frames-popped",
+            Self::LowMemoryDeflates => "low-memory-deflates",
+            Self::GuardDeflates => "guard-deflates",
+            Self::HostBackoffs => "host-backoffs",
+            Self::TicksContinued => "ticks-continued",
+        }
+    }
+
+    /// Index into enum-indexed tables.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The per-size counter of a family (`Inflated4k` / `Inflated2m` and so on).
+    #[must_use]
+    pub const fn for_size(small: Self, size: crate::units::PageSize) -> Self {
+        match (small, size) {
+            (Self::Inflated4k, crate::units::PageSize::Large) => Self::Inflated2m,
+            (Self::Deflated4k, crate::units::PageSize::Large) => Self::Deflated2m,
+            (Self::Refused4k, crate::units::PageSize::Large) => Self::Refused2m,
+            (Self::AllocFail4k, crate::units::PageSize::Large) => Self::AllocFail2m,
+            (c, _) => c,
+        }
+    }
+}
+
+/// The engine's statistics: counters, clamps by reason, and calls by command and status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    counters: [u64; Counter::COUNT],
+    clamps: [u64; crate::policy::ClampReason::COUNT],
+}
+
+impl Stats {
+    /// All zero.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            counters: [0; Counter::COUNT],
+            clamps: [0; crate::policy::ClampReason::COUNT],
+        }
+    }
+
+    /// Adds `n` to `counter`.
+    pub fn add(&mut self, counter: Counter, n: u64) {
+        if let Some(c) = self.counters.get_mut(counter.index()) {
+            *c = c.saturating_add(n);
+        }
+    }
+
+    /// The value of `counter`.
+    #[must_use]
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.counters.get(counter.index()).copied().unwrap_or(0)
+    }
+
+    /// Counts one tick that ended clamped (or stopped) by `reason`.
+    pub fn clamp(&mut self, reason: crate::policy::ClampReason) {
+        if let Some(c) = self.clamps.get_mut(reason.index()) {
+            *c = c.saturating_add(1);
+        }
+    }
+
+    /// Ticks that ended clamped by `reason`.
+    #[must_use]
+    pub fn clamps(&self, reason: crate::policy::ClampReason) -> u64 {
+        self.clamps.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// `(name, value)` of every counter, then `clamp-<reason>` for every reason.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Counter::ALL
+            .into_iter()
+            .map(|c| (c.name(), self.get(c)))
+            .chain(
+                crate::policy::ClampReason::ALL
+                    .into_iter()
+                    .map(|r| (r.name(), self.clamps(r))),
+            )
+    }
+}
