@@ -1,6 +1,8 @@
 //! Test doubles for the core's traits (feature `fake`): [`ScriptedBackdoor`], an
 //! embedded-hal-mock style backdoor whose expected calls are listed up front and checked
-//! by [`ScriptedBackdoor::done`] (and on drop).
+//! by [`ScriptedBackdoor::done`] (and on drop); [`FakeWorld`], a small guest whose
+//! [`FakePages`] and [`FakeMemory`] handles implement the page allocator and the memory
+//! source and which checks on drop that no page leaked; and [`ManualClock`].
 //!
 //! These are test code: they panic on a broken expectation, which is their job.
 #![allow(
@@ -16,6 +18,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::vec;
 use std::vec::Vec;
 
 use crate::protocol::{BATCH_CAPACITY, Backdoor, BatchPage, RawReply};
@@ -213,5 +216,436 @@ impl Backdoor for ScriptedBackdoor {
     fn batch_page(&mut self) -> Option<(&mut BatchPage, Pfn)> {
         let pfn = Pfn::new(Self::BATCH_PFN)?;
         self.page.as_deref_mut().map(|p| (p, pfn))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A small guest: pages, memory snapshots and a clock.
+// ---------------------------------------------------------------------------------------
+
+use std::cell::Cell;
+
+use crate::mask::PageMask;
+use crate::platform::{
+    Clock, HELD_REFUSED_CAPACITY, MemoryError, MemorySnapshot, MemorySource, PageAllocator,
+    StorePosition,
+};
+use crate::units::{Duration, Frames, Instant, PageSize};
+
+/// A clock that moves only when told to. Clones share the time.
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    nanos: Rc<Cell<u64>>,
+}
+
+impl ManualClock {
+    /// A clock at time zero.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves time forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.nanos
+            .set(self.nanos.get().saturating_add(d.as_nanos()));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.nanos.get())
+    }
+}
+
+/// A chunk handed out by [`FakePages`]. Dropping one that still has pages is a leak, which
+/// the world reports.
+#[derive(Debug)]
+pub struct FakeChunk {
+    size: PageSize,
+    pfns: Vec<u64>,
+    leaks: Rc<Cell<u64>>,
+}
+
+impl Drop for FakeChunk {
+    fn drop(&mut self) {
+        let frames = self.size.frames().get() * self.pfns.len() as u64;
+        self.leaks.set(self.leaks.get() + frames);
+    }
+}
+
+#[derive(Debug)]
+struct World {
+    /// `true` = free.
+    free: Vec<bool>,
+    free_count: u64,
+    os_locked: u64,
+    pinned: Vec<(u64, u64)>,
+    committed_base: u64,
+    commit_limit: u64,
+    low_memory: bool,
+    snapshot_fails: bool,
+    fail_allocations: [u32; 2],
+    short_allocations: [u32; 2],
+    stored: [VecDeque<FakeChunk>; 2],
+    held: Vec<u64>,
+    /// Frames taken from the free pool by the balloon (in flight, stored or held).
+    balloon_out: u64,
+    leaks: Rc<Cell<u64>>,
+    allocations: [u64; 2],
+}
+
+/// A simple guest for engine tests: RAM as a frame bitmap, OS-locked and pinned memory
+/// taken from the top, the balloon allocating from the bottom (2 MiB pages from whole free
+/// aligned blocks), resident available and commit charged exactly like Windows charges
+/// MDL allocations (`windows-memory.md` §1.6). Handles share one world.
+#[derive(Clone, Debug)]
+pub struct FakeWorld {
+    world: Rc<RefCell<World>>,
+}
+
+/// The [`PageAllocator`] handle of a [`FakeWorld`].
+#[derive(Clone, Debug)]
+pub struct FakePages(FakeWorld);
+
+/// The [`MemorySource`] handle of a [`FakeWorld`].
+#[derive(Clone, Debug)]
+pub struct FakeMemory(FakeWorld);
+
+impl FakeWorld {
+    /// A guest with `ram_mib` of RAM, `os_locked_mib` of it nonpaged OS memory, and a
+    /// commit limit of RAM + `pagefile_mib`.
+    #[must_use]
+    pub fn new(ram_mib: u64, os_locked_mib: u64, pagefile_mib: u64) -> Self {
+        let total = Frames::from_mib(ram_mib).get();
+        let os = Frames::from_mib(os_locked_mib).get();
+        let mut free = vec![true; total as usize];
+        for f in free.iter_mut().rev().take(os as usize) {
+            *f = false;
+        }
+        Self {
+            world: Rc::new(RefCell::new(World {
+                free,
+                free_count: total - os,
+                os_locked: os,
+                pinned: Vec::new(),
+                committed_base: os,
+                commit_limit: total + Frames::from_mib(pagefile_mib).get(),
+                low_memory: false,
+                snapshot_fails: false,
+                fail_allocations: [0; 2],
+                short_allocations: [0; 2],
+                stored: [VecDeque::new(), VecDeque::new()],
+                held: Vec::new(),
+                balloon_out: 0,
+                leaks: Rc::new(Cell::new(0)),
+                allocations: [0; 2],
+            })),
+        }
+    }
+
+    /// The allocator handle.
+    #[must_use]
+    pub fn pages(&self) -> FakePages {
+        FakePages(self.clone())
+    }
+
+    /// The memory-source handle.
+    #[must_use]
+    pub fn memory(&self) -> FakeMemory {
+        FakeMemory(self.clone())
+    }
+
+    /// Pins `mib` (taken from the highest free frames). Returns an id for [`FakeWorld::unpin`],
+    /// or `None` if there are not enough free frames (an application's out-of-memory).
+    pub fn pin(&self, mib: u64) -> Option<usize> {
+        let mut w = self.world.borrow_mut();
+        let n = Frames::from_mib(mib).get();
+        if w.free_count < n {
+            return None;
+        }
+        let mut taken = 0;
+        let mut first = 0;
+        for (i, f) in w.free.iter_mut().enumerate().rev() {
+            if taken == n {
+                break;
+            }
+            if *f {
+                *f = false;
+                taken += 1;
+                first = i as u64;
+            }
+        }
+        w.free_count -= n;
+        w.pinned.push((first, n));
+        Some(w.pinned.len() - 1)
+    }
+
+    /// Releases pinned memory `id` (its frames become free).
+    pub fn unpin(&self, id: usize) {
+        let mut w = self.world.borrow_mut();
+        let (first, n) = std::mem::take(&mut w.pinned[id]);
+        let mut released = 0;
+        for f in w.free.iter_mut().skip(first as usize) {
+            if released == n {
+                break;
+            }
+            if !*f {
+                *f = true;
+                released += 1;
+            }
+        }
+        w.free_count += released;
+    }
+
+    /// Sets `LowMemoryCondition`.
+    pub fn set_low_memory(&self, on: bool) {
+        self.world.borrow_mut().low_memory = on;
+    }
+
+    /// Adds pageable commit.
+    pub fn commit(&self, mib: u64) {
+        self.world.borrow_mut().committed_base += Frames::from_mib(mib).get();
+    }
+
+    /// Makes snapshots fail (or work again).
+    pub fn fail_snapshots(&self, fail: bool) {
+        self.world.borrow_mut().snapshot_fails = fail;
+    }
+
+    /// The next `n` allocations of `size` return nothing.
+    pub fn fail_allocations(&self, size: PageSize, n: u32) {
+        self.world.borrow_mut().fail_allocations[size.index()] = n;
+    }
+
+    /// The next `n` allocations of `size` return half of what was asked.
+    pub fn short_allocations(&self, size: PageSize, n: u32) {
+        self.world.borrow_mut().short_allocations[size.index()] = n;
+    }
+
+    /// Allocation calls made, per size.
+    #[must_use]
+    pub fn allocations(&self, size: PageSize) -> u64 {
+        self.world.borrow().allocations[size.index()]
+    }
+
+    /// Frames the balloon has taken from the OS (in flight, stored or held).
+    #[must_use]
+    pub fn balloon_frames(&self) -> Frames {
+        Frames::new(self.world.borrow().balloon_out)
+    }
+
+    /// Frames in stored chunks.
+    #[must_use]
+    pub fn stored_frames(&self) -> Frames {
+        let w = self.world.borrow();
+        let n: u64 = w
+            .stored
+            .iter()
+            .flatten()
+            .map(|c| c.size.frames().get() * c.pfns.len() as u64)
+            .sum();
+        Frames::new(n)
+    }
+
+    /// Refused frames currently held.
+    #[must_use]
+    pub fn held_frames(&self) -> usize {
+        self.world.borrow().held.len()
+    }
+
+    /// Asserts that every frame that left the allocator is stored or held (nothing in
+    /// flight, nothing dropped).
+    pub fn assert_no_leaks(&self) {
+        let w = self.world.borrow();
+        assert_eq!(w.leaks.get(), 0, "chunks dropped with pages in them");
+        let stored: u64 = w
+            .stored
+            .iter()
+            .flatten()
+            .map(|c| c.size.frames().get() * c.pfns.len() as u64)
+            .sum();
+        assert_eq!(
+            w.balloon_out,
+            stored + w.held.len() as u64,
+            "balloon frames neither stored, held nor freed"
+        );
+    }
+
+    fn snapshot(&self) -> MemorySnapshot {
+        let w = self.world.borrow();
+        let total = w.free.len() as u64;
+        let pinned: u64 = w.pinned.iter().map(|p| p.1).sum();
+        let resident = total.saturating_sub(w.os_locked + pinned + w.balloon_out);
+        MemorySnapshot {
+            total: Frames::new(total),
+            resident_available: Some(Frames::new(resident)),
+            available: Some(Frames::new(w.free_count)),
+            commit_limit: Some(Frames::new(w.commit_limit)),
+            committed: Some(Frames::new(w.committed_base + pinned + w.balloon_out)),
+            low_memory: w.low_memory,
+            pinned: crate::platform::PinnedBreakdown {
+                virtual_lock: Some(Frames::new(pinned)),
+                os_nonpaged: Some(Frames::new(w.os_locked)),
+                ..crate::platform::PinnedBreakdown::default()
+            },
+        }
+    }
+}
+
+impl Drop for FakeWorld {
+    fn drop(&mut self) {
+        // The last handle checks that no chunk was dropped with pages in it.
+        if Rc::strong_count(&self.world) == 1 && !std::thread::panicking() {
+            let leaked = self.world.borrow().leaks.get();
+            assert_eq!(
+                leaked, 0,
+                "FakeWorld: {leaked} frames leaked in dropped chunks"
+            );
+        }
+    }
+}
+
+impl World {
+    fn take_free(&mut self, size: PageSize, pages: usize) -> Vec<u64> {
+        let mut out = Vec::new();
+        match size {
+            PageSize::Small => {
+                for (i, f) in self.free.iter_mut().enumerate() {
+                    if out.len() == pages {
+                        break;
+                    }
+                    if *f {
+                        *f = false;
+                        out.push(i as u64);
+                    }
+                }
+            }
+            PageSize::Large => {
+                let mut block = 0;
+                while out.len() < pages && (block + 1) * 512 <= self.free.len() {
+                    let range = block * 512..(block + 1) * 512;
+                    if self.free[range.clone()].iter().all(|f| *f) {
+                        self.free[range].iter_mut().for_each(|f| *f = false);
+                        out.push(block as u64 * 512);
+                    }
+                    block += 1;
+                }
+            }
+        }
+        let frames = out.len() as u64 * size.frames().get();
+        self.free_count -= frames;
+        self.balloon_out += frames;
+        out
+    }
+
+    fn give_back(&mut self, size: PageSize, first: u64) {
+        let n = size.frames().get();
+        for f in &mut self.free[first as usize..(first + n) as usize] {
+            assert!(!*f, "double free of pfn {first:#x}");
+            *f = true;
+        }
+        self.free_count += n;
+        self.balloon_out -= n;
+    }
+}
+
+impl PageAllocator for FakePages {
+    type Chunk = FakeChunk;
+
+    fn allocate(&mut self, size: PageSize, pages: usize) -> Option<FakeChunk> {
+        assert!(
+            (1..=BATCH_CAPACITY).contains(&pages),
+            "allocate({pages}) out of 1..=512"
+        );
+        let mut w = self.0.world.borrow_mut();
+        w.allocations[size.index()] += 1;
+        if w.fail_allocations[size.index()] > 0 {
+            w.fail_allocations[size.index()] -= 1;
+            return None;
+        }
+        let mut want = pages;
+        if w.short_allocations[size.index()] > 0 {
+            w.short_allocations[size.index()] -= 1;
+            want = pages.div_ceil(2);
+        }
+        let pfns = w.take_free(size, want);
+        if pfns.is_empty() {
+            return None;
+        }
+        Some(FakeChunk {
+            size,
+            pfns,
+            leaks: Rc::clone(&w.leaks),
+        })
+    }
+
+    fn page_count(&self, chunk: &FakeChunk) -> usize {
+        chunk.pfns.len()
+    }
+
+    fn page_size(&self, chunk: &FakeChunk) -> PageSize {
+        chunk.size
+    }
+
+    fn pfn(&self, chunk: &FakeChunk, index: usize) -> Option<Pfn> {
+        chunk.pfns.get(index).and_then(|&p| Pfn::new(p))
+    }
+
+    fn retain(&mut self, chunk: &mut FakeChunk, keep: &PageMask, hold: &PageMask) {
+        assert!(
+            keep.union(hold).len() == keep.len() + hold.len(),
+            "keep and hold overlap"
+        );
+        let mut w = self.0.world.borrow_mut();
+        let mut kept = Vec::new();
+        for (i, &pfn) in chunk.pfns.iter().enumerate() {
+            if keep.contains(i) {
+                kept.push(pfn);
+            } else if hold.contains(i) && w.held.len() < HELD_REFUSED_CAPACITY {
+                assert_eq!(chunk.size, PageSize::Small, "only 4 KiB pages are held");
+                w.held.push(pfn);
+            } else {
+                w.give_back(chunk.size, pfn);
+            }
+        }
+        chunk.pfns = kept;
+    }
+
+    fn free(&mut self, mut chunk: FakeChunk) {
+        let mut w = self.0.world.borrow_mut();
+        for pfn in std::mem::take(&mut chunk.pfns) {
+            w.give_back(chunk.size, pfn);
+        }
+    }
+
+    fn free_refused(&mut self) {
+        let mut w = self.0.world.borrow_mut();
+        for pfn in std::mem::take(&mut w.held) {
+            w.give_back(PageSize::Small, pfn);
+        }
+    }
+
+    fn store(&mut self, chunk: FakeChunk, position: StorePosition) {
+        assert!(!chunk.pfns.is_empty(), "empty chunk stored");
+        let mut w = self.0.world.borrow_mut();
+        let list = &mut w.stored[chunk.size.index()];
+        match position {
+            StorePosition::First => list.push_front(chunk),
+            StorePosition::Last => list.push_back(chunk),
+        }
+    }
+
+    fn take(&mut self, size: PageSize) -> Option<FakeChunk> {
+        self.0.world.borrow_mut().stored[size.index()].pop_front()
+    }
+}
+
+impl MemorySource for FakeMemory {
+    fn snapshot(&mut self) -> Result<MemorySnapshot, MemoryError> {
+        if self.0.world.borrow().snapshot_fails {
+            return Err(MemoryError::Unavailable);
+        }
+        Ok(self.0.snapshot())
     }
 }
