@@ -23,7 +23,7 @@ use crate::mask::PageMask;
 use crate::platform::{
     Clock, HELD_REFUSED_CAPACITY, MemorySnapshot, MemorySource, PageAllocator, StorePosition,
 };
-use crate::policy::{self, Ceiling, ClampReason, Plan};
+use crate::policy::{self, Ceiling, ClampReason, Motion, Plan};
 use crate::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode, Session};
 use crate::stats::{Counter, Stats};
 use crate::units::{Duration, Frames, Instant, PageSize};
@@ -34,7 +34,7 @@ pub const MAX_REFUSED_PER_CYCLE: usize = HELD_REFUSED_CAPACITY;
 
 /// Batches per tick before the engine returns with [`TickReport::more_work`] set, so the
 /// driver's worker can notice an unload or a low-memory wake between them. 1024 batches
-/// are 4 GiB of 4 KiB pages or 1 TiB of 2 MiB pages: no rate limit in practice.
+/// are 2 GiB of 4 KiB pages or 1 TiB of 2 MiB pages: no rate limit in practice.
 pub const MAX_BATCHES_PER_TICK: u32 = 1024;
 
 /// Wall-clock budget of one tick, for the same reason.
@@ -45,9 +45,6 @@ pub const LOW_MEMORY_HOLD: Duration = Duration::from_secs(5);
 
 /// Longest back-off after repeated BUSY, host errors or allocation failures.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(32);
-
-/// Consecutive batches with UNLOCK failures after which a deflate stops for this tick.
-const MAX_FAILED_UNLOCK_BATCHES: u32 = 4;
 
 /// Where the session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +174,6 @@ struct Cycle {
     held: usize,
     direction: Option<Direction>,
     low_memory_step_done: bool,
-    failed_unlock_batches: u32,
 }
 
 /// The balloon: the engine and the platform it runs on.
@@ -439,7 +435,12 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             let balloon = self.size();
             let ceiling = policy::ceiling(self.channel.target(), balloon, &snap, &self.config);
             report.ceiling = Some(ceiling);
-            let keep_going = match policy::plan(balloon, ceiling, &snap, &self.config) {
+            let motion = match cycle.direction {
+                None => Motion::Idle,
+                Some(Direction::Lock) => Motion::Inflating,
+                Some(Direction::Unlock) => Motion::Deflating,
+            };
+            let keep_going = match policy::plan(balloon, ceiling, &snap, &self.config, motion) {
                 Plan::Hold => false,
                 Plan::Inflate(frames) => self.inflate_batch(now, frames, &mut cycle, report),
                 Plan::Deflate(frames, reason) => {
@@ -603,6 +604,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         cycle: &mut Cycle,
         report: &mut TickReport,
     ) -> bool {
+        let first = cycle.direction.is_none();
         if *cycle.direction.get_or_insert(Direction::Unlock) != Direction::Unlock {
             return false;
         }
@@ -617,7 +619,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             self.stats.add(Counter::LowMemoryDeflates, 1);
             self.inflate_hold_until = now.saturating_add(LOW_MEMORY_HOLD);
         } else if reason.is_guest_bound() {
-            self.stats.add(Counter::GuardDeflates, 1);
+            if first {
+                self.stats.add(Counter::GuardDeflates, 1);
+            }
         } else if self.host_backoff.active(now) {
             return false;
         }
@@ -671,11 +675,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             self.note_error(now, e, report);
             return false;
         }
-        if failed > 0 {
-            cycle.failed_unlock_batches = cycle.failed_unlock_batches.saturating_add(1);
-            return cycle.failed_unlock_batches < MAX_FAILED_UNLOCK_BATCHES;
-        }
-        done > 0 && reason != ClampReason::LowMemory
+        // A batch with UNLOCK failures ends the pass: the next tick starts with other chunks
+        // (this one was set aside), so a page the host keeps never spins the loop.
+        failed == 0 && done > 0 && reason != ClampReason::LowMemory
     }
 
     /// The next chunk to deflate: 4 KiB pages first, then 2 MiB (Linux deflate order), a
@@ -743,3 +745,6 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -149,6 +149,12 @@ impl ScriptedBackdoor {
         self.state.borrow_mut().expected.extend(more);
     }
 
+    /// Expected calls not made yet.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.state.borrow().expected.len()
+    }
+
     /// Calls made so far.
     #[must_use]
     pub fn calls_made(&self) -> usize {
@@ -279,6 +285,8 @@ struct World {
     /// `true` = free.
     free: Vec<bool>,
     free_count: u64,
+    /// No free frame below this index (a scan hint).
+    low_free: usize,
     os_locked: u64,
     pinned: Vec<(u64, u64)>,
     committed_base: u64,
@@ -327,6 +335,7 @@ impl FakeWorld {
             world: Rc::new(RefCell::new(World {
                 free,
                 free_count: total - os,
+                low_free: 0,
                 os_locked: os,
                 pinned: Vec::new(),
                 committed_base: os,
@@ -396,6 +405,7 @@ impl FakeWorld {
             }
         }
         w.free_count += released;
+        w.low_free = w.low_free.min(first as usize);
     }
 
     /// Sets `LowMemoryCondition`.
@@ -511,13 +521,14 @@ impl World {
         let mut out = Vec::new();
         match size {
             PageSize::Small => {
-                for (i, f) in self.free.iter_mut().enumerate() {
+                for (i, f) in self.free.iter_mut().enumerate().skip(self.low_free) {
                     if out.len() == pages {
                         break;
                     }
                     if *f {
                         *f = false;
                         out.push(i as u64);
+                        self.low_free = i + 1;
                     }
                 }
             }
@@ -547,6 +558,7 @@ impl World {
         }
         self.free_count += n;
         self.balloon_out -= n;
+        self.low_free = self.low_free.min(first as usize);
     }
 }
 

@@ -131,8 +131,11 @@ pub fn registry_cap(config: &Config, total: Frames) -> Option<Frames> {
 #[must_use]
 pub fn ceiling(target: Frames, balloon: Frames, snap: &MemorySnapshot, config: &Config) -> Ceiling {
     let floor = reserve(config, snap.total);
-    let room = |free: Option<Frames>| {
-        balloon.saturating_add(free.unwrap_or(Frames::ZERO).saturating_sub(floor))
+    // balloon + (free - floor), where free - floor may be negative: pinned memory that grew
+    // after inflation puts the ceiling below the balloon, and the plan deflates the deficit.
+    let room = |free: Option<Frames>| match free {
+        Some(free) => balloon.saturating_add(free).saturating_sub(floor),
+        None => balloon,
     };
     let commit_free = match (snap.commit_limit, snap.committed) {
         (Some(limit), Some(used)) => Some(limit.saturating_sub(used)),
@@ -181,6 +184,19 @@ pub fn low_memory_step(total: Frames) -> Frames {
     total.div_floor(64).max(Frames::from_mib(16))
 }
 
+/// Whether the balloon is already moving in this tick. The slack and the hysteresis decide
+/// whether to *start* moving; once a pass has started it goes all the way to the ceiling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Motion {
+    /// No batch yet this tick.
+    #[default]
+    Idle,
+    /// Inflating this tick.
+    Inflating,
+    /// Deflating this tick.
+    Deflating,
+}
+
 /// The per-tick plan for a balloon of `balloon` frames under `ceiling`.
 ///
 /// * `LowMemoryCondition` (when `DeflateOnLowMemory`) deflates at least one
@@ -190,10 +206,16 @@ pub fn low_memory_step(total: Frames) -> Frames {
 /// * Above the host target it deflates only past the 2 MiB [`SLACK`] (or to zero when the
 ///   target is zero), as every VMware driver does.
 /// * Below the host target it inflates exactly to it; below a guest-side bound it
-///   inflates only once the room exceeds the slack, so small fluctuations of resident
 ///   available memory do not make it flap.
+/// * Once a pass is under way (`motion`), it continues to the ceiling exactly.
 #[must_use]
-pub fn plan(balloon: Frames, ceiling: Ceiling, snap: &MemorySnapshot, config: &Config) -> Plan {
+pub fn plan(
+    balloon: Frames,
+    ceiling: Ceiling,
+    snap: &MemorySnapshot,
+    config: &Config,
+    motion: Motion,
+) -> Plan {
     if snap.low_memory && config.deflate_on_low_memory {
         if balloon.is_zero() {
             return Plan::Hold;
@@ -205,12 +227,17 @@ pub fn plan(balloon: Frames, ceiling: Ceiling, snap: &MemorySnapshot, config: &C
     if balloon > ceiling.value {
         let over = balloon.saturating_sub(ceiling.value);
         return match ceiling.reason {
-            ClampReason::HostTarget if !ceiling.value.is_zero() && over < SLACK => Plan::Hold,
+            ClampReason::HostTarget
+                if motion == Motion::Idle && !ceiling.value.is_zero() && over < SLACK =>
+            {
+                Plan::Hold
+            }
             reason => Plan::Deflate(over, reason),
         };
     }
     let room = ceiling.value.saturating_sub(balloon);
-    if room.is_zero() || (ceiling.reason.is_guest_bound() && room < SLACK) {
+    let hysteresis = motion == Motion::Idle && ceiling.reason.is_guest_bound() && room < SLACK;
+    if room.is_zero() || hysteresis {
         Plan::Hold
     } else {
         Plan::Inflate(room)
@@ -327,6 +354,30 @@ mod tests {
     }
 
     #[test]
+    fn pinned_growth_after_inflation_puts_ceiling_below_balloon() {
+        // Balloon of 1260 MiB at the ceiling; then 256 MiB more gets pinned: resident
+        // available drops to 232 MiB, 256 MiB under the 488 MiB floor.
+        let config = Config::default();
+        let balloon = Frames::from_mib(1260);
+        let target = Frames::from_mib(2662);
+        let c = ceiling(target, balloon, &snap(4 * GIB, 232), &config);
+        assert_eq!(
+            c,
+            Ceiling {
+                value: Frames::from_mib(1004),
+                reason: ClampReason::ResidentAvailable
+            }
+        );
+        assert_eq!(
+            plan(balloon, c, &snap(4 * GIB, 232), &config, Motion::Idle),
+            Plan::Deflate(Frames::from_mib(256), ClampReason::ResidentAvailable)
+        );
+        // Resident available at zero still yields a defined ceiling.
+        let c = ceiling(target, Frames::from_mib(100), &snap(4 * GIB, 0), &config);
+        assert_eq!(c.value, Frames::ZERO);
+    }
+
+    #[test]
     fn unknown_bounds_allow_no_growth() {
         let config = Config::default();
         let mut s = snap(4 * GIB, 4000);
@@ -340,12 +391,12 @@ mod tests {
                 reason: ClampReason::ResidentAvailable
             }
         );
-        assert_eq!(plan(balloon, c, &s, &config), Plan::Hold);
+        assert_eq!(plan(balloon, c, &s, &config, Motion::Idle), Plan::Hold);
         let mut s = snap(4 * GIB, 4000);
         s.committed = None;
         let c = ceiling(Frames::from_mib(1000), balloon, &s, &config);
         assert_eq!(c.reason, ClampReason::Commit);
-        assert_eq!(plan(balloon, c, &s, &config), Plan::Hold);
+        assert_eq!(plan(balloon, c, &s, &config, Motion::Idle), Plan::Hold);
     }
 
     #[test]
@@ -373,10 +424,13 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::new(999), c, &s, &config),
+            plan(Frames::new(999), c, &s, &config, Motion::Idle),
             Plan::Inflate(Frames::new(1))
         );
-        assert_eq!(plan(Frames::new(1000), c, &s, &config), Plan::Hold);
+        assert_eq!(
+            plan(Frames::new(1000), c, &s, &config, Motion::Idle),
+            Plan::Hold
+        );
     }
 
     #[test]
@@ -387,9 +441,12 @@ mod tests {
             value: Frames::new(1000),
             reason: ClampReason::HostTarget,
         };
-        assert_eq!(plan(Frames::new(1511), c, &s, &config), Plan::Hold);
         assert_eq!(
-            plan(Frames::new(1512), c, &s, &config),
+            plan(Frames::new(1511), c, &s, &config, Motion::Idle),
+            Plan::Hold
+        );
+        assert_eq!(
+            plan(Frames::new(1512), c, &s, &config, Motion::Idle),
             Plan::Deflate(Frames::new(512), ClampReason::HostTarget)
         );
         // A zero target always empties the balloon, slack or not.
@@ -398,8 +455,30 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::new(3), zero, &s, &config),
+            plan(Frames::new(3), zero, &s, &config, Motion::Idle),
             Plan::Deflate(Frames::new(3), ClampReason::HostTarget)
+        );
+    }
+
+    #[test]
+    fn a_pass_under_way_goes_to_the_ceiling_exactly() {
+        let config = Config::default();
+        let s = snap(4 * GIB, 4000);
+        let host = Ceiling {
+            value: Frames::new(1000),
+            reason: ClampReason::HostTarget,
+        };
+        assert_eq!(
+            plan(Frames::new(1100), host, &s, &config, Motion::Deflating),
+            Plan::Deflate(Frames::new(100), ClampReason::HostTarget)
+        );
+        let guest = Ceiling {
+            value: Frames::new(1000),
+            reason: ClampReason::ResidentAvailable,
+        };
+        assert_eq!(
+            plan(Frames::new(900), guest, &s, &config, Motion::Inflating),
+            Plan::Inflate(Frames::new(100))
         );
     }
 
@@ -412,12 +491,15 @@ mod tests {
             reason: ClampReason::ResidentAvailable,
         };
         assert_eq!(
-            plan(Frames::new(10_001), c, &s, &config),
+            plan(Frames::new(10_001), c, &s, &config, Motion::Idle),
             Plan::Deflate(Frames::new(1), ClampReason::ResidentAvailable)
         );
-        assert_eq!(plan(Frames::new(9_489), c, &s, &config), Plan::Hold);
         assert_eq!(
-            plan(Frames::new(9_488), c, &s, &config),
+            plan(Frames::new(9_489), c, &s, &config, Motion::Idle),
+            Plan::Hold
+        );
+        assert_eq!(
+            plan(Frames::new(9_488), c, &s, &config, Motion::Idle),
             Plan::Inflate(Frames::new(512))
         );
     }
@@ -432,21 +514,21 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::from_mib(1000), c, &s, &config),
+            plan(Frames::from_mib(1000), c, &s, &config, Motion::Idle),
             Plan::Deflate(Frames::from_mib(64), ClampReason::LowMemory)
         );
         assert_eq!(
-            plan(Frames::from_mib(10), c, &s, &config),
+            plan(Frames::from_mib(10), c, &s, &config, Motion::Idle),
             Plan::Deflate(Frames::from_mib(10), ClampReason::LowMemory)
         );
-        assert_eq!(plan(Frames::ZERO, c, &s, &config), Plan::Hold);
+        assert_eq!(plan(Frames::ZERO, c, &s, &config, Motion::Idle), Plan::Hold);
         // A larger deficit to a guest bound is restored whole.
         let tight = Ceiling {
             value: Frames::from_mib(500),
             reason: ClampReason::ResidentAvailable,
         };
         assert_eq!(
-            plan(Frames::from_mib(1000), tight, &s, &config),
+            plan(Frames::from_mib(1000), tight, &s, &config, Motion::Idle),
             Plan::Deflate(Frames::from_mib(500), ClampReason::LowMemory)
         );
         // With DeflateOnLowMemory = 0 the signal is ignored.
@@ -456,7 +538,7 @@ mod tests {
         )
         .config;
         assert_eq!(
-            plan(Frames::from_mib(1000), c, &s, &off),
+            plan(Frames::from_mib(1000), c, &s, &off, Motion::Idle),
             Plan::Inflate(Frames::from_mib(1000))
         );
     }
@@ -474,9 +556,9 @@ mod tests {
             ..MemorySnapshot::default()
         };
         let c = ceiling(Frames::MAX, Frames::MAX, &s, &config);
-        let _ = plan(Frames::MAX, c, &s, &config);
+        let _ = plan(Frames::MAX, c, &s, &config, Motion::Idle);
         let z = MemorySnapshot::default();
         let c = ceiling(Frames::ZERO, Frames::ZERO, &z, &config);
-        assert_eq!(plan(Frames::ZERO, c, &z, &config), Plan::Hold);
+        assert_eq!(plan(Frames::ZERO, c, &z, &config, Motion::Idle), Plan::Hold);
     }
 }

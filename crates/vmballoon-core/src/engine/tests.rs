@@ -1,0 +1,703 @@
+//! Engine tests: the scripted backdoor pins the protocol sequence; the fake world checks
+//! that no page leaks (on drop, and explicitly with `assert_no_leaks`).
+
+use super::*;
+use crate::config::{Param, RawConfig, validate};
+use crate::fake::{Expect, FakeMemory, FakePages, FakeWorld, ManualClock, ScriptedBackdoor};
+use crate::protocol::Command;
+
+const FULL: u64 = 0x2E;
+const BATCHED_4K: u64 = 0x06;
+const OK_CAPS: u32 = 0x0300_0000;
+const RESET: u32 = 7;
+const BUSY: u32 = 8;
+const PINNED: u32 = 5;
+
+type Engine = Balloon<ScriptedBackdoor, FakePages, FakeMemory, ManualClock>;
+
+struct Rig {
+    host: ScriptedBackdoor,
+    world: FakeWorld,
+    clock: ManualClock,
+    balloon: Engine,
+}
+
+impl Rig {
+    fn new(ram_mib: u64, os_mib: u64, pagefile_mib: u64, config: Config) -> Self {
+        let host = ScriptedBackdoor::new([]);
+        let world = FakeWorld::new(ram_mib, os_mib, pagefile_mib);
+        let clock = ManualClock::new();
+        let balloon = Balloon::new(
+            host.clone(),
+            world.pages(),
+            world.memory(),
+            clock.clone(),
+            config,
+        );
+        Self {
+            host,
+            world,
+            clock,
+            balloon,
+        }
+    }
+
+    fn kb() -> Self {
+        Self::new(4096, 300, 4096, Config::default())
+    }
+
+    fn expect(&self, script: impl IntoIterator<Item = Expect>) -> &Self {
+        self.host.expect(script);
+        self
+    }
+
+    /// Runs one tick (advancing the clock by one poll interval first) and checks that
+    /// every expected call was made.
+    fn tick(&mut self) -> TickReport {
+        self.clock.advance(Duration::from_secs(1));
+        let r = self.balloon.tick();
+        assert_eq!(
+            self.host_pending(),
+            0,
+            "expected calls not made; report: {r:?}"
+        );
+        self.world.assert_no_leaks();
+        assert_eq!(
+            self.world.balloon_frames(),
+            self.balloon.size(),
+            "accounting drift"
+        );
+        r
+    }
+
+    fn host_pending(&self) -> usize {
+        self.host.pending()
+    }
+
+    fn finish(self) {
+        self.host.done();
+        self.world.assert_no_leaks();
+    }
+}
+
+fn handshake(caps: u64) -> [Expect; 2] {
+    [
+        Expect::call(0, FULL, 0).replies(OK_CAPS, 0, caps),
+        Expect::call(4, 4, 0).replies(0, 0, 0),
+    ]
+}
+
+fn target(limit_mib: u64, t: u64) -> Expect {
+    Expect::call(1, Frames::from_mib(limit_mib).get(), 0).replies(0, t, 0)
+}
+
+fn batch(command: Command, count: u64, t: u64) -> Expect {
+    Expect::call(command.number(), ScriptedBackdoor::BATCH_PFN, count).replies(0, t, 0)
+}
+
+fn mib(n: u64) -> Frames {
+    Frames::from_mib(n)
+}
+
+const KB_TARGET: u64 = 681_574; // 65 % of 4 GiB in frames
+
+#[test]
+fn kb_340369_balloon_stops_at_the_ceiling_and_follows_pinned_memory() {
+    let mut rig = Rig::kb();
+    let sql = rig.world.pin(2048).unwrap();
+    // Resident available 1748 MiB, floor 488 MiB: ceiling 1260 MiB = 630 large pages.
+    rig.expect(handshake(FULL)).expect([
+        target(4096, KB_TARGET),
+        batch(Command::Batched2mLock, 512, KB_TARGET),
+        batch(Command::Batched2mLock, 118, KB_TARGET),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, mib(1260));
+    assert!(
+        r.balloon.mib_floor().abs_diff(1330) * 100 / 1330 < 6,
+        "near the KB's 1330 MB"
+    );
+    assert_eq!(r.ceiling.unwrap().reason, ClampReason::ResidentAvailable);
+    assert_eq!(r.reason, Some(ClampReason::ResidentAvailable));
+    assert_eq!(r.target, Frames::new(KB_TARGET));
+    assert!(r.started.is_some());
+
+    // Steady state: nothing to do.
+    rig.expect([target(4096, KB_TARGET)]);
+    let r = rig.tick();
+    assert_eq!((r.inflated, r.deflated), (Frames::ZERO, Frames::ZERO));
+
+    // SQL pins 256 MiB more: the floor is restored without waiting for the host.
+    let more = rig.world.pin(256).unwrap();
+    // The most recent chunk (118 large pages) first, then 10 of the older one.
+    rig.expect([
+        target(4096, KB_TARGET),
+        batch(Command::Batched2mUnlock, 118, KB_TARGET),
+        batch(Command::Batched2mUnlock, 10, KB_TARGET),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, mib(1004));
+    assert_eq!(r.deflated, mib(256));
+    assert_eq!(r.reason, Some(ClampReason::ResidentAvailable));
+    assert_eq!(rig.balloon.stats().get(Counter::GuardDeflates), 1);
+
+    // Released again: the balloon grows back to the same ceiling.
+    rig.world.unpin(more);
+    rig.expect([
+        target(4096, KB_TARGET),
+        batch(Command::Batched2mLock, 128, KB_TARGET),
+    ]);
+    assert_eq!(rig.tick().balloon, mib(1260));
+
+    // SQL Server stops: now the host target binds (65 %, rounded down to whole 2 MiB
+    // pages then 4 KiB pages for the remainder).
+    rig.world.unpin(sql);
+    let rest = KB_TARGET - mib(1260).get();
+    rig.expect([
+        target(4096, KB_TARGET),
+        batch(Command::Batched2mLock, 512, KB_TARGET),
+        batch(Command::Batched2mLock, rest / 512 - 512, KB_TARGET),
+        batch(Command::BatchedLock, rest % 512, KB_TARGET),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(KB_TARGET));
+    assert_eq!(r.reason, None);
+    assert_eq!(r.ceiling.unwrap().reason, ClampReason::HostTarget);
+    rig.finish();
+}
+
+#[test]
+fn registry_cap_binds_and_a_lowered_cap_deflates() {
+    let cfg = validate(&RawConfig::new().with(Param::MaxBalloonMb, 1000), mib(4096)).config;
+    let mut rig = Rig::new(4096, 300, 4096, cfg);
+    rig.expect(handshake(FULL)).expect([
+        target(4096, KB_TARGET),
+        batch(Command::Batched2mLock, 500, KB_TARGET),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, mib(1000));
+    assert_eq!(r.reason, Some(ClampReason::RegistryMax));
+    // The administrator lowers the cap to 10 % (409 MiB): deflate at the next tick.
+    let lower = validate(
+        &RawConfig::new().with(Param::MaxBalloonPercent, 10),
+        mib(4096),
+    )
+    .config;
+    rig.balloon.set_config(lower);
+    let over = mib(1000).get() - mib(4096).percent(10).get();
+    rig.expect([
+        target(4096, KB_TARGET),
+        batch(Command::Batched2mUnlock, over.div_ceil(512), KB_TARGET),
+    ]);
+    let r = rig.tick();
+    assert!(r.balloon <= mib(4096).percent(10));
+    assert_eq!(r.reason, Some(ClampReason::RegistryMax));
+    rig.finish();
+}
+
+#[test]
+fn commit_headroom_binds_on_a_small_page_file() {
+    // No page file: commit limit = RAM. 2000 MiB of pageable commit in use.
+    let mut rig = Rig::new(4096, 300, 0, Config::default());
+    rig.world.commit(2000);
+    // commit free = 4096 - 300 - 2000 = 1796 MiB; minus the 488 MiB floor = 1308 MiB.
+    rig.expect(handshake(FULL)).expect([
+        target(4096, KB_TARGET),
+        batch(Command::Batched2mLock, 512, KB_TARGET),
+        batch(Command::Batched2mLock, 142, KB_TARGET),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, mib(1308));
+    assert_eq!(r.reason, Some(ClampReason::Commit));
+    rig.finish();
+}
+
+#[test]
+fn low_memory_condition_deflates_a_step_and_pauses_inflation() {
+    let mut rig = Rig::kb();
+    rig.expect(handshake(FULL)).expect([
+        target(4096, 1024 * 256),
+        batch(Command::Batched2mLock, 512, 1024 * 256),
+    ]);
+    assert_eq!(rig.tick().balloon, mib(1024));
+    rig.world.set_low_memory(true);
+    // 1/64 of 4 GiB = 64 MiB = 32 large pages, without waiting for the host target.
+    rig.expect([
+        target(4096, 1024 * 256),
+        batch(Command::Batched2mUnlock, 32, 1024 * 256),
+    ]);
+    let r = rig.tick();
+    assert!(r.low_memory_deflate);
+    assert_eq!(r.deflated, mib(64));
+    assert_eq!(r.reason, Some(ClampReason::LowMemory));
+    // Still signalled: one more step per tick, never an inflate.
+    rig.expect([
+        target(4096, 1024 * 256),
+        batch(Command::Batched2mUnlock, 32, 1024 * 256),
+    ]);
+    assert_eq!(rig.tick().balloon, mib(896));
+    // Cleared, but inflation stays paused for LOW_MEMORY_HOLD.
+    rig.world.set_low_memory(false);
+    rig.expect([target(4096, 1024 * 256)]);
+    let r = rig.tick();
+    assert_eq!(r.inflated, Frames::ZERO);
+    assert_eq!(r.reason, Some(ClampReason::LowMemory));
+    rig.clock.advance(LOW_MEMORY_HOLD);
+    rig.expect([
+        target(4096, 1024 * 256),
+        batch(Command::Batched2mLock, 64, 1024 * 256),
+    ]);
+    assert_eq!(rig.tick().balloon, mib(1024));
+    assert_eq!(rig.balloon.stats().get(Counter::LowMemoryDeflates), 2);
+    assert_eq!(rig.balloon.stats().clamps(ClampReason::LowMemory), 3);
+    rig.finish();
+}
+
+#[test]
+fn large_page_allocation_failure_falls_back_to_4k_in_the_same_tick() {
+    let mut rig = Rig::kb();
+    rig.world.fail_allocations(PageSize::Large, 1);
+    rig.expect(handshake(FULL)).expect([
+        target(4096, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(1024));
+    assert_eq!(r.alloc_failures, 1);
+    assert_eq!(
+        r.reason, None,
+        "a 2 MiB failure is not a clamp: 4 KiB pages took over"
+    );
+    assert_eq!(rig.balloon.stats().get(Counter::AllocFail2m), 1);
+    assert_eq!(rig.balloon.pages_held(PageSize::Small), 1024);
+    rig.finish();
+}
+
+#[test]
+fn large_pages_are_not_used_when_disabled_by_registry() {
+    let cfg = validate(&RawConfig::new().with(Param::UseLargePages, 0), mib(4096)).config;
+    let mut rig = Rig::new(4096, 300, 4096, cfg);
+    rig.expect(handshake(FULL))
+        .expect([target(4096, 512), batch(Command::BatchedLock, 512, 512)]);
+    rig.tick();
+    assert_eq!(rig.world.allocations(PageSize::Large), 0);
+    rig.finish();
+}
+
+#[test]
+fn small_allocation_failure_stops_and_backs_off() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.world.fail_allocations(PageSize::Small, 1);
+    rig.expect(handshake(BATCHED_4K))
+        .expect([target(4096, 100)]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::ZERO);
+    assert_eq!(r.reason, Some(ClampReason::AllocationFailed));
+    // Back-off of one poll interval has passed at the next tick: it inflates.
+    rig.expect([target(4096, 100), batch(Command::BatchedLock, 100, 100)]);
+    assert_eq!(rig.tick().balloon, Frames::new(100));
+    assert_eq!(rig.balloon.stats().clamps(ClampReason::AllocationFailed), 1);
+    rig.finish();
+}
+
+#[test]
+fn repeated_allocation_failures_back_off_exponentially() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.world.fail_allocations(PageSize::Small, 2);
+    rig.expect(handshake(BATCHED_4K))
+        .expect([target(4096, 100)]);
+    rig.tick();
+    rig.expect([target(4096, 100)]);
+    rig.tick(); // second failure: back-off doubles to 2 s
+    rig.expect([target(4096, 100)]);
+    let r = rig.tick(); // inside the back-off: no allocation attempted
+    assert_eq!(r.reason, Some(ClampReason::AllocationFailed));
+    assert_eq!(rig.world.allocations(PageSize::Small), 2);
+    rig.expect([target(4096, 100), batch(Command::BatchedLock, 100, 100)]);
+    assert_eq!(rig.tick().balloon, Frames::new(100));
+    rig.finish();
+}
+
+#[test]
+fn short_allocation_locks_what_it_got_then_backs_off() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.world.short_allocations(PageSize::Small, 1);
+    rig.expect(handshake(BATCHED_4K))
+        .expect([target(4096, 1000), batch(Command::BatchedLock, 256, 1000)]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(256));
+    assert_eq!(r.reason, Some(ClampReason::AllocationFailed));
+    assert_eq!(rig.balloon.stats().get(Counter::ShortAllocations), 1);
+    rig.finish();
+}
+
+#[test]
+fn refused_pages_are_held_for_the_cycle_then_returned() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 600),
+        batch(Command::BatchedLock, 512, 600).entry_statuses(&[PINNED, 2, PINNED]),
+        batch(Command::BatchedLock, 91, 600),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(600));
+    assert_eq!(r.refused, Frames::new(3));
+    assert_eq!(
+        rig.world.held_frames(),
+        0,
+        "held refused pages go back at the end of the tick"
+    );
+    assert_eq!(rig.balloon.stats().get(Counter::Refused4k), 3);
+    assert_eq!(rig.balloon.stats().get(Counter::RefusedHeld), 3);
+    rig.finish();
+}
+
+#[test]
+fn sixteen_refused_pages_stop_the_cycle() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1000),
+        batch(Command::BatchedLock, 512, 1000).entry_statuses(&[PINNED; 20]),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(492));
+    assert_eq!(r.refused, Frames::new(20));
+    assert_eq!(
+        rig.balloon.stats().get(Counter::RefusedHeld),
+        16,
+        "at most 16 held"
+    );
+    rig.finish();
+}
+
+#[test]
+fn refused_large_pages_fall_back_to_small_pages() {
+    let mut rig = Rig::kb();
+    rig.expect(handshake(FULL)).expect([
+        target(4096, 512 * 20),
+        batch(Command::Batched2mLock, 20, 512 * 20).entry_statuses(&[PINNED; 16]),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+        batch(Command::BatchedLock, 512, 512 * 20),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(512 * 20));
+    assert_eq!(rig.balloon.pages_held(PageSize::Large), 4);
+    assert_eq!(rig.balloon.stats().get(Counter::Refused2m), 16);
+    rig.finish();
+}
+
+#[test]
+fn host_not_needed_stops_inflating() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1000),
+        batch(Command::BatchedLock, 512, 1000).entry_statuses(&[0, 6]),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(511));
+    rig.finish();
+}
+
+#[test]
+fn reset_mid_batch_pops_every_page_without_unlock_and_restarts() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1000),
+        batch(Command::BatchedLock, 512, 1000),
+        Expect::command(6).replies(RESET, 0, 0),
+    ]);
+    let r = rig.tick();
+    assert!(r.host_reset);
+    assert_eq!(r.state, SessionState::ResetPending);
+    assert_eq!(r.balloon, Frames::new(512));
+    // Next tick: no UNLOCK; pages are freed, then START, GUEST_ID, TARGET, and inflate.
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1000),
+        batch(Command::BatchedLock, 512, 1000),
+        batch(Command::BatchedLock, 488, 1000),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.popped, Frames::new(512));
+    assert!(r.started.is_some());
+    assert_eq!(r.balloon, Frames::new(1000));
+    assert_eq!(rig.balloon.stats().get(Counter::HostResets), 1);
+    assert_eq!(rig.balloon.stats().get(Counter::FramesPopped), 512);
+    rig.finish();
+}
+
+#[test]
+fn reset_from_target_and_guest_id_restart_the_session() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect([
+        Expect::call(0, FULL, 0).replies(OK_CAPS, 0, BATCHED_4K),
+        Expect::call(4, 4, 0).replies(RESET, 0, 0),
+    ]);
+    let r = rig.tick();
+    assert!(r.host_reset && r.started.is_none());
+    rig.expect(handshake(BATCHED_4K))
+        .expect([Expect::command(1).replies(RESET, 0, 0)]);
+    assert!(rig.tick().host_reset);
+    rig.expect(handshake(BATCHED_4K)).expect([target(4096, 0)]);
+    assert_eq!(rig.tick().state, SessionState::Running);
+    rig.finish();
+}
+
+#[test]
+fn busy_backs_off_and_recovers() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K))
+        .expect([Expect::command(1).replies(BUSY, 0, 0)]);
+    let r = rig.tick();
+    assert!(r.error.unwrap().is_busy());
+    // First back-off is one poll interval: the next tick proceeds, BUSY again.
+    rig.expect([Expect::command(1).replies(BUSY, 0, 0)]);
+    rig.tick();
+    // Second: two intervals. This tick makes no call at all.
+    let r = rig.tick();
+    assert_eq!(r.calls, 0);
+    rig.expect([target(4096, 10), batch(Command::BatchedLock, 10, 10)]);
+    assert_eq!(rig.tick().balloon, Frames::new(10));
+    assert_eq!(rig.balloon.stats().get(Counter::HostBackoffs), 2);
+    rig.finish();
+}
+
+#[test]
+fn host_target_deflate_respects_the_2mib_slack() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1000),
+        batch(Command::BatchedLock, 512, 1000),
+        batch(Command::BatchedLock, 488, 1000),
+    ]);
+    rig.tick();
+    rig.expect([target(4096, 600)]);
+    assert_eq!(
+        rig.tick().deflated,
+        Frames::ZERO,
+        "400 frames over target: within the slack"
+    );
+    rig.expect([
+        target(4096, 400),
+        // Most recently ballooned chunk first (488 pages), then part of the older one.
+        batch(Command::BatchedUnlock, 488, 400),
+        batch(Command::BatchedUnlock, 112, 400),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(400));
+    assert_eq!(r.reason, None);
+    rig.expect([target(4096, 0), batch(Command::BatchedUnlock, 400, 0)]);
+    assert_eq!(rig.tick().balloon, Frames::ZERO);
+    rig.finish();
+}
+
+#[test]
+fn unlock_failure_keeps_pages_and_sets_the_chunk_aside() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+    ]);
+    rig.tick();
+    // Deflate to 0: the first page of the most recent chunk is not given back
+    // (PPN_UNLOCKED). The pass stops; the chunk's remaining page is set aside.
+    rig.expect([
+        target(4096, 0),
+        batch(Command::BatchedUnlock, 512, 0).entry_statuses(&[4]),
+    ]);
+    let r = rig.tick();
+    assert_eq!(
+        r.balloon,
+        Frames::new(513),
+        "the page the host kept stays ballooned"
+    );
+    assert_eq!(rig.balloon.stats().get(Counter::UnlockFailures), 1);
+    // Next tick the other chunk goes first; the set-aside page fails again and stops.
+    rig.expect([
+        target(4096, 0),
+        batch(Command::BatchedUnlock, 512, 0),
+        batch(Command::BatchedUnlock, 1, 0).entry_statuses(&[4]),
+    ]);
+    assert_eq!(rig.tick().balloon, Frames::new(1));
+    // And the tick after, it comes back.
+    rig.expect([target(4096, 0), batch(Command::BatchedUnlock, 1, 0)]);
+    assert_eq!(rig.tick().balloon, Frames::ZERO);
+    rig.finish();
+}
+
+#[test]
+fn legacy_host_uses_single_page_commands() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect([
+        Expect::call(0, FULL, 0).replies(0, 0, 0),
+        Expect::call(4, 4, 0).replies(0, 0, 0),
+        target(4096, 3),
+        Expect::call(2, 0, 0).replies(0, 3, 0),
+        Expect::call(2, 1, 0).replies(0, 3, 0),
+        Expect::call(2, 2, 0).replies(0, 3, 0),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(3));
+    assert_eq!(r.calls, 4);
+    // 2 frames over a target of 1: within the slack, so nothing happens.
+    rig.expect([target(4096, 1)]);
+    assert_eq!(rig.tick().deflated, Frames::ZERO);
+    // A zero target empties it, one UNLOCK per page, most recent chunk first.
+    rig.expect([
+        target(4096, 0),
+        Expect::call(3, 0, 0).replies(0, 0, 0),
+        Expect::call(3, 1, 0).replies(0, 0, 0),
+        Expect::call(3, 2, 0).replies(0, 0, 0),
+    ]);
+    assert_eq!(rig.tick().balloon, Frames::ZERO);
+    rig.finish();
+}
+
+#[test]
+fn no_balloon_host_touches_no_page() {
+    // QEMU's vmport and bare metal read all ones from port 0x5670.
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    let no_host = || Expect::call(0, FULL, 0).replies(u32::MAX, FULL, 0);
+    rig.expect([no_host()]);
+    let r = rig.tick();
+    assert_eq!(r.state, SessionState::NoHost);
+    assert_eq!(
+        rig.world.allocations(PageSize::Small) + rig.world.allocations(PageSize::Large),
+        0
+    );
+    // Exponential back-off: retried after 1 s, then after 2 s (one silent tick), ...
+    rig.expect([no_host()]);
+    rig.tick();
+    assert_eq!(rig.tick().calls, 0);
+    rig.expect([no_host()]);
+    rig.tick();
+    assert_eq!(rig.balloon.stats().get(Counter::StartFailures), 3);
+    assert_eq!(rig.world.balloon_frames(), Frames::ZERO);
+    rig.finish();
+}
+
+#[test]
+fn batching_without_a_batch_page_sends_null_start() {
+    let host = ScriptedBackdoor::without_batch_page([
+        Expect::call(0, FULL, 0).replies(OK_CAPS, 0, FULL),
+        Expect::call(0, 0, 0).replies(0, 0, 0),
+    ]);
+    let world = FakeWorld::new(1024, 100, 0);
+    let mut b = Balloon::new(
+        host.clone(),
+        world.pages(),
+        world.memory(),
+        ManualClock::new(),
+        Config::default(),
+    );
+    let r = b.tick();
+    assert_eq!(r.error, Some(Error::NoBatchPage));
+    assert_eq!(r.state, SessionState::NoHost);
+    host.done();
+}
+
+#[test]
+fn unknown_memory_state_holds() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.world.fail_snapshots(true);
+    rig.expect(handshake(BATCHED_4K));
+    let r = rig.tick();
+    assert_eq!(
+        r.balloon,
+        Frames::ZERO,
+        "no snapshot yet: no TARGET, no inflation"
+    );
+    rig.world.fail_snapshots(false);
+    rig.expect([target(4096, 100), batch(Command::BatchedLock, 100, 100)]);
+    rig.tick();
+    rig.world.fail_snapshots(true);
+    rig.expect([target(4096, 1000)]);
+    let r = rig.tick();
+    assert_eq!(r.error, Some(Error::MemoryUnavailable));
+    assert_eq!(r.balloon, Frames::new(100));
+    rig.finish();
+}
+
+#[test]
+fn target_too_wide_for_32_bits_skips_the_tick() {
+    // 16 TiB + of RAM without the 64-bit capability: Linux refuses to send TARGET.
+    let host = ScriptedBackdoor::new(handshake(BATCHED_4K));
+    let world = FakeWorld::new(64, 8, 0);
+    let mut b = Balloon::new(
+        host.clone(),
+        world.pages(),
+        BigMemory,
+        ManualClock::new(),
+        Config::default(),
+    );
+    let r = b.tick();
+    assert!(matches!(r.error, Some(Error::TooWide { .. })));
+    assert_eq!(r.balloon, Frames::ZERO);
+    host.done();
+}
+
+struct BigMemory;
+
+impl MemorySource for BigMemory {
+    fn snapshot(&mut self) -> Result<MemorySnapshot, crate::platform::MemoryError> {
+        Ok(MemorySnapshot {
+            total: Frames::new(u64::from(u32::MAX) + 1),
+            ..MemorySnapshot::default()
+        })
+    }
+}
+
+#[test]
+fn shutdown_sends_null_start_first_and_returns_every_page() {
+    let mut rig = Rig::kb();
+    rig.expect(handshake(FULL)).expect([
+        target(4096, 513),
+        batch(Command::Batched2mLock, 1, 513),
+        batch(Command::BatchedLock, 1, 513),
+    ]);
+    rig.tick();
+    assert_eq!(rig.world.balloon_frames(), Frames::new(513));
+    rig.expect([Expect::call(0, 0, 0).replies(0, 0, 0)]);
+    let freed = rig.balloon.shutdown();
+    assert_eq!(freed, Frames::new(513));
+    assert_eq!(rig.world.balloon_frames(), Frames::ZERO);
+    assert_eq!(rig.balloon.size(), Frames::ZERO);
+    rig.finish();
+}
+
+#[test]
+fn work_bound_splits_a_huge_inflate_across_immediate_ticks() {
+    let mut rig = Rig::new(8192, 100, 8192, Config::default());
+    let t = mib(4200).get();
+    // 1024 batches of 512 small pages (2 GiB) per tick, then `more_work`.
+    rig.expect(handshake(BATCHED_4K)).expect([target(8192, t)]);
+    rig.expect((0..MAX_BATCHES_PER_TICK).map(|_| batch(Command::BatchedLock, 512, t)));
+    let r = rig.tick();
+    assert!(r.more_work);
+    assert_eq!(r.balloon, mib(2048));
+    rig.expect([target(8192, t)]);
+    rig.expect((0..MAX_BATCHES_PER_TICK).map(|_| batch(Command::BatchedLock, 512, t)));
+    assert!(rig.tick().more_work);
+    rig.expect([target(8192, t)])
+        .expect((0..52).map(|_| batch(Command::BatchedLock, 512, t)));
+    let r = rig.tick();
+    assert!(!r.more_work);
+    assert_eq!(r.balloon, mib(4200));
+    assert_eq!(rig.balloon.stats().get(Counter::TicksContinued), 2);
+    rig.finish();
+}
