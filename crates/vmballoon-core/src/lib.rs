@@ -3,12 +3,45 @@
 //!
 //! `no_std`, no `unsafe`, no heap, no panics. The core talks to the world only through
 //! four traits with methods on `self`: [`protocol::Backdoor`] (one hypervisor call plus the
-//! batch page), `PageAllocator`, `MemorySource` and `Clock`. The driver implements them
-//! over the NT kernel; the simulator implements them over models; tests use the doubles
-//! in `fake` (feature `fake`).
+//! batch page), [`platform::PageAllocator`], [`platform::MemorySource`] and
+//! [`platform::Clock`]. The driver implements them over the NT kernel; the simulator over
+//! models of a VMware host and the Windows memory manager; tests use the doubles in
+//! `fake` (feature `fake`).
 //!
 //! Layout: [`units`] (typed `Frames`, `Pfn`, `PageSize`), [`protocol`] (wire format),
-//! [`channel`] (the one choke point for host calls), [`stats`], [`error`].
+//! [`channel`] (the one choke point for host calls), [`config`] (registry values and
+//! their validation), [`policy`] (the safe ceiling and the per-tick plan, pure functions),
+//! [`engine`] (the state machine), [`stats`], [`error`].
+//!
+//! # Example
+//!
+//! The construction order the driver and the simulator use: platform first, then the
+//! engine, then one `tick` per poll interval.
+//!
+//! ```
+//! # #[cfg(feature = "fake")] {
+//! use vmballoon_core::config::Config;
+//! use vmballoon_core::engine::{Balloon, SessionState};
+//! use vmballoon_core::fake::{Expect, FakeWorld, ManualClock, ScriptedBackdoor};
+//! use vmballoon_core::units::Frames;
+//!
+//! // A host that grants everything and asks for 64 MiB (16384 frames).
+//! let host = ScriptedBackdoor::new([
+//!     Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E), // START
+//!     Expect::call(4, 4, 0).replies(0, 0, 0),                  // GUEST_ID (Windows)
+//!     Expect::command(1).replies(0, 16384, 0),                 // TARGET
+//!     Expect::command(8).replies(0, 16384, 0),                 // BATCHED_2M_LOCK x 32
+//! ]);
+//! let guest = FakeWorld::new(4096, 300, 4096); // 4 GiB RAM, 300 MiB OS, 4 GiB page file
+//! let mut balloon =
+//!     Balloon::new(host.clone(), guest.pages(), guest.memory(), ManualClock::new(), Config::default());
+//!
+//! let report = balloon.tick();
+//! assert_eq!(report.state, SessionState::Running);
+//! assert_eq!(report.balloon, Frames::from_mib(64));
+//! host.done();
+//! # }
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(
