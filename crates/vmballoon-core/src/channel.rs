@@ -278,28 +278,25 @@ impl<B: Backdoor> Channel<B> {
         mut pfn_of: impl FnMut(usize) -> Option<Pfn>,
     ) -> Transfer {
         let mut out = Transfer::empty(None);
-        // Build the batch from the pages we can express; `slot_of[k]` maps entry k back to
-        // its page index in the chunk.
         let Some((page, batch_pfn)) = self.backdoor.batch_page() else {
             return Transfer::empty(Some(Error::NoBatchPage));
         };
-        let mut local_refused = PageMask::EMPTY;
+        // Build the batch from the pages we can express. `slots` maps entry k back to its
+        // page index in the chunk: the k-th set bit (usually all of 0..count).
+        let mut slots = PageMask::first(count);
         let mut entries = 0usize;
-        let mut slots = PageMask::EMPTY;
         for i in 0..count {
-            match pfn_of(i) {
-                Some(pfn) => {
-                    if let Some(e) = page.entries.get_mut(entries) {
-                        *e = BatchEntry::for_page(pfn).raw().to_le();
-                        entries = entries.saturating_add(1);
-                        slots.insert(i);
-                    }
-                }
-                None => local_refused.insert(i),
+            let Some(pfn) = pfn_of(i) else {
+                slots.remove(i);
+                continue;
+            };
+            if let Some(e) = page.entries.get_mut(entries) {
+                *e = BatchEntry::for_page(pfn).raw().to_le();
+                entries = entries.saturating_add(1);
             }
         }
         if direction == Direction::Lock {
-            out.refused = local_refused;
+            out.refused = slots.complement_within(count);
         }
         if entries == 0 {
             return out;
@@ -327,11 +324,16 @@ impl<B: Backdoor> Channel<B> {
         };
         for (k, i) in slots.iter().enumerate() {
             let raw = page.entries.get(k).copied().map_or(u64::MAX, u64::from_le);
-            let entry = BatchEntry::from_raw(raw);
             // A host that rewrote the address bits has told us nothing about our page:
             // treat it as not done (lock: freed; unlock: stays ballooned).
-            let expected = pfn_of(i);
-            let status = if Some(entry.pfn()) == expected {
+            let expected = pfn_of(i).map(BatchEntry::for_page);
+            if Some(BatchEntry::from_raw(raw)) == expected {
+                // Fast path: address intact and status bits zero (SUCCESS).
+                out.done.insert(i);
+                continue;
+            }
+            let entry = BatchEntry::from_raw(raw);
+            let status = if Some(entry.pfn()) == expected.map(BatchEntry::pfn) {
                 entry.status()
             } else {
                 Status::Failure

@@ -661,3 +661,179 @@ impl MemorySource for FakeMemory {
         Ok(self.0.snapshot())
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Minimal-cost platform for benchmarks: an always-willing host, a range allocator and a
+// fixed memory snapshot, so that a measurement sees the engine's own work.
+// ---------------------------------------------------------------------------------------
+
+/// A host that grants `capabilities`, answers every command with SUCCESS and the target
+/// it was given, and leaves every batch entry's status at SUCCESS. Minimal work per call.
+#[derive(Debug)]
+pub struct OpenHost {
+    capabilities: u64,
+    target: u64,
+    page: std::boxed::Box<BatchPage>,
+    calls: u64,
+}
+
+impl OpenHost {
+    /// A host granting `capabilities` (e.g. `0x2E`) with target `target` frames.
+    #[must_use]
+    pub fn new(capabilities: u64, target: Frames) -> Self {
+        Self {
+            capabilities,
+            target: target.get(),
+            page: std::boxed::Box::new(BatchPage::zeroed()),
+            calls: 0,
+        }
+    }
+
+    /// Changes the target.
+    pub fn set_target(&mut self, target: Frames) {
+        self.target = target.get();
+    }
+
+    /// Calls made.
+    #[must_use]
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+}
+
+impl Backdoor for OpenHost {
+    fn call(&mut self, command: u32, _arg1: u64, _arg2: u64) -> RawReply {
+        self.calls += 1;
+        match command {
+            0 => RawReply {
+                status: 0x0300_0000,
+                result: 0,
+                capabilities: self.capabilities,
+            },
+            _ => RawReply {
+                status: 0,
+                result: self.target,
+                capabilities: 0,
+            },
+        }
+    }
+
+    fn batch_page(&mut self) -> Option<(&mut BatchPage, Pfn)> {
+        Some((&mut self.page, Pfn::new(1)?))
+    }
+}
+
+/// A chunk of [`RangePages`]: a run of consecutive pages.
+#[derive(Debug)]
+pub struct RangeChunk {
+    size: PageSize,
+    first: u64,
+    pages: usize,
+}
+
+/// An allocator that hands out consecutive page ranges from an endless supply and keeps
+/// stored chunks in two stacks: the cheapest possible platform.
+#[derive(Debug, Default)]
+pub struct RangePages {
+    next: u64,
+    stored: [Vec<RangeChunk>; 2],
+    out_frames: u64,
+}
+
+impl RangePages {
+    /// An empty allocator.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Frames handed out and not freed.
+    #[must_use]
+    pub fn out_frames(&self) -> u64 {
+        self.out_frames
+    }
+}
+
+impl PageAllocator for RangePages {
+    type Chunk = RangeChunk;
+
+    fn allocate(&mut self, size: PageSize, pages: usize) -> Option<RangeChunk> {
+        let per = size.frames().get();
+        // Align 2 MiB pages.
+        self.next = self.next.div_ceil(per) * per;
+        let first = self.next;
+        self.next += per * pages as u64;
+        self.out_frames += per * pages as u64;
+        Some(RangeChunk { size, first, pages })
+    }
+
+    fn page_count(&self, chunk: &RangeChunk) -> usize {
+        chunk.pages
+    }
+
+    fn page_size(&self, chunk: &RangeChunk) -> PageSize {
+        chunk.size
+    }
+
+    fn pfn(&self, chunk: &RangeChunk, index: usize) -> Option<Pfn> {
+        if index >= chunk.pages {
+            return None;
+        }
+        Pfn::new(chunk.first + index as u64 * chunk.size.frames().get())
+    }
+
+    fn retain(&mut self, chunk: &mut RangeChunk, keep: &PageMask, _hold: &PageMask) {
+        // Ranges stay contiguous only for prefixes and suffixes, which is all the engine
+        // produces with an always-willing host (a deflate keeps the untouched tail).
+        let kept = keep.len();
+        let dropped = chunk.pages - kept;
+        if kept > 0 && !keep.contains(0) {
+            chunk.first += dropped as u64 * chunk.size.frames().get();
+        }
+        self.out_frames -= dropped as u64 * chunk.size.frames().get();
+        chunk.pages = kept;
+    }
+
+    fn free(&mut self, chunk: RangeChunk) {
+        self.out_frames -= chunk.pages as u64 * chunk.size.frames().get();
+    }
+
+    fn free_refused(&mut self) {}
+
+    fn store(&mut self, chunk: RangeChunk, position: StorePosition) {
+        let list = &mut self.stored[chunk.size.index()];
+        match position {
+            StorePosition::First => list.push(chunk),
+            StorePosition::Last => list.insert(0, chunk),
+        }
+    }
+
+    fn take(&mut self, size: PageSize) -> Option<RangeChunk> {
+        self.stored[size.index()].pop()
+    }
+}
+
+/// A memory source that always reports the same, roomy snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct StaticMemory(pub MemorySnapshot);
+
+impl StaticMemory {
+    /// A guest with `total` RAM, all of it resident available and uncommitted.
+    #[must_use]
+    pub fn roomy(total: Frames) -> Self {
+        Self(MemorySnapshot {
+            total,
+            resident_available: Some(total),
+            available: Some(total),
+            commit_limit: Some(total.saturating_mul(2)),
+            committed: Some(Frames::ZERO),
+            ..MemorySnapshot::default()
+        })
+    }
+}
+
+impl MemorySource for StaticMemory {
+    fn snapshot(&mut self) -> Result<MemorySnapshot, MemoryError> {
+        Ok(self.0)
+    }
+}

@@ -78,5 +78,7 @@ pub mod units;
 
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+#[cfg(feature = "fake")]
+pub mod workload;
 
 pub use error::{Error, Result};

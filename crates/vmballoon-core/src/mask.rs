@@ -18,9 +18,15 @@ impl PageMask {
     /// The set `0..n` (clamped to the capacity).
     #[must_use]
     pub fn first(n: usize) -> Self {
+        let n = n.min(BATCH_CAPACITY);
         let mut m = Self::EMPTY;
-        for i in 0..n.min(BATCH_CAPACITY) {
-            m.insert(i);
+        for (w, word) in m.words.iter_mut().enumerate() {
+            let below = n.saturating_sub(w.saturating_mul(64));
+            *word = match below {
+                0 => 0,
+                1..=63 => (1u64 << below).wrapping_sub(1),
+                _ => u64::MAX,
+            };
         }
         m
     }
@@ -79,9 +85,31 @@ impl PageMask {
         m
     }
 
-    /// The indices in the set, ascending.
+    /// The indices in the set, ascending (one step per set bit, not per index).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..BATCH_CAPACITY).filter(|&i| self.contains(i))
+        self.words.iter().enumerate().flat_map(|(w, &bits)| Bits {
+            bits,
+            base: w.saturating_mul(64),
+        })
+    }
+}
+
+/// The set bits of one word, lowest first.
+struct Bits {
+    bits: u64,
+    base: usize,
+}
+
+impl Iterator for Bits {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.bits == 0 {
+            return None;
+        }
+        let bit = self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits.wrapping_sub(1);
+        Some(self.base.saturating_add(bit))
     }
 }
 
@@ -106,6 +134,14 @@ mod tests {
         assert_eq!(c.len(), 64);
         assert!(!c.contains(0) && c.contains(1) && !c.contains(64) && c.contains(65));
         assert_eq!(PageMask::first(600).len(), 512);
+        for n in [0, 1, 63, 64, 65, 127, 128, 300, 511, 512] {
+            let f = PageMask::first(n);
+            assert_eq!(f.len(), n);
+            assert_eq!(
+                f.iter().collect::<std::vec::Vec<_>>(),
+                (0..n).collect::<std::vec::Vec<_>>()
+            );
+        }
         assert_eq!(m.union(&c).len(), 66 + 1);
     }
 }
