@@ -1,5 +1,48 @@
 //! `vmballoon.sys`: the KMDF glue of the vmballoon Windows balloon driver.
 //!
-//! Everything that touches the NT kernel is behind `cfg(windows)`; off Windows this crate
-//! builds to an empty library so the workspace builds and tests on Linux.
+//! Thin glue over `vmballoon-core`: every module that touches the NT kernel is behind
+//! `cfg(windows)` and holds no balloon policy. The decisions the glue needs that are not
+//! kernel calls are portable modules, built and unit-tested on Linux:
+//!
+//! * [`memsnap`]: `ZwQuerySystemInformation` replies → core `MemorySnapshot`;
+//! * [`events`] and [`etw`]: the `VmBalloon` ETW events and when they are written;
+//! * [`modules`]: is VMware's `vmmemctl.sys` loaded?
+//! * [`schedule`]: how long the worker waits, and when it re-reads the registry.
+//!
+//! Off Windows this crate is an ordinary library of those modules, so the workspace builds
+//! and tests on Linux; `cargo xtask check-windows` type-checks the `cfg(windows)` glue.
 #![cfg_attr(all(windows, not(test)), no_std)]
+
+pub mod etw;
+pub mod events;
+pub mod memsnap;
+pub mod modules;
+pub mod schedule;
+
+#[cfg(all(windows, not(test)))]
+extern crate wdk_panic;
+
+#[cfg(windows)]
+mod batch;
+#[cfg(windows)]
+mod clock;
+#[cfg(windows)]
+mod driver;
+#[cfg(windows)]
+mod kernel;
+#[cfg(windows)]
+mod mdl;
+#[cfg(windows)]
+mod memory;
+#[cfg(windows)]
+mod pages;
+#[cfg(windows)]
+mod power;
+#[cfg(windows)]
+mod registry;
+#[cfg(windows)]
+mod state;
+#[cfg(windows)]
+mod vmmemctl;
+#[cfg(windows)]
+mod worker;

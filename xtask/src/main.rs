@@ -6,6 +6,7 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 mod util;
+mod windows;
 
 /// vmballoon project automation.
 #[derive(Parser)]
@@ -21,6 +22,16 @@ enum Task {
     Ci,
     /// Install the Rust targets the checks need (rustup does not auto-install here).
     Setup,
+    /// Type-check and lint the driver glue for x86_64-pc-windows-msvc against the wdk mirror.
+    CheckWindows,
+    /// Windows only: stage inf/vmballoon.inx as ./vmballoon.inx and run `cargo make`.
+    Package {
+        /// Arguments passed to `cargo make`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The backdoor against a real peer: QEMU's vmport, booted with a probe as /init.
+    QemuPeer,
 }
 
 fn main() -> ExitCode {
@@ -28,6 +39,8 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Ci => ci(),
         Task::Setup => util::ensure_targets(),
+        Task::CheckWindows => windows::check_windows(),
+        Task::Package { args } => windows::package(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +91,7 @@ fn ci() -> util::Result {
             ]),
         )?;
     }
+    windows::check_windows()?;
     util::step(
         "doc",
         Command::new(&cargo)

@@ -1,0 +1,67 @@
+//! The batch page: one physically contiguous 4 KiB page below 4 GiB, mapped and resident,
+//! kept for the whole session and shared with the host by its PFN (`protocol.md` §5). Below
+//! 4 GiB so its PFN fits a 32-bit register on hosts without the 64-bit capability.
+
+use core::ptr::NonNull;
+
+use vmballoon_core::protocol::BatchPage;
+use vmballoon_core::units::Pfn;
+use wdk_sys::ntddk::{
+    MmAllocateContiguousMemorySpecifyCache, MmFreeContiguousMemory, MmGetPhysicalAddress,
+};
+use wdk_sys::{_MEMORY_CACHING_TYPE, LARGE_INTEGER};
+
+/// The mapped batch page and its frame number.
+pub struct BatchMemory {
+    page: NonNull<BatchPage>,
+    pfn: Pfn,
+}
+
+impl BatchMemory {
+    /// Allocates and zeroes the page (PASSIVE_LEVEL). `None` when no such page is free.
+    pub fn new() -> Option<Self> {
+        let bytes = core::mem::size_of::<BatchPage>() as u64;
+        let lowest = LARGE_INTEGER { QuadPart: 0 };
+        let highest = LARGE_INTEGER {
+            QuadPart: 0xFFFF_FFFF,
+        };
+        let boundary = LARGE_INTEGER { QuadPart: 0 };
+        // SAFETY: PASSIVE_LEVEL (DriverEntry); plain value arguments. A one-page block is
+        // page-aligned, so it is the 4 KiB-aligned BatchPage the backdoor needs.
+        let va = unsafe {
+            MmAllocateContiguousMemorySpecifyCache(
+                bytes,
+                lowest,
+                highest,
+                boundary,
+                _MEMORY_CACHING_TYPE::MmCached,
+            )
+        };
+        let page = NonNull::new(va.cast::<BatchPage>())?;
+        // SAFETY: `page` is a fresh, mapped, resident, page-aligned block of one page.
+        unsafe { page.as_ptr().write(BatchPage::zeroed()) };
+        // SAFETY: `va` is a valid nonpaged system address.
+        let pa = unsafe { MmGetPhysicalAddress(va) };
+        // SAFETY: reading the 64-bit view of the LARGE_INTEGER union, always initialised.
+        let pa = unsafe { pa.QuadPart };
+        let Some(pfn) = u64::try_from(pa).ok().map(Pfn::containing) else {
+            // SAFETY: the block from above, unused.
+            unsafe { MmFreeContiguousMemory(va) };
+            return None;
+        };
+        Some(Self { page, pfn })
+    }
+
+    /// The page and its PFN, for `VmwareBackdoor::new`.
+    pub fn parts(&self) -> (NonNull<BatchPage>, Pfn) {
+        (self.page, self.pfn)
+    }
+}
+
+impl Drop for BatchMemory {
+    fn drop(&mut self) {
+        // SAFETY: the block came from MmAllocateContiguousMemorySpecifyCache; the backdoor
+        // that used it is dropped before this (field order in the driver state).
+        unsafe { MmFreeContiguousMemory(self.page.as_ptr().cast()) };
+    }
+}

@@ -1,0 +1,211 @@
+//! `DriverEntry` and `EvtDriverUnload`: a non-PnP KMDF driver (`windows-memory.md` §5.2)
+//! started as a primitive driver's service. It refuses to start, with an NTSTATUS and a
+//! `LoadRefused` ETW error, when the CPU does not report VMware, when the balloon backdoor
+//! does not answer, or when VMware's `vmmemctl.sys` is loaded.
+
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use vmballoon_backdoor::{DetectError, RealCpu, VmwareBackdoor, detect};
+use vmballoon_core::config::Config;
+use vmballoon_core::engine::Balloon;
+use wdk_sys::{
+    _WDF_DRIVER_INIT_FLAGS, DRIVER_OBJECT, NTSTATUS, PCUNICODE_STRING,
+    STATUS_DEVICE_DOES_NOT_EXIST, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+    STATUS_SHARING_VIOLATION, STATUS_SUCCESS, ULONG, WDF_DRIVER_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
+    WDFDRIVER, call_unsafe_wdf_function_binding,
+};
+
+use crate::batch::BatchMemory;
+use crate::clock::KernelClock;
+use crate::etw;
+use crate::events::{Event, Refusal, Tracker};
+use crate::kernel::{Event as KEvent, Thread, pool_alloc, pool_free};
+use crate::memory::KernelMemory;
+use crate::pages::MdlPages;
+use crate::power::Registration;
+use crate::schedule::Schedule;
+use crate::state::{Driver, Shared, Work};
+use crate::vmmemctl;
+use crate::worker::worker_main;
+
+/// The one driver state of this image, for `EvtDriverUnload` (which gets only the
+/// WDFDRIVER). Null before start and after unload.
+static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
+
+// Pool blocks are 16-byte aligned on x64.
+const _: () = assert!(core::mem::align_of::<Driver>() <= 16);
+
+type Refused = (Refusal, NTSTATUS);
+
+/// The driver's entry point.
+///
+/// # Safety
+/// Called once by the I/O manager at PASSIVE_LEVEL with a valid driver object and path.
+// SAFETY: "DriverEntry" is the entry symbol the kernel loader calls; nothing else in this
+// image exports that name.
+#[unsafe(export_name = "DriverEntry")]
+pub unsafe extern "system" fn driver_entry(
+    driver: &mut DRIVER_OBJECT,
+    registry_path: PCUNICODE_STRING,
+) -> NTSTATUS {
+    // SAFETY: unregistered below on failure, and in unload on success.
+    let _ = unsafe { etw::register() };
+    match start(driver, registry_path) {
+        Ok(()) => STATUS_SUCCESS,
+        Err((reason, status)) => {
+            etw::write(&Event::LoadRefused { reason, status });
+            etw::unregister();
+            status
+        }
+    }
+}
+
+fn start(driver: &mut DRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<(), Refused> {
+    // CPUID before any port is touched (vmballoon-backdoor's `detect`).
+    let detected = detect(&mut RealCpu).map_err(|e| match e {
+        DetectError::BackdoorAbsent { .. } => {
+            (Refusal::BackdoorAbsent, STATUS_DEVICE_DOES_NOT_EXIST)
+        }
+        _ => (Refusal::NotVmware, STATUS_NOT_SUPPORTED),
+    })?;
+    // Two balloon drivers would reset each other's session. If the module list cannot be
+    // read at all, start anyway: that failure says nothing about vmmemctl.
+    if vmmemctl::loaded() == Ok(true) {
+        return Err((Refusal::VmmemctlLoaded, STATUS_SHARING_VIOLATION));
+    }
+    let wdf = create_wdf_driver(driver, registry_path).map_err(|s| (Refusal::Resources, s))?;
+    let resources = (Refusal::Resources, STATUS_INSUFFICIENT_RESOURCES);
+    let batch = BatchMemory::new().ok_or(resources)?;
+    let pages = MdlPages::new().ok_or(resources)?;
+    let memory = KernelMemory::open().map_err(|s| (Refusal::Resources, s))?;
+    let (page, pfn) = batch.parts();
+    // SAFETY: VMware was detected; the batch page is resident, 4 KiB aligned, below 4 GiB,
+    // used by nothing else, and freed only after the engine (field order of `Driver`).
+    let backdoor = unsafe { VmwareBackdoor::new(page, pfn) };
+    let config = Config::default();
+    let state = Driver {
+        shared: Shared {
+            stop: KEvent::new(),
+            power: KEvent::new(),
+            power_done: KEvent::new(),
+            leaving_s0: AtomicBool::new(false),
+        },
+        work: UnsafeCell::new(Work {
+            engine: Balloon::new(backdoor, pages, memory, KernelClock, config),
+            wdf,
+            schedule: Schedule::new(config.poll_interval),
+            tracker: Tracker::new(),
+            config: None,
+        }),
+        batch,
+        thread: None,
+        power: None,
+    };
+    let block = pool_alloc::<Driver>(core::mem::size_of::<Driver>()).ok_or(resources)?;
+    // SAFETY: a fresh nonpaged block sized and aligned for a Driver.
+    unsafe { block.as_ptr().write(state) };
+    launch(block, detected.version, detected.product.name()).inspect_err(|_| {
+        // SAFETY: the block holds an initialised Driver that no other thread uses.
+        unsafe { teardown(block, "start-failed") };
+    })
+}
+
+/// Initialises the events in place, reads the registry, starts the worker, hooks power.
+fn launch(block: NonNull<Driver>, version: u32, product: &'static str) -> Result<(), Refused> {
+    let d = block.as_ptr();
+    // SAFETY: `d` is initialised, resident, and will not move; no thread uses it yet.
+    let shared = unsafe { &(*d).shared };
+    // SAFETY: as above: final address, nobody waits yet.
+    unsafe { shared.stop.init(true) };
+    // SAFETY: as above.
+    unsafe { shared.power.init(false) };
+    // SAFETY: as above.
+    unsafe { shared.power_done.init(true) };
+    // SAFETY: `d` is initialised; this only takes the cell's address.
+    let work = unsafe { (*d).work.get() };
+    // SAFETY: the worker does not exist yet, so this thread is `Work`'s only user.
+    unsafe { &mut *work }.reload_config();
+    // SAFETY: the state outlives the thread: teardown joins it before freeing the block.
+    let thread = unsafe { Thread::spawn(Some(worker_main), d.cast()) }
+        .map_err(|s| (Refusal::Resources, s))?;
+    // SAFETY: only this thread touches `thread` and `power` until unload.
+    unsafe { (*d).thread = Some(thread) };
+    // SAFETY: `shared` lives until teardown drops the registration first.
+    let registration =
+        unsafe { Registration::register(shared) }.map_err(|s| (Refusal::Resources, s))?;
+    // SAFETY: as above.
+    unsafe { (*d).power = Some(registration) };
+    DRIVER.store(d, Ordering::Release);
+    etw::write(&Event::Loaded {
+        backdoor_version: version,
+        product,
+    });
+    Ok(())
+}
+
+fn create_wdf_driver(
+    driver: &mut DRIVER_OBJECT,
+    registry_path: PCUNICODE_STRING,
+) -> Result<WDFDRIVER, NTSTATUS> {
+    let mut config = WDF_DRIVER_CONFIG {
+        // The struct is a few dozen bytes: the cast cannot truncate.
+        Size: core::mem::size_of::<WDF_DRIVER_CONFIG>() as ULONG,
+        // Mandatory for a non-PnP driver, else it cannot be unloaded (§5.2).
+        EvtDriverUnload: Some(evt_driver_unload),
+        DriverInitFlags: _WDF_DRIVER_INIT_FLAGS::WdfDriverInitNonPnpDriver as ULONG,
+        ..WDF_DRIVER_CONFIG::default()
+    };
+    let mut wdf: WDFDRIVER = ptr::null_mut();
+    // SAFETY: `driver` and `registry_path` come from DriverEntry; `config` and `wdf` are
+    // live locals; no object attributes.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDriverCreate,
+            ptr::from_mut(driver),
+            registry_path,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &mut config,
+            &mut wdf,
+        )
+    };
+    if status < 0 { Err(status) } else { Ok(wdf) }
+}
+
+/// `EvtDriverUnload`: stops the worker, returns every page, frees everything.
+extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
+    if let Some(block) = NonNull::new(DRIVER.swap(ptr::null_mut(), Ordering::AcqRel)) {
+        // SAFETY: the state DriverEntry published; nothing else frees it.
+        unsafe { teardown(block, "unload") };
+    }
+    etw::unregister();
+}
+
+/// Power hook off first (it waits for a running callback), then the worker, then the engine
+/// shuts down (START(0), every page back to the OS), then the state is dropped and freed.
+///
+/// # Safety
+/// `block` holds an initialised `Driver` and is not used by anyone after this call.
+unsafe fn teardown(block: NonNull<Driver>, cause: &'static str) {
+    let d = block.as_ptr();
+    // SAFETY: our caller's contract; the power callback may still read `shared`, which is
+    // not touched here, and returns before the registration is gone.
+    drop(unsafe { (*d).power.take() });
+    // SAFETY: as above.
+    unsafe { &(*d).shared }.stop.set();
+    // SAFETY: as above.
+    if let Some(thread) = unsafe { (*d).thread.take() } {
+        thread.join();
+    }
+    // SAFETY: our caller's contract; this only takes the cell's address.
+    let work = unsafe { (*d).work.get() };
+    // SAFETY: the worker has ended: this thread is `Work`'s only user.
+    let work = unsafe { &mut *work };
+    let freed = work.engine.shutdown();
+    etw::write(&Event::Stopped { freed, cause });
+    // SAFETY: initialised, unused from here on; drops the engine before the batch page.
+    unsafe { ptr::drop_in_place(d) };
+    // SAFETY: the pool block from `start`, now holding nothing to drop.
+    unsafe { pool_free(block) };
+}

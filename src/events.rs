@@ -1,0 +1,753 @@
+//! What the driver tells ETW, as plain data: the [`Event`]s and the pure decisions that
+//! produce them from an engine [`TickReport`], a validated registry read, and the
+//! driver's lifecycle. [`crate::etw`] turns each [`Event`] into one TraceLogging event;
+//! everything here is portable and unit-tested on Linux.
+//!
+//! Per-tick events are de-duplicated by a [`Tracker`] so that a steady state (a clamp that
+//! holds, a target that does not move, a registry that is re-read every 10 s) does not
+//! write one event per poll.
+
+use vmballoon_core::config::{ConfigIssue, Problem, Validated};
+use vmballoon_core::error::Error;
+use vmballoon_core::policy::{Ceiling, ClampReason};
+use vmballoon_core::protocol::{GUEST_TYPE, LockMode, Session};
+use vmballoon_core::stats::{Counter, Stats};
+use vmballoon_core::units::{Duration, Frames, Instant};
+
+use vmballoon_core::engine::TickReport;
+
+use crate::memsnap::{Diagnostic, InfoClass};
+
+/// How often the periodic `Stats` event is written.
+pub const STATS_PERIOD: Duration = Duration::from_secs(60);
+
+/// Why `DriverEntry` refused to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// CPUID does not report the VMware hypervisor.
+    NotVmware,
+    /// The VMware backdoor did not answer.
+    BackdoorAbsent,
+    /// VMware's own balloon driver (`vmmemctl.sys`) is loaded: two balloon drivers would
+    /// fight over the one host session.
+    VmmemctlLoaded,
+    /// A kernel resource (pool, thread, event, the batch page) could not be obtained.
+    Resources,
+}
+
+impl Refusal {
+    /// Name used in the `LoadRefused` event.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NotVmware => "not-vmware",
+            Self::BackdoorAbsent => "backdoor-absent",
+            Self::VmmemctlLoaded => "vmmemctl-loaded",
+            Self::Resources => "resources",
+        }
+    }
+}
+
+/// One ETW event with its field values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The driver loaded on a VMware guest (backdoor version and product).
+    Loaded {
+        /// GETVERSION's EAX.
+        backdoor_version: u32,
+        /// GETVERSION's product name.
+        product: &'static str,
+    },
+    /// `DriverEntry` refused to start.
+    LoadRefused {
+        /// Why.
+        reason: Refusal,
+        /// The NTSTATUS returned.
+        status: i32,
+    },
+    /// A host session started (START + GUEST_ID).
+    Started {
+        /// Capabilities granted.
+        capabilities: u32,
+        /// Batched (`true`) or single-page commands.
+        batched: bool,
+        /// 2 MiB pages allowed.
+        large_pages: bool,
+        /// The guest type sent in GUEST_ID.
+        guest_type: u32,
+    },
+    /// The balloon was emptied and the session closed (unload, or before sleep/hibernate).
+    Stopped {
+        /// Frames returned to the OS.
+        freed: Frames,
+        /// `unload` or `power`.
+        cause: &'static str,
+    },
+    /// The registry values in effect (first read, and whenever they change).
+    ConfigLoaded {
+        /// `MaxBalloonMB` (0 = none).
+        max_balloon_mb: u64,
+        /// `MaxBalloonPercent` (0 = none).
+        max_balloon_percent: u32,
+        /// `ReserveMB` (0 = automatic).
+        reserve_mb: u64,
+        /// `PollIntervalMs`.
+        poll_interval_ms: u64,
+        /// `UseLargePages`.
+        use_large_pages: bool,
+        /// `DeflateOnLowMemory`.
+        deflate_on_low_memory: bool,
+    },
+    /// A registry value was clamped or replaced by its default.
+    ConfigRejected {
+        /// The value name.
+        param: &'static str,
+        /// `out-of-range` or `wrong-type`.
+        problem: &'static str,
+        /// The value read (0 for a wrong type).
+        value: u32,
+        /// The value used instead.
+        used: u32,
+    },
+    /// The host's target moved.
+    TargetChanged {
+        /// The new target.
+        target: Frames,
+        /// The previous one.
+        previous: Frames,
+    },
+    /// Pages were given to the host.
+    Inflated {
+        /// Frames locked this tick.
+        frames: Frames,
+        /// Balloon size after.
+        balloon: Frames,
+    },
+    /// Pages were taken back from the host (not for low memory).
+    Deflated {
+        /// Frames unlocked this tick.
+        frames: Frames,
+        /// Balloon size after.
+        balloon: Frames,
+        /// The bound that was restored, or `host-target`.
+        reason: &'static str,
+    },
+    /// A guest-side bound holds the balloon below the host's target (written when the
+    /// binding bound changes).
+    CeilingClamped {
+        /// The bound's name (`registry-max`, `resident-available`, `commit`, ...).
+        reason: &'static str,
+        /// The ceiling.
+        ceiling: Frames,
+        /// The host target.
+        target: Frames,
+    },
+    /// The host refused pages.
+    Refused {
+        /// Frames refused this tick.
+        frames: Frames,
+    },
+    /// The host reset the session; every ballooned page went back to the OS.
+    HostReset {
+        /// Frames returned without UNLOCK.
+        popped: Frames,
+    },
+    /// `LowMemoryCondition` made the balloon deflate.
+    LowMemoryDeflate {
+        /// Frames returned this tick.
+        frames: Frames,
+        /// Balloon size after.
+        balloon: Frames,
+    },
+    /// Page allocations came back empty (the OS had nothing to give without waiting).
+    AllocationFailed {
+        /// Empty allocations this tick.
+        failures: u32,
+    },
+    /// A tick ended early on an error.
+    TickError {
+        /// The error kind.
+        kind: &'static str,
+        /// The command involved (`-` if none).
+        command: &'static str,
+        /// A status or value, when the kind has one.
+        value: u64,
+    },
+    /// A memory-information reply was degraded (see [`crate::memsnap`]).
+    MemoryInfoDegraded {
+        /// The information class.
+        class: &'static str,
+        /// What was wrong.
+        kind: &'static str,
+        /// The raw value involved (status, length, count).
+        value: i64,
+    },
+    /// Periodic statistics.
+    Stats {
+        /// Balloon size.
+        balloon: Frames,
+        /// Host target.
+        target: Frames,
+        /// The ceiling (the target when unknown).
+        ceiling: Frames,
+        /// Resident available (`u64::MAX` when unknown).
+        resident_available: u64,
+        /// The engine counters, in [`Counter::ALL`] order ([`COUNTER_NAMES`]).
+        counters: [u64; Counter::COUNT],
+    },
+}
+
+/// The names of [`Event::Stats`]' `counters`, comma-separated, in [`Counter::ALL`] order.
+pub const COUNTER_NAMES: &str = "ticks,inflated-4k,inflated-2m,deflated-4k,deflated-2m,\
+refused-4k,refused-2m,refused-held,unlock-failures,alloc-fail-4k,alloc-fail-2m,\
+short-allocations,sessions-started,start-failures,host-resets,frames-popped,\
+low-memory-deflates,guard-deflates,host-backoffs,ticks-continued";
+
+impl Event {
+    /// The TraceLogging event name.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Loaded { .. } => "Loaded",
+            Self::LoadRefused { .. } => "LoadRefused",
+            Self::Started { .. } => "Started",
+            Self::Stopped { .. } => "Stopped",
+            Self::ConfigLoaded { .. } => "ConfigLoaded",
+            Self::ConfigRejected { .. } => "ConfigRejected",
+            Self::TargetChanged { .. } => "TargetChanged",
+            Self::Inflated { .. } => "Inflated",
+            Self::Deflated { .. } => "Deflated",
+            Self::CeilingClamped { .. } => "CeilingClamped",
+            Self::Refused { .. } => "Refused",
+            Self::HostReset { .. } => "HostReset",
+            Self::LowMemoryDeflate { .. } => "LowMemoryDeflate",
+            Self::AllocationFailed { .. } => "AllocationFailed",
+            Self::TickError { .. } => "TickError",
+            Self::MemoryInfoDegraded { .. } => "MemoryInfoDegraded",
+            Self::Stats { .. } => "Stats",
+        }
+    }
+}
+
+/// The started-session event.
+#[must_use]
+pub fn started(session: &Session) -> Event {
+    Event::Started {
+        capabilities: session.capabilities.bits(),
+        batched: session.mode == LockMode::Batched,
+        large_pages: session.large_pages,
+        guest_type: GUEST_TYPE as u32,
+    }
+}
+
+/// The `TickError` fields of an engine error.
+#[must_use]
+pub fn error_event(error: Error) -> Event {
+    let (kind, command, value) = match error {
+        Error::Reset { command } => ("reset", command.name(), 0),
+        Error::Busy { command } => ("busy", command.name(), 0),
+        Error::Host { command, status } => ("host", command.name(), u64::from(status.raw())),
+        Error::UnknownStatus { command, raw } => ("unknown-status", command.name(), raw.into()),
+        Error::NotStarted { command } => ("not-started", command.name(), 0),
+        Error::NotGranted { command } => ("not-granted", command.name(), 0),
+        Error::TooWide { command, value } => ("too-wide", command.name(), value),
+        Error::ReplyOutOfRange { command, value } => ("reply-out-of-range", command.name(), value),
+        Error::NoBatchPage => ("no-batch-page", "-", 0),
+        Error::MemoryUnavailable => ("memory-unavailable", "-", 0),
+        _ => ("other", "-", 0),
+    };
+    Event::TickError {
+        kind,
+        command,
+        value,
+    }
+}
+
+/// The `MemoryInfoDegraded` event of a [`Diagnostic`].
+#[must_use]
+pub fn diagnostic_event(d: Diagnostic) -> Event {
+    let (class, kind, value): (InfoClass, _, i64) = match d {
+        Diagnostic::QueryFailed { class, status } => (class, "query-failed", status.into()),
+        Diagnostic::UnknownSize {
+            class,
+            return_length,
+        } => (class, "unknown-size", return_length.into()),
+        Diagnostic::ShortBuffer {
+            class,
+            return_length,
+            ..
+        } => (class, "short-buffer", return_length.into()),
+        Diagnostic::NegativeResidentAvailable { class, raw } => {
+            (class, "negative-resident-available", raw)
+        }
+        Diagnostic::UnexpectedPageSize { page_size } => {
+            (InfoClass::Basic, "unexpected-page-size", page_size.into())
+        }
+    };
+    Event::MemoryInfoDegraded {
+        class: class.name(),
+        kind,
+        value,
+    }
+}
+
+/// At most this many events come out of one decision.
+pub const MAX_EVENTS: usize = 12;
+
+/// A short list of events (no heap in the kernel).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Events {
+    items: [Option<Event>; MAX_EVENTS],
+    len: usize,
+}
+
+impl Events {
+    /// Appends `e`; past [`MAX_EVENTS`] the event is dropped (never happens: each decision
+    /// writes fewer, which the tests check).
+    pub fn push(&mut self, e: Event) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = Some(e);
+            self.len = self.len.saturating_add(1);
+        }
+    }
+
+    /// The events, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Event> {
+        self.items.iter().flatten()
+    }
+
+    /// How many.
+    #[must_use]
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The config events for a registry read: `ConfigLoaded` when the values in effect differ
+/// from the previous read (or on the first), and one `ConfigRejected` per bad value, again
+/// only when the set of problems changed — so re-reading every 10 s is silent.
+#[must_use]
+pub fn config_events(now: &Validated, previous: Option<&Validated>) -> Events {
+    let mut out = Events::default();
+    let c = &now.config;
+    if previous.is_none_or(|p| p.config != *c) {
+        out.push(Event::ConfigLoaded {
+            max_balloon_mb: c.max_balloon.map_or(0, Frames::mib_floor),
+            max_balloon_percent: c.max_balloon_percent.map_or(0, u32::from),
+            reserve_mb: c.reserve.map_or(0, Frames::mib_floor),
+            poll_interval_ms: c.poll_interval.as_millis(),
+            use_large_pages: c.use_large_pages,
+            deflate_on_low_memory: c.deflate_on_low_memory,
+        });
+    }
+    if previous.is_none_or(|p| p.issues != now.issues) {
+        for issue in now.issues() {
+            out.push(rejected(issue));
+        }
+    }
+    out
+}
+
+fn rejected(issue: &ConfigIssue) -> Event {
+    let (problem, value) = match issue.problem {
+        Problem::OutOfRange { value, .. } => ("out-of-range", value),
+        Problem::WrongType => ("wrong-type", 0),
+    };
+    Event::ConfigRejected {
+        param: issue.param.name(),
+        problem,
+        value,
+        used: issue.used,
+    }
+}
+
+/// Remembers what was last written, so per-tick events are written on change only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tracker {
+    last_target: Option<Frames>,
+    last_clamp: Option<ClampReason>,
+    last_stats: Option<Instant>,
+}
+
+impl Tracker {
+    /// Nothing written yet.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            last_target: None,
+            last_clamp: None,
+            last_stats: None,
+        }
+    }
+
+    /// The events one tick produces. `stats` are the engine's counters after the tick.
+    pub fn on_tick(&mut self, r: &TickReport, stats: &Stats) -> Events {
+        let mut out = Events::default();
+        if let Some(s) = &r.started {
+            out.push(started(s));
+        }
+        if r.host_reset {
+            out.push(Event::HostReset { popped: r.popped });
+        }
+        if self.last_target.is_some_and(|t| t != r.target) {
+            out.push(Event::TargetChanged {
+                target: r.target,
+                previous: self.last_target.unwrap_or_default(),
+            });
+        }
+        self.last_target = Some(r.target);
+        if !r.inflated.is_zero() {
+            out.push(Event::Inflated {
+                frames: r.inflated,
+                balloon: r.balloon,
+            });
+        }
+        if !r.deflated.is_zero() {
+            out.push(if r.low_memory_deflate {
+                Event::LowMemoryDeflate {
+                    frames: r.deflated,
+                    balloon: r.balloon,
+                }
+            } else {
+                Event::Deflated {
+                    frames: r.deflated,
+                    balloon: r.balloon,
+                    reason: r.reason.unwrap_or(ClampReason::HostTarget).name(),
+                }
+            });
+        }
+        let clamp = r.reason.filter(|c| c.is_guest_bound());
+        if clamp != self.last_clamp
+            && let Some(reason) = clamp
+        {
+            let ceiling = r.ceiling.map_or(r.balloon, |c: Ceiling| c.value);
+            out.push(Event::CeilingClamped {
+                reason: reason.name(),
+                ceiling,
+                target: r.target,
+            });
+        }
+        self.last_clamp = clamp;
+        if !r.refused.is_zero() {
+            out.push(Event::Refused { frames: r.refused });
+        }
+        if r.alloc_failures != 0 {
+            out.push(Event::AllocationFailed {
+                failures: r.alloc_failures,
+            });
+        }
+        if let Some(e) = r.error {
+            out.push(error_event(e));
+        }
+        if self
+            .last_stats
+            .is_none_or(|t| r.at.saturating_since(t) >= STATS_PERIOD)
+        {
+            self.last_stats = Some(r.at);
+            out.push(Event::Stats {
+                balloon: r.balloon,
+                target: r.target,
+                ceiling: r.ceiling.map_or(r.target, |c| c.value),
+                resident_available: r
+                    .snapshot
+                    .and_then(|s| s.resident_available)
+                    .map_or(u64::MAX, Frames::get),
+                counters: Counter::ALL.map(|c| stats.get(c)),
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmballoon_core::config::{Param, RawConfig, RawValue, validate};
+    use vmballoon_core::engine::SessionState;
+    use vmballoon_core::protocol::{Capabilities, Command, Status};
+
+    fn report(at_s: u64) -> TickReport {
+        TickReport {
+            at: Instant::from_nanos(at_s * 1_000_000_000),
+            state: SessionState::Running,
+            started: None,
+            host_reset: false,
+            popped: Frames::ZERO,
+            target: Frames::from_mib(1000),
+            ceiling: None,
+            balloon: Frames::from_mib(500),
+            inflated: Frames::ZERO,
+            deflated: Frames::ZERO,
+            refused: Frames::ZERO,
+            reason: None,
+            low_memory_deflate: false,
+            alloc_failures: 0,
+            calls: 1,
+            error: None,
+            more_work: false,
+            snapshot: None,
+        }
+    }
+
+    fn names(e: &Events) -> Vec<&'static str> {
+        e.iter().map(Event::name).collect()
+    }
+
+    #[test]
+    fn counter_names_follow_counter_order() {
+        let joined: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(COUNTER_NAMES, joined.join(","));
+    }
+
+    #[test]
+    fn event_names_cover_architecture_md() {
+        for required in [
+            "Started",
+            "Stopped",
+            "ConfigLoaded",
+            "ConfigRejected",
+            "TargetChanged",
+            "Inflated",
+            "Deflated",
+            "CeilingClamped",
+            "Refused",
+            "HostReset",
+            "LowMemoryDeflate",
+            "AllocationFailed",
+            "Stats",
+        ] {
+            assert!(crate::etw::EVENT_NAMES.contains(&required), "{required}");
+        }
+        let mut all = crate::etw::EVENT_NAMES.to_vec();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), crate::etw::EVENT_NAMES.len(), "unique names");
+    }
+
+    #[test]
+    fn first_tick_writes_stats_then_only_every_minute() {
+        let mut t = Tracker::new();
+        let s = Stats::new();
+        assert_eq!(names(&t.on_tick(&report(0), &s)), ["Stats"]);
+        assert!(t.on_tick(&report(1), &s).is_empty());
+        assert!(t.on_tick(&report(59), &s).is_empty());
+        assert_eq!(names(&t.on_tick(&report(60), &s)), ["Stats"]);
+    }
+
+    #[test]
+    fn busy_tick_maps_every_field() {
+        let mut t = Tracker::new();
+        let s = Stats::new();
+        let _ = t.on_tick(&report(0), &s);
+        let mut r = report(1);
+        r.started = Session::negotiate(
+            Capabilities::REQUESTED,
+            Status::SuccessWithCapabilities,
+            0x2E,
+        );
+        r.host_reset = true;
+        r.popped = Frames::new(7);
+        r.target = Frames::from_mib(1200);
+        r.inflated = Frames::new(1024);
+        r.refused = Frames::new(3);
+        r.alloc_failures = 2;
+        r.reason = Some(ClampReason::ResidentAvailable);
+        r.ceiling = Some(Ceiling {
+            value: Frames::from_mib(800),
+            reason: ClampReason::ResidentAvailable,
+        });
+        r.error = Some(Error::Busy {
+            command: Command::BatchedLock,
+        });
+        let e = t.on_tick(&r, &s);
+        assert_eq!(
+            names(&e),
+            [
+                "Started",
+                "HostReset",
+                "TargetChanged",
+                "Inflated",
+                "CeilingClamped",
+                "Refused",
+                "AllocationFailed",
+                "TickError"
+            ]
+        );
+        let v: Vec<Event> = e.iter().copied().collect();
+        assert_eq!(
+            v[0],
+            Event::Started {
+                capabilities: 0x2E,
+                batched: true,
+                large_pages: true,
+                guest_type: 4
+            }
+        );
+        assert_eq!(
+            v[2],
+            Event::TargetChanged {
+                target: Frames::from_mib(1200),
+                previous: Frames::from_mib(1000)
+            }
+        );
+        assert_eq!(
+            v[4],
+            Event::CeilingClamped {
+                reason: "resident-available",
+                ceiling: Frames::from_mib(800),
+                target: Frames::from_mib(1200)
+            }
+        );
+        assert_eq!(
+            v[7],
+            Event::TickError {
+                kind: "busy",
+                command: "batched-lock",
+                value: 0
+            }
+        );
+        // The same clamp next tick is not repeated; a different one is.
+        let mut r2 = r;
+        r2.started = None;
+        r2.host_reset = false;
+        r2.inflated = Frames::ZERO;
+        r2.refused = Frames::ZERO;
+        r2.alloc_failures = 0;
+        r2.error = None;
+        assert!(t.on_tick(&r2, &s).is_empty());
+        r2.reason = Some(ClampReason::Commit);
+        assert_eq!(names(&t.on_tick(&r2, &s)), ["CeilingClamped"]);
+        // Following the host again re-arms the clamp event.
+        r2.reason = None;
+        assert!(t.on_tick(&r2, &s).is_empty());
+        r2.reason = Some(ClampReason::Commit);
+        assert_eq!(names(&t.on_tick(&r2, &s)), ["CeilingClamped"]);
+    }
+
+    #[test]
+    fn deflates_are_low_memory_or_plain() {
+        let mut t = Tracker::new();
+        let s = Stats::new();
+        let _ = t.on_tick(&report(0), &s);
+        let mut r = report(1);
+        r.deflated = Frames::new(512);
+        r.low_memory_deflate = true;
+        r.reason = Some(ClampReason::LowMemory);
+        let e: Vec<Event> = t.on_tick(&r, &s).iter().copied().collect();
+        assert_eq!(
+            e[0],
+            Event::LowMemoryDeflate {
+                frames: Frames::new(512),
+                balloon: Frames::from_mib(500)
+            }
+        );
+        assert_eq!(e[1].name(), "CeilingClamped");
+        let mut r = report(2);
+        r.deflated = Frames::new(256);
+        let e: Vec<Event> = t.on_tick(&r, &s).iter().copied().collect();
+        assert_eq!(
+            e,
+            [Event::Deflated {
+                frames: Frames::new(256),
+                balloon: Frames::from_mib(500),
+                reason: "host-target"
+            }]
+        );
+    }
+
+    #[test]
+    fn stats_event_carries_counters_and_unknown_resident_available() {
+        let mut t = Tracker::new();
+        let mut s = Stats::new();
+        s.add(Counter::Inflated2m, 5);
+        let e = t.on_tick(&report(0), &s);
+        let Some(Event::Stats {
+            counters,
+            resident_available,
+            ceiling,
+            ..
+        }) = e.iter().next().copied()
+        else {
+            panic!("no stats");
+        };
+        assert_eq!(counters[Counter::Inflated2m.index()], 5);
+        assert_eq!(resident_available, u64::MAX);
+        assert_eq!(ceiling, Frames::from_mib(1000));
+    }
+
+    #[test]
+    fn config_events_only_on_change() {
+        let ram = Frames::from_mib(4096);
+        let a = validate(&RawConfig::new().with(Param::MaxBalloonMb, 1330), ram);
+        let first = config_events(&a, None);
+        assert_eq!(
+            first.iter().copied().collect::<Vec<_>>(),
+            [Event::ConfigLoaded {
+                max_balloon_mb: 1330,
+                max_balloon_percent: 0,
+                reserve_mb: 0,
+                poll_interval_ms: 1000,
+                use_large_pages: true,
+                deflate_on_low_memory: true
+            }]
+        );
+        assert!(config_events(&a, Some(&a)).is_empty());
+        let mut raw = RawConfig::new().with(Param::PollIntervalMs, 5);
+        raw.set(Param::UseLargePages, RawValue::WrongType);
+        let b = validate(&raw, ram);
+        let e: Vec<Event> = config_events(&b, Some(&a)).iter().copied().collect();
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[1],
+            Event::ConfigRejected {
+                param: "PollIntervalMs",
+                problem: "out-of-range",
+                value: 5,
+                used: 100
+            }
+        );
+        assert_eq!(
+            e[2],
+            Event::ConfigRejected {
+                param: "UseLargePages",
+                problem: "wrong-type",
+                value: 0,
+                used: 1
+            }
+        );
+        assert!(config_events(&b, Some(&b)).is_empty());
+    }
+
+    #[test]
+    fn errors_and_diagnostics_have_names() {
+        assert_eq!(
+            error_event(Error::Host {
+                command: Command::Start,
+                status: Status::Failure
+            }),
+            Event::TickError {
+                kind: "host",
+                command: "start",
+                value: 0xFFFF_FFFF
+            }
+        );
+        assert_eq!(
+            diagnostic_event(Diagnostic::UnknownSize {
+                class: InfoClass::Performance,
+                return_length: 0x160
+            }),
+            Event::MemoryInfoDegraded {
+                class: "SystemPerformanceInformation",
+                kind: "unknown-size",
+                value: 0x160
+            }
+        );
+        assert_eq!(Refusal::VmmemctlLoaded.name(), "vmmemctl-loaded");
+    }
+}

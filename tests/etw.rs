@@ -1,0 +1,40 @@
+//! The ETW plumbing outside the code: the provider GUID used by `vmballoon.wprp` (and the
+//! README's `logman` commands) is the one the driver registers, `Guid::from_name("VmBalloon")`,
+//! and the WPR profile is usable for a kernel-mode provider. The event definitions themselves
+//! are unit-tested in `src/events.rs` and `src/etw.rs`.
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))).expect(rel)
+}
+
+fn guid() -> String {
+    let bytes = tracelogging::Guid::from_name("VmBalloon").to_utf8_bytes();
+    String::from_utf8(bytes.to_vec()).expect("ascii")
+}
+
+#[test]
+fn provider_guid_is_derived_from_the_name() {
+    // The EventSource name hash, checked independently of the crate once:
+    // SHA-1(namespace 482C2DB2-C390-47C8-87F8-1A15BFC130FB + UTF-16BE("VMBALLOON")).
+    assert_eq!(guid(), "c32c124f-a9a5-5fff-ef5c-83271fc44811");
+    let src = read("src/etw.rs");
+    assert!(src.contains(r#"define_provider!(VMBALLOON, "VmBalloon")"#));
+    assert!(src.contains(&format!("PROVIDER_GUID: &str = \"{}\"", guid())));
+}
+
+#[test]
+fn wpr_profile_enables_the_kernel_mode_provider() {
+    let wprp = read("vmballoon.wprp");
+    let provider = wprp
+        .lines()
+        .find(|l| l.contains("<EventProvider "))
+        .expect("an EventProvider");
+    assert!(
+        provider.contains(&format!("Name=\"{}\"", guid())),
+        "{provider}"
+    );
+    // Required for providers that log from kernel mode (windows-memory.md §6.4).
+    assert!(provider.contains("NonPagedMemory=\"true\""), "{provider}");
+    assert!(wprp.contains("<Level Value=\"5\" />"));
+    assert!(wprp.contains("LoggingMode=\"File\""));
+}

@@ -1,0 +1,97 @@
+//! Functions (wdm.h / ntddk.h), as bindgen declares them on x64: `unsafe extern "C"`,
+//! `#[must_use]` when they return NTSTATUS.
+
+use crate::types::*;
+
+unsafe extern "C" {
+    // Pool
+    pub fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
+    pub fn ExFreePoolWithTag(P: PVOID, Tag: ULONG);
+    pub fn ExFreePool(P: PVOID);
+    // Memory manager
+    pub fn MmAllocatePagesForMdlEx(
+        LowAddress: PHYSICAL_ADDRESS,
+        HighAddress: PHYSICAL_ADDRESS,
+        SkipBytes: PHYSICAL_ADDRESS,
+        TotalBytes: SIZE_T,
+        CacheType: MEMORY_CACHING_TYPE,
+        Flags: ULONG,
+    ) -> PMDL;
+    pub fn MmFreePagesFromMdl(MemoryDescriptorList: PMDL);
+    pub fn MmAllocateContiguousMemorySpecifyCache(
+        NumberOfBytes: SIZE_T,
+        LowestAcceptableAddress: PHYSICAL_ADDRESS,
+        HighestAcceptableAddress: PHYSICAL_ADDRESS,
+        BoundaryAddressMultiple: PHYSICAL_ADDRESS,
+        CacheType: MEMORY_CACHING_TYPE,
+    ) -> PVOID;
+    pub fn MmFreeContiguousMemory(BaseAddress: PVOID);
+    pub fn MmGetPhysicalAddress(BaseAddress: PVOID) -> PHYSICAL_ADDRESS;
+    // Events and waits
+    pub fn KeInitializeEvent(Event: PRKEVENT, Type: EVENT_TYPE, State: BOOLEAN);
+    pub fn KeSetEvent(Event: PRKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -> LONG;
+    pub fn KeClearEvent(Event: PRKEVENT);
+    pub fn KeReadStateEvent(Event: PRKEVENT) -> LONG;
+    #[must_use]
+    pub fn KeWaitForSingleObject(
+        Object: PVOID,
+        WaitReason: KWAIT_REASON,
+        WaitMode: KPROCESSOR_MODE,
+        Alertable: BOOLEAN,
+        Timeout: PLARGE_INTEGER,
+    ) -> NTSTATUS;
+    #[must_use]
+    pub fn KeWaitForMultipleObjects(
+        Count: ULONG,
+        Object: *mut PVOID,
+        WaitType: WAIT_TYPE,
+        WaitReason: KWAIT_REASON,
+        WaitMode: KPROCESSOR_MODE,
+        Alertable: BOOLEAN,
+        Timeout: PLARGE_INTEGER,
+        WaitBlockArray: PKWAIT_BLOCK,
+    ) -> NTSTATUS;
+    pub fn IoCreateNotificationEvent(EventName: PUNICODE_STRING, EventHandle: PHANDLE) -> PKEVENT;
+    // Time and IRQL
+    pub fn KeQueryInterruptTimePrecise(QpcTimeStamp: PULONG64) -> ULONG64;
+    pub fn KeGetCurrentIrql() -> KIRQL;
+    // Threads and objects
+    #[must_use]
+    pub fn PsCreateSystemThread(
+        ThreadHandle: PHANDLE,
+        DesiredAccess: ULONG,
+        ObjectAttributes: POBJECT_ATTRIBUTES,
+        ProcessHandle: HANDLE,
+        ClientId: PCLIENT_ID,
+        StartRoutine: PKSTART_ROUTINE,
+        StartContext: PVOID,
+    ) -> NTSTATUS;
+    #[must_use]
+    pub fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS;
+    #[must_use]
+    pub fn ObReferenceObjectByHandle(
+        Handle: HANDLE,
+        DesiredAccess: ACCESS_MASK,
+        ObjectType: POBJECT_TYPE,
+        AccessMode: KPROCESSOR_MODE,
+        Object: *mut PVOID,
+        HandleInformation: POBJECT_HANDLE_INFORMATION,
+    ) -> NTSTATUS;
+    pub fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR;
+    #[must_use]
+    pub fn ZwClose(Handle: HANDLE) -> NTSTATUS;
+    // Callback objects
+    #[must_use]
+    pub fn ExCreateCallback(
+        CallbackObject: *mut PCALLBACK_OBJECT,
+        ObjectAttributes: POBJECT_ATTRIBUTES,
+        Create: BOOLEAN,
+        AllowMultipleCallbacks: BOOLEAN,
+    ) -> NTSTATUS;
+    pub fn ExRegisterCallback(
+        CallbackObject: PCALLBACK_OBJECT,
+        CallbackFunction: PCALLBACK_FUNCTION,
+        CallbackContext: PVOID,
+    ) -> PVOID;
+    pub fn ExUnregisterCallback(CallbackRegistration: PVOID);
+}
