@@ -5,6 +5,7 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod qemu;
 mod util;
 mod windows;
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Task::Setup => util::ensure_targets(),
         Task::CheckWindows => windows::check_windows(),
         Task::Package { args } => windows::package(&args),
+        Task::QemuPeer => qemu::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,6 +79,7 @@ fn ci() -> util::Result {
         ]),
     )?;
     util::step("test", Command::new(&cargo).args(["test", "--workspace"]))?;
+    qemu::run()?;
     for target in util::CROSS_TARGETS {
         util::step(
             &format!("build core+backdoor for {target}"),

@@ -1,4 +1,5 @@
-//! The one `in eax, dx`: the only inline assembly in vmballoon.
+//! The one `in eax, dx`: the only inline assembly in the driver (the QEMU test probe in
+//! `xtask/qemu-probe` has one `out` of its own, to exit the test VM).
 //!
 //! Both ports go through [`port_call`]: the balloon port (`0x5670`) for every balloon
 //! command, and the general backdoor port (`0x5658`) for the GETVERSION and GETRAMSIZE
