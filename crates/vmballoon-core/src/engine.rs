@@ -441,7 +441,12 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 Some(Direction::Unlock) => Motion::Deflating,
             };
             let keep_going = match policy::plan(balloon, ceiling, &snap, &self.config, motion) {
-                Plan::Hold => false,
+                Plan::Hold => {
+                    if snap.low_memory && ceiling.value > balloon {
+                        report.reason = Some(ClampReason::LowMemory);
+                    }
+                    false
+                }
                 Plan::Inflate(frames) => self.inflate_batch(now, frames, &mut cycle, report),
                 Plan::Deflate(frames, reason) => {
                     self.deflate_batch(now, frames, reason, &mut cycle, report)

@@ -200,7 +200,8 @@ pub enum Motion {
 /// The per-tick plan for a balloon of `balloon` frames under `ceiling`.
 ///
 /// * `LowMemoryCondition` (when `DeflateOnLowMemory`) deflates at least one
-///   [`low_memory_step`] without waiting for the host, and never inflates.
+///   [`low_memory_step`] without waiting for the host; signalled, it always blocks
+///   inflation.
 /// * Above a guest-side bound (registry cap, resident available, commit) the balloon
 ///   deflates exactly to the bound: the floor is restored at once.
 /// * Above the host target it deflates only past the 2 MiB [`SLACK`] (or to zero when the
@@ -234,6 +235,10 @@ pub fn plan(
             }
             reason => Plan::Deflate(over, reason),
         };
+    }
+    // Never inflate while Windows reports low memory, whether or not it may deflate.
+    if snap.low_memory {
+        return Plan::Hold;
     }
     let room = ceiling.value.saturating_sub(balloon);
     let hysteresis = motion == Motion::Idle && ceiling.reason.is_guest_bound() && room < SLACK;
@@ -531,7 +536,7 @@ mod tests {
             plan(Frames::from_mib(1000), tight, &s, &config, Motion::Idle),
             Plan::Deflate(Frames::from_mib(500), ClampReason::LowMemory)
         );
-        // With DeflateOnLowMemory = 0 the signal is ignored.
+        // With DeflateOnLowMemory = 0 the signal does not deflate, but still blocks inflation.
         let off = validate(
             &RawConfig::new().with(Param::DeflateOnLowMemory, 0),
             Frames::from_mib(4 * GIB),
@@ -539,7 +544,11 @@ mod tests {
         .config;
         assert_eq!(
             plan(Frames::from_mib(1000), c, &s, &off, Motion::Idle),
-            Plan::Inflate(Frames::from_mib(1000))
+            Plan::Hold
+        );
+        assert_eq!(
+            plan(Frames::from_mib(1000), tight, &s, &off, Motion::Idle),
+            Plan::Deflate(Frames::from_mib(500), ClampReason::ResidentAvailable)
         );
     }
 
