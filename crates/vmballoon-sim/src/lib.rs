@@ -1,1 +1,54 @@
-//! placeholder
+//! `vmballoon-sim`: the vmballoon engine (and peer balloon policies) against a simulated
+//! VMware host and a simulated Windows memory manager.
+//!
+//! This is how vmballoon is judged without a Windows VM, and the harness of the
+//! end-to-end tests and benchmarks:
+//!
+//! * [`FakeHost`] ([`host`]): the VMware host side of the balloon protocol, with a
+//!   protocol checker;
+//! * [`FakeGuest`] ([`guest`]): the Windows memory manager (RAM in 2 MiB blocks, resident
+//!   available and commit accounting, `MmAllocatePagesForMdlEx`, pinned memory by kind,
+//!   `LowMemoryCondition`);
+//! * [`Scenario`] ([`scenario`]): the TOML scenario format of `scenario-format.md`;
+//! * [`runner`]: simulated time, events and ticks; [`report`]: summary and timeline;
+//!   [`plot`]: the SVG; [`cli`]: the `vmballoon-sim` command line;
+//! * [`Policy`] ([`policy`]): the seam for balloon implementations: the engine
+//!   ([`PolicyKind::Vmballoon`]) and a pinned-page-unaware balloon ([`naive`]).
+//!
+//! ```
+//! use vmballoon_sim::{PolicyKind, Scenario, runner};
+//!
+//! let scenario = Scenario::builtin();
+//! let run = runner::run(&scenario, PolicyKind::Vmballoon);
+//! assert_eq!(run.summary.guest_alloc_failures, 0);
+//! assert_eq!(run.summary.protocol_violations, 0);
+//! ```
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod cli;
+pub mod guest;
+pub mod host;
+pub mod naive;
+pub mod plot;
+pub mod policy;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod world;
+
+pub use guest::{FakeGuest, GuestModel, GuestSpec, PinKind};
+pub use host::{FakeHost, HostModel, HostSpec};
+pub use policy::{Policy, PolicyKind};
+pub use report::{Summary, TimelineRow};
+pub use runner::{RunResult, run};
+pub use scenario::{Scenario, ScenarioError};
+pub use vmballoon_core::fake::ManualClock;
+
+/// `serde_json`, re-exported for tools and tests that read `--json` output.
+pub use serde_json;

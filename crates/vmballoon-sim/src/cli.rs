@@ -1,0 +1,198 @@
+//! The `vmballoon-sim` command line (`scenario-format.md`, "Command line"), as a library
+//! function so tests run it in-process with arguments and captured output.
+//!
+//! ```text
+//! vmballoon-sim [SCENARIO.toml] [--policy vmballoon|naive] [--json SUMMARY.json]
+//!               [--timeline TIMELINE.csv] [--svg PLOT.svg]
+//! ```
+//!
+//! Without `--policy` both policies run and stdout compares them side by side; `--json`
+//! and `--timeline` then describe the vmballoon run (the JSON object carries the naive
+//! run's summary under an extra `comparison` key) and `--svg` draws both. Exit status: 0
+//! after a completed run, 2 on a bad scenario file or bad arguments, with one line on
+//! stderr naming the file, the line and the key.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use crate::plot::{self, Series};
+use crate::policy::PolicyKind;
+use crate::report::{self, Summary};
+use crate::runner::{self, RunResult};
+use crate::scenario::Scenario;
+
+/// Exit status of a completed run.
+pub const EXIT_OK: u8 = 0;
+/// Exit status for a bad scenario file or bad arguments.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Simulate the vmballoon driver (and a pinned-page-unaware balloon) against a model of a
+/// VMware host and a Windows guest.
+#[derive(Debug, Parser)]
+#[command(name = "vmballoon-sim", version, about, long_about = None)]
+pub struct Cli {
+    /// Scenario file (TOML, see scenario-format.md); none runs the built-in KB 340369
+    /// scenario.
+    #[arg(value_name = "SCENARIO.toml")]
+    pub scenario: Option<PathBuf>,
+    /// Run one policy only (default: both, side by side).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub policy: Option<PolicyKind>,
+    /// Write the run's summary as one JSON object.
+    #[arg(long, value_name = "SUMMARY.json")]
+    pub json: Option<PathBuf>,
+    /// Write the timeline as CSV, one row per tick.
+    #[arg(long, value_name = "TIMELINE.csv")]
+    pub timeline: Option<PathBuf>,
+    /// Draw target, balloon, ceiling, pinned and resident available memory as SVG.
+    #[arg(long, value_name = "PLOT.svg")]
+    pub svg: Option<PathBuf>,
+}
+
+/// Runs the command line with `args` (the first is the program name), writing the report
+/// to `out` and errors to `err`. Returns the exit status.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = write!(out, "{}", e.render());
+                return EXIT_OK;
+            }
+            let rendered = e.render().to_string();
+            let line = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: bad arguments");
+            let _ = writeln!(err, "{line}");
+            return EXIT_USAGE;
+        }
+    };
+    match execute(&cli, out) {
+        Ok(()) => EXIT_OK,
+        Err(message) => {
+            let _ = writeln!(err, "error: {message}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<Scenario, String> {
+    let Some(path) = path else {
+        return Ok(Scenario::builtin());
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    Scenario::parse(&text, &name).map_err(|e| e.to_string())
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}
+
+fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), String> {
+    let scenario = load(cli.scenario.as_deref())?;
+    let kinds: Vec<PolicyKind> = cli
+        .policy
+        .map_or_else(|| PolicyKind::ALL.to_vec(), |k| vec![k]);
+    let results: Vec<(PolicyKind, RunResult)> = kinds
+        .iter()
+        .map(|&k| (k, runner::run(&scenario, k)))
+        .collect();
+    let Some((main_kind, main)) = results.first() else {
+        return Ok(());
+    };
+    let compare = results.get(1);
+
+    let title = format!("scenario {}", scenario.name);
+    let summaries: Vec<&Summary> = results.iter().map(|(_, r)| &r.summary).collect();
+    let mut text = report::table(&title, &scenario.description, &summaries);
+    text.push_str(&verdict(&summaries));
+    for s in &summaries {
+        if s.protocol_violations > 0 || !s.model_errors.is_empty() {
+            text.push_str(&format!(
+                "\n{}: {} protocol violations, {} model errors:\n",
+                s.policy,
+                s.protocol_violations,
+                s.model_errors.len()
+            ));
+            for v in s.violations.iter().chain(&s.model_errors).take(10) {
+                text.push_str(&format!("  {v}\n"));
+            }
+        }
+    }
+
+    if let Some(path) = &cli.json {
+        let mut value = serde_json::to_value(&main.summary).map_err(|e| e.to_string())?;
+        if let (Some(obj), Some((_, c))) = (value.as_object_mut(), compare) {
+            let c = serde_json::to_value(&c.summary).map_err(|e| e.to_string())?;
+            obj.insert("comparison".to_owned(), c);
+        }
+        let json = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        write_file(path, &format!("{json}\n"))?;
+        text.push_str(&format!(
+            "\nwrote summary ({main_kind}) to {}\n",
+            path.display()
+        ));
+    }
+    if let Some(path) = &cli.timeline {
+        write_file(path, &report::timeline_csv(&main.timeline))?;
+        text.push_str(&format!(
+            "wrote timeline ({main_kind}) to {}\n",
+            path.display()
+        ));
+    }
+    if let Some(path) = &cli.svg {
+        let main_series = Series {
+            label: main_kind.name(),
+            rows: &main.timeline,
+        };
+        let other = compare.map(|(k, r)| Series {
+            label: k.name(),
+            rows: &r.timeline,
+        });
+        let plot_title = match compare {
+            Some((k, _)) => format!("{}: {main_kind} vs {k} balloon", scenario.name),
+            None => format!("{}: {main_kind}", scenario.name),
+        };
+        let svg = plot::svg(
+            &plot_title,
+            scenario.duration.as_nanos() as f64 / 1e9,
+            &main_series,
+            other.as_ref(),
+        )
+        .map_err(|e| format!("{}: cannot draw: {e}", path.display()))?;
+        write_file(path, &svg)?;
+        text.push_str(&format!("wrote plot to {}\n", path.display()));
+    }
+    out.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
+/// One line per policy on what happened to the guest.
+fn verdict(runs: &[&Summary]) -> String {
+    let mut text = String::from("\n");
+    for s in runs {
+        let outcome = if s.guest_alloc_failures == 0 {
+            "the guest never failed an allocation".to_owned()
+        } else {
+            format!(
+                "the guest failed {} allocation attempts (out of memory)",
+                s.guest_alloc_failures
+            )
+        };
+        text.push_str(&format!(
+            "{:>9}: balloon peaked at {} MiB, resident available fell to {} MiB; {outcome}.\n",
+            s.policy, s.max_balloon_mib, s.min_resident_available_mib
+        ));
+    }
+    text
+}

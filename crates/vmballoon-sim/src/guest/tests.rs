@@ -1,0 +1,407 @@
+use super::*;
+use crate::host::{HostModel, HostSpec};
+use crate::world::World;
+use vmballoon_core::fake::ManualClock;
+
+const MIB: u64 = 256;
+
+fn spec(ram_mib: u64, os_mib: u64, pagefile_mib: u64, committed_mib: u64) -> GuestSpec {
+    GuestSpec {
+        ram: Frames::from_mib(ram_mib),
+        os_locked: Frames::from_mib(os_mib),
+        pagefile: Frames::from_mib(pagefile_mib),
+        committed: Frames::from_mib(committed_mib),
+        layout: PageableLayout::Packed,
+    }
+}
+
+fn t(s: u64) -> Instant {
+    Instant::from_nanos(s * 1_000_000_000)
+}
+
+fn world(g: GuestModel) -> (SharedWorld, FakeGuest) {
+    let ram = g.total();
+    let w = World::new(
+        g,
+        HostModel::new(HostSpec::default(), ram),
+        ManualClock::new(),
+    );
+    let guest = FakeGuest::new(w.clone());
+    (w, guest)
+}
+
+#[test]
+fn boot_accounting_follows_windows_memory_md() {
+    let g = GuestModel::new(spec(4096, 300, 4096, 1024));
+    assert_eq!(g.total().mib_floor(), 4096);
+    // Pageable memory is not charged to resident available; the OS is.
+    assert_eq!(g.resident_available().mib_floor(), 4096 - 300);
+    assert_eq!(g.available().mib_floor(), 4096 - 300 - 1024);
+    assert_eq!(g.commit_limit().mib_floor(), 8192);
+    assert_eq!(g.committed().mib_floor(), 1024 + 300);
+    assert_eq!(g.pinned().mib_floor(), 300);
+    assert!(!g.low_memory());
+    assert_eq!(g.self_check(), Vec::<String>::new());
+    // The batch page is an OS frame.
+    assert_eq!(g.owner_of(g.batch_page_pfn()), Some(Owner::Os));
+}
+
+#[test]
+fn low_memory_thresholds_follow_the_documented_defaults() {
+    // "approximately 32 MB per 4 GB, to a maximum of 64 MB"; high = 3x low.
+    let low = |ram| {
+        GuestModel::new(spec(ram, 0, 0, 0))
+            .low_threshold()
+            .mib_floor()
+    };
+    assert_eq!(low(2048), 16);
+    assert_eq!(low(4096), 32);
+    assert_eq!(low(8192), 64);
+    assert_eq!(low(16384), 64);
+    let g = GuestModel::new(spec(4096, 0, 0, 0));
+    assert_eq!(g.high_threshold().mib_floor(), 96);
+}
+
+#[test]
+fn pinning_charges_resident_available_and_commit_by_kind() {
+    let mut g = GuestModel::new(spec(4096, 300, 4096, 0));
+    assert_eq!(
+        g.lock("sql", PinKind::Awe, Frames::from_mib(2048), t(0)),
+        Outcome::Granted
+    );
+    assert_eq!(g.resident_available().mib_floor(), 4096 - 300 - 2048);
+    assert_eq!(g.committed().mib_floor(), 300 + 2048);
+    assert_eq!(g.pinned().mib_floor(), 2348);
+    let snap = g.snapshot();
+    assert_eq!(snap.pinned.awe, Some(Frames::from_mib(2048)));
+    assert_eq!(snap.pinned.os_nonpaged, Some(Frames::from_mib(300)));
+    assert_eq!(snap.pinned.virtual_lock, Some(Frames::ZERO));
+    assert!(g.release("sql"));
+    assert_eq!(g.resident_available().mib_floor(), 4096 - 300);
+    assert_eq!(g.committed().mib_floor(), 300);
+    assert!(!g.release("sql"), "released twice");
+    assert_eq!(g.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn a_pinned_request_trims_pageable_memory_it_needs() {
+    // 1024 MiB free after the OS, all of it taken by pageable memory.
+    let mut g = GuestModel::new(spec(2048, 1024, 2048, 1024));
+    assert_eq!(g.available(), Frames::ZERO);
+    assert_eq!(
+        g.lock("a", PinKind::VirtualLock, Frames::from_mib(512), t(0)),
+        Outcome::Granted
+    );
+    assert_eq!(g.pageable_resident().mib_floor(), 512);
+    // Commit is kept: the trimmed pages are in the page file.
+    assert_eq!(g.committed().mib_floor(), 1024 + 1024 + 512);
+    assert_eq!(g.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn failed_requests_count_once_per_attempt_and_retry_every_second() {
+    let mut g = GuestModel::new(spec(1024, 100, 1024, 0));
+    assert_eq!(
+        g.lock("big", PinKind::VirtualLock, Frames::from_mib(2000), t(3)),
+        Outcome::Failed
+    );
+    assert_eq!(g.alloc_failures(), 1);
+    assert_eq!(g.next_retry(), Some(t(4)));
+    g.retry_due(t(3)); // not due yet
+    assert_eq!(g.alloc_failures(), 1);
+    g.retry_due(t(4));
+    assert_eq!(g.alloc_failures(), 2);
+    assert_eq!(g.next_retry(), Some(t(5)));
+    // Released while pending: cancelled, never retried again.
+    assert!(g.release("big"));
+    assert_eq!(g.next_retry(), None);
+    // A request that fits once memory is freed succeeds on its retry.
+    assert_eq!(
+        g.lock("x", PinKind::Awe, Frames::from_mib(900), t(10)),
+        Outcome::Granted
+    );
+    assert_eq!(
+        g.lock("y", PinKind::Awe, Frames::from_mib(100), t(10)),
+        Outcome::Failed
+    );
+    assert!(g.release("x"));
+    g.retry_due(t(11));
+    assert_eq!(g.next_retry(), None);
+    assert_eq!(g.alloc_failures(), 3);
+    assert_eq!(g.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn pageable_commit_fails_only_on_the_commit_limit() {
+    let mut g = GuestModel::new(spec(1024, 100, 0, 0));
+    // Commit limit = RAM (no page file): 924 MiB of commit left.
+    assert_eq!(g.commit("a", Frames::from_mib(900), t(0)), Outcome::Granted);
+    assert_eq!(g.commit("b", Frames::from_mib(100), t(0)), Outcome::Failed);
+    assert_eq!(g.alloc_failures(), 1);
+    // More pageable commit than free RAM is fine with a page file.
+    let mut g = GuestModel::new(spec(1024, 100, 4096, 0));
+    assert_eq!(
+        g.commit("a", Frames::from_mib(3000), t(0)),
+        Outcome::Granted
+    );
+    assert_eq!(g.pageable_resident().mib_floor(), 924);
+    assert_eq!(g.available(), Frames::ZERO);
+    assert!(g.low_memory());
+    // The working-set manager trims back to the high-memory threshold.
+    g.balance();
+    assert_eq!(g.available(), g.high_threshold());
+    assert!(!g.low_memory());
+    assert_eq!(g.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn mdl_allocation_charges_the_full_request_up_front() {
+    let (w, mut guest) = world(GuestModel::new(spec(1024, 100, 1024, 0)));
+    // 924 MiB resident available. Ask 512 pages: fine.
+    let c = guest.allocate(PageSize::Small, 512).unwrap();
+    assert_eq!(guest.page_count(&c), 512);
+    assert_eq!(w.borrow().guest.resident_available().get(), 924 * MIB - 512);
+    assert_eq!(w.borrow().guest.committed().get(), 100 * MIB + 512);
+    guest.free(c);
+    // Pin all but 100 frames of resident available: a 512-page request is refused whole
+    // (the charge fails) even though 100 frames are free.
+    let left = 924 * MIB - 100;
+    w.borrow_mut()
+        .guest
+        .lock("p", PinKind::Awe, Frames::new(left), t(0));
+    assert!(guest.allocate(PageSize::Small, 512).is_none());
+    let c = guest.allocate(PageSize::Small, 100).unwrap();
+    assert_eq!(guest.page_count(&c), 100);
+    assert!(guest.allocate(PageSize::Small, 1).is_none());
+    guest.free(c);
+    assert_eq!(w.borrow().guest.self_check(), Vec::<String>::new());
+    assert_eq!(w.borrow().checker.count(), 0);
+}
+
+#[test]
+fn short_allocation_when_fewer_free_frames_than_asked() {
+    let (w, mut guest) = world(GuestModel::new(spec(1024, 100, 4096, 0)));
+    // Pageable memory fills all but 1 MiB of RAM; resident available stays high.
+    w.borrow_mut()
+        .guest
+        .commit("apps", Frames::from_mib(923), t(0));
+    let c = guest.allocate(PageSize::Small, 512).unwrap();
+    assert_eq!(guest.page_count(&c), 256, "short: only the free frames");
+    assert!(
+        guest.allocate(PageSize::Small, 1).is_none(),
+        "no free frame left"
+    );
+    guest.free(c);
+}
+
+#[test]
+fn large_pages_need_whole_free_blocks_and_are_aligned() {
+    // 64 MiB = 32 blocks. The OS takes block 0 and half of block 1; 8 MiB of pageable
+    // memory (not charged to resident available) fills the rest of block 1, blocks 2-4
+    // and half of block 5: 26 whole free blocks, 61 MiB resident available.
+    let (w, mut guest) = world(GuestModel::new(spec(64, 3, 64, 8)));
+    assert_eq!(w.borrow().guest.whole_free_blocks(), 26);
+    // The charge (the full request) fits: a short chunk of the 26 whole blocks.
+    let c = guest.allocate(PageSize::Large, 28).unwrap();
+    assert_eq!(guest.page_count(&c), 26);
+    for i in 0..26 {
+        let pfn = guest.pfn(&c, i).unwrap();
+        assert!(pfn.is_aligned_to(PageSize::Large));
+        assert!(pfn.get() >= 6 * 512);
+    }
+    // No whole free block left: fails fast, although 4 KiB pages remain.
+    assert!(guest.allocate(PageSize::Large, 1).is_none());
+    let small = guest.allocate(PageSize::Small, 256).unwrap();
+    assert_eq!(guest.page_count(&small), 256);
+    // Resident available covers another request, but no frame is free: nothing.
+    assert!(guest.allocate(PageSize::Small, 512).is_none());
+    let (calls, failures) = w.borrow().guest.mdl_calls();
+    assert_eq!((calls, failures), ([2, 2], [1, 1]));
+    guest.free(c);
+    guest.free(small);
+    assert_eq!(w.borrow().guest.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn small_pages_fill_the_most_used_block_first() {
+    let (w, mut guest) = world(GuestModel::new(spec(16, 1, 16, 0)));
+    // Block 0 has 256 OS frames: it is partially used, so it is filled first.
+    let c = guest.allocate(PageSize::Small, 300).unwrap();
+    let pfns: Vec<u64> = (0..300).map(|i| guest.pfn(&c, i).unwrap().get()).collect();
+    assert!(pfns[..256].iter().all(|&p| p < 512), "block 0 first");
+    assert!(pfns[256..].iter().all(|&p| (512..1024).contains(&p)));
+    assert_eq!(w.borrow().guest.whole_free_blocks(), 6);
+    guest.free(c);
+    assert_eq!(w.borrow().guest.whole_free_blocks(), 7);
+}
+
+#[test]
+fn balloon_fragmentation_can_fail_large_pages_with_memory_free() {
+    // A guest whose pageable memory is scattered over every block: 4 KiB balloon pages then
+    // land in every block, and once the pageable memory is gone, plenty of memory is free
+    // but no 2 MiB block is whole: a large-page request fails (scenario-format.md).
+    let mut s = spec(256, 2, 256, 64);
+    s.layout = PageableLayout::Scattered;
+    let (w, mut guest) = world(GuestModel::new(s));
+    assert_eq!(w.borrow().guest.whole_free_blocks(), 0);
+    assert!(
+        guest.allocate(PageSize::Large, 1).is_none(),
+        "FAST_LARGE_PAGES fails fast"
+    );
+    let mut chunks = Vec::new();
+    while let Some(c) = guest.allocate(PageSize::Small, 512) {
+        chunks.push(c);
+    }
+    {
+        let mut w = w.borrow_mut();
+        assert!(w.guest.release("(boot)"));
+        assert!(w.guest.resident_available().mib_floor() >= 64);
+        assert_eq!(w.guest.large_page_blocks(), 0);
+        assert_eq!(
+            w.guest
+                .lock("lp", PinKind::LargePages, Frames::from_mib(4), t(0)),
+            Outcome::Failed
+        );
+        // A 4 KiB kind of the same size succeeds.
+        assert_eq!(
+            w.guest
+                .lock("vl", PinKind::VirtualLock, Frames::from_mib(4), t(0)),
+            Outcome::Granted
+        );
+    }
+    for c in chunks {
+        guest.free(c);
+    }
+    assert_eq!(w.borrow().guest.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn large_pages_page_out_pageable_memory_but_not_locked_pages() {
+    let mut g = GuestModel::new(spec(64, 2, 64, 40));
+    // Pageable memory (movable) does not stop large pages.
+    assert_eq!(
+        g.lock("lp", PinKind::LargePages, Frames::from_mib(30), t(0)),
+        Outcome::Granted
+    );
+    assert_eq!(g.pinned().mib_floor(), 2 + 30);
+    assert_eq!(g.self_check(), Vec::<String>::new());
+    // Rounded up to whole blocks.
+    assert_eq!(
+        g.lock("odd", PinKind::LargePages, Frames::from_mib(1), t(0)),
+        Outcome::Granted
+    );
+    assert_eq!(g.pinned().mib_floor(), 2 + 30 + 2);
+}
+
+#[test]
+fn retain_keeps_holds_and_frees_and_the_checker_sees_frees_of_held_pages() {
+    let (w, mut guest) = world(GuestModel::new(spec(64, 2, 64, 0)));
+    let mut chunk = guest.allocate(PageSize::Small, 4).unwrap();
+    let pfns: Vec<u64> = (0..4)
+        .map(|i| guest.pfn(&chunk, i).unwrap().get())
+        .collect();
+    {
+        // The host takes every page (START, then one BATCHED_LOCK).
+        let mut wb = w.borrow_mut();
+        let World {
+            guest: g,
+            host,
+            checker,
+            ..
+        } = &mut *wb;
+        let mut page = vmballoon_core::protocol::BatchPage::zeroed();
+        let batch = g.batch_page_pfn();
+        host.handle(g, checker, (&mut page, batch), 0, 0x0E, 0);
+        for (i, p) in pfns.iter().enumerate() {
+            page.entries[i] = (p << 12).to_le();
+        }
+        assert_eq!(
+            host.handle(g, checker, (&mut page, batch), 6, batch, 4)
+                .status,
+            0
+        );
+    }
+    guest.store(chunk, StorePosition::First);
+    assert_eq!(w.borrow().checker.count(), 0);
+    chunk = guest.take(PageSize::Small).unwrap();
+    assert!(guest.take(PageSize::Small).is_none());
+    assert!(guest.take(PageSize::Large).is_none());
+    // Keep page 0, hold page 1, free pages 2 and 3, which the host still holds: each
+    // free is a violation (and so is holding a page the host holds).
+    let mut keep = PageMask::EMPTY;
+    keep.insert(0);
+    let mut hold = PageMask::EMPTY;
+    hold.insert(1);
+    guest.retain(&mut chunk, &keep, &hold);
+    assert_eq!(guest.page_count(&chunk), 1);
+    assert_eq!(guest.pfn(&chunk, 0).map(Pfn::get), Some(pfns[0]));
+    {
+        let wb = w.borrow();
+        assert_eq!(wb.checker.count(), 3);
+        let msgs: Vec<&str> = wb
+            .checker
+            .violations()
+            .iter()
+            .map(|v| v.message.as_str())
+            .collect();
+        assert!(
+            msgs.iter()
+                .filter(|m| m.contains("while the host still holds it"))
+                .count()
+                == 2
+        );
+        assert!(msgs.iter().any(|m| m.contains("held pfn")));
+        assert_eq!(wb.guest.balloon_frames().get(), 2);
+        assert_eq!(wb.guest.owner_of(pfns[1]), Some(Owner::HeldRefused));
+        assert_eq!(wb.guest.owner_of(pfns[2]), Some(Owner::Free));
+    }
+    guest.free_refused();
+    assert_eq!(w.borrow().guest.balloon_frames().get(), 1);
+    guest.free(chunk);
+    assert_eq!(w.borrow().guest.balloon_frames().get(), 0);
+    assert_eq!(w.borrow().guest.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn store_positions_order_take() {
+    let (w, mut guest) = world(GuestModel::new(spec(64, 2, 64, 0)));
+    let a = guest.allocate(PageSize::Small, 1).unwrap();
+    let b = guest.allocate(PageSize::Small, 1).unwrap();
+    let c = guest.allocate(PageSize::Small, 1).unwrap();
+    let (pa, pb, pc) = (guest.pfn(&a, 0), guest.pfn(&b, 0), guest.pfn(&c, 0));
+    // The host holds none of them: storing is a contract violation, recorded, not fatal.
+    guest.store(a, StorePosition::First);
+    guest.store(b, StorePosition::Last);
+    guest.store(c, StorePosition::First);
+    assert_eq!(w.borrow().checker.count(), 3);
+    assert_eq!(w.borrow().guest.stored_frames().get(), 3);
+    let mut order = Vec::new();
+    while let Some(ch) = guest.take(PageSize::Small) {
+        order.push(guest.pfn(&ch, 0));
+        guest.free(ch);
+    }
+    assert_eq!(order, vec![pc, pa, pb]);
+    assert_eq!(w.borrow().guest.stored_frames(), Frames::ZERO);
+}
+
+#[test]
+fn dropped_chunks_are_counted() {
+    let (w, mut guest) = world(GuestModel::new(spec(64, 2, 64, 0)));
+    let c = guest.allocate(PageSize::Small, 3).unwrap();
+    drop(c);
+    assert_eq!(w.borrow().guest.dropped_frames().get(), 3);
+    assert_eq!(
+        w.borrow().guest.balloon_frames().get(),
+        3,
+        "still charged: leaked"
+    );
+}
+
+#[test]
+fn spec_validation() {
+    assert!(GuestModel::validate(&spec(4096, 300, 0, 0)).is_ok());
+    assert!(GuestModel::validate(&spec(0, 0, 0, 0)).is_err());
+    assert!(GuestModel::validate(&spec(4095, 0, 0, 0)).is_err());
+    assert!(GuestModel::validate(&spec(4096, 4096, 0, 0)).is_err());
+    assert!(GuestModel::validate(&spec(128 * 1024, 0, 0, 0)).is_err());
+}

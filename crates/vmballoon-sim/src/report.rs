@@ -1,0 +1,245 @@
+//! What a run reports: the [`Summary`] (`--json`, the stdout table) and the
+//! [`TimelineRow`]s (`--timeline` CSV), in the shapes `scenario-format.md` fixes.
+//!
+//! Sizes are whole MiB, rounded down (the format's unit); times are seconds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use vmballoon_core::policy::ClampReason;
+use vmballoon_core::units::{Duration, Frames};
+
+/// The summary of one run. The first fifteen fields are the keys `scenario-format.md`
+/// requires, in its order; the rest are extras.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// The scenario's name.
+    pub scenario: String,
+    /// `vmballoon` or `naive`.
+    pub policy: String,
+    /// Largest balloon size reached.
+    pub max_balloon_mib: u64,
+    /// Balloon size at the end (before unload).
+    pub final_balloon_mib: u64,
+    /// Host target at the end.
+    pub final_target_mib: u64,
+    /// The driver's ceiling at the end (`null` for `naive`).
+    pub final_ceiling_mib: Option<u64>,
+    /// The reason of the ceiling at the end (vmballoon), or what held the naive balloon
+    /// below its target at its last tick (`allocation-failed`), or `null`.
+    pub final_ceiling_reason: Option<String>,
+    /// Lowest resident available memory seen.
+    pub min_resident_available_mib: u64,
+    /// Failed attempts of guest `lock_mib` / `commit_mib` requests.
+    pub guest_alloc_failures: u64,
+    /// Balloon backdoor calls received by the host.
+    pub hypercalls: u64,
+    /// 4 KiB frames handed to the host.
+    pub frames_locked: u64,
+    /// 4 KiB frames taken back from the host.
+    pub frames_unlocked: u64,
+    /// Simulated seconds until the balloon first came within 2 MiB of min(target,
+    /// ceiling), once the host asked for something; `null` if never.
+    pub seconds_to_target: Option<f64>,
+    /// Guest behaviour the host model (or the platform contract) rejected.
+    pub protocol_violations: u64,
+    /// Frames allocated by the balloon and neither stored nor freed after unload.
+    pub leaked_frames: u64,
+    /// Extra: the run's length.
+    pub duration_s: f64,
+    /// Extra: policy ticks run (re-ticks for more work included).
+    pub ticks: u64,
+    /// Extra: wakes between polls on `LowMemoryCondition`.
+    pub low_memory_wakes: u64,
+    /// Extra: instants where the policy still had work after the per-instant tick bound.
+    pub tick_bound_hits: u64,
+    /// Extra: RESET answers the host gave.
+    pub host_resets: u64,
+    /// Extra: BUSY answers the host gave.
+    pub host_busy_answers: u64,
+    /// Extra: pages the host refused.
+    pub host_refused_pages: u64,
+    /// Extra: frames still charged to the balloon after unload (must be 0).
+    pub balloon_frames_after_shutdown: u64,
+    /// Extra: the first violations, with their times.
+    pub violations: Vec<String>,
+    /// Extra: inconsistencies of the simulator's own models (must be empty).
+    pub model_errors: Vec<String>,
+    /// Extra: host calls by `command/answer`.
+    pub calls_by_command: BTreeMap<String, u64>,
+    /// Extra: the policy's own counters.
+    pub policy_counters: BTreeMap<String, u64>,
+}
+
+impl Summary {
+    /// The summary as one pretty-printed JSON object.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// One row of the timeline: the state at an instant at which the policy ran.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimelineRow {
+    /// Simulated time.
+    pub t: Duration,
+    /// The host's target (what TARGET answers now).
+    pub target: Frames,
+    /// Balloon size.
+    pub balloon: Frames,
+    /// vmballoon's safe ceiling for the state now (`None` for naive).
+    pub ceiling: Option<Frames>,
+    /// The bound that sets the ceiling.
+    pub ceiling_reason: Option<ClampReason>,
+    /// Resident available memory.
+    pub resident_available: Frames,
+    /// Available memory (free frames).
+    pub available: Frames,
+    /// Pinned memory other than the balloon (OS nonpaged + pinned requests).
+    pub pinned: Frames,
+    /// Commit charge.
+    pub committed: Frames,
+    /// Commit limit.
+    pub commit_limit: Frames,
+    /// `LowMemoryCondition`.
+    pub low_memory: bool,
+    /// Host calls so far.
+    pub hypercalls: u64,
+    /// Guest allocation failures so far.
+    pub guest_alloc_failures: u64,
+    /// What held back or reversed the balloon this tick.
+    pub reason: Option<ClampReason>,
+    /// The policy was woken by `LowMemoryCondition`.
+    pub woke: bool,
+    /// Host calls made at this instant.
+    pub calls: u64,
+}
+
+/// The CSV header: the format's columns, then extras.
+pub const TIMELINE_HEADER: &str = "t_s,target_mib,balloon_mib,ceiling_mib,resident_available_mib,\
+pinned_mib,committed_mib,commit_limit_mib,low_memory,hypercalls,guest_alloc_failures,\
+available_mib,ceiling_reason,reason,low_memory_wake";
+
+/// The timeline as CSV: [`TIMELINE_HEADER`] and one line per row.
+#[must_use]
+pub fn timeline_csv(rows: &[TimelineRow]) -> String {
+    let mut out = String::with_capacity(rows.len().saturating_mul(96).saturating_add(256));
+    out.push_str(TIMELINE_HEADER);
+    out.push('\n');
+    for r in rows {
+        let ns = r.t.as_nanos();
+        let _ = writeln!(
+            out,
+            "{}.{:03},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            ns / 1_000_000_000,
+            (ns / 1_000_000) % 1000,
+            r.target.mib_floor(),
+            r.balloon.mib_floor(),
+            r.ceiling
+                .map(|c| c.mib_floor().to_string())
+                .unwrap_or_default(),
+            r.resident_available.mib_floor(),
+            r.pinned.mib_floor(),
+            r.committed.mib_floor(),
+            r.commit_limit.mib_floor(),
+            u8::from(r.low_memory),
+            r.hypercalls,
+            r.guest_alloc_failures,
+            r.available.mib_floor(),
+            r.ceiling_reason.map(ClampReason::name).unwrap_or_default(),
+            r.reason.map(ClampReason::name).unwrap_or_default(),
+            u8::from(r.woke),
+        );
+    }
+    out
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// One row of the stdout table: its label and how to format a summary's cell.
+type TableRow = (&'static str, fn(&Summary) -> String);
+
+/// The stdout table: one column per summary, the format's keys as rows.
+#[must_use]
+pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{title}");
+    for line in wrap(description, 88) {
+        let _ = writeln!(out, "  {line}");
+    }
+    out.push('\n');
+    let rows: [TableRow; 13] = [
+        ("max balloon (MiB)", |s| s.max_balloon_mib.to_string()),
+        ("final balloon (MiB)", |s| s.final_balloon_mib.to_string()),
+        ("final target (MiB)", |s| s.final_target_mib.to_string()),
+        ("final ceiling (MiB)", |s| opt(s.final_ceiling_mib)),
+        ("ceiling reason", |s| opt(s.final_ceiling_reason.clone())),
+        ("min resident available (MiB)", |s| {
+            s.min_resident_available_mib.to_string()
+        }),
+        ("guest alloc failures", |s| {
+            s.guest_alloc_failures.to_string()
+        }),
+        ("seconds to target", |s| {
+            opt(s.seconds_to_target.map(|t| format!("{t:.1}")))
+        }),
+        ("hypercalls", |s| s.hypercalls.to_string()),
+        ("frames locked", |s| s.frames_locked.to_string()),
+        ("frames unlocked", |s| s.frames_unlocked.to_string()),
+        ("protocol violations", |s| s.protocol_violations.to_string()),
+        ("leaked frames", |s| s.leaked_frames.to_string()),
+    ];
+    let label_w = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    let cells: Vec<Vec<String>> = runs
+        .iter()
+        .map(|s| rows.iter().map(|(_, f)| f(s)).collect())
+        .collect();
+    let col_w: Vec<usize> = runs
+        .iter()
+        .zip(&cells)
+        .map(|(s, c)| {
+            c.iter()
+                .map(String::len)
+                .chain([s.policy.len()])
+                .max()
+                .unwrap_or(0)
+                .max(10)
+        })
+        .collect();
+    let _ = write!(out, "{:label_w$}", "");
+    for (s, w) in runs.iter().zip(&col_w) {
+        let _ = write!(out, "  {:>w$}", s.policy);
+    }
+    out.push('\n');
+    for (i, (label, _)) in rows.iter().enumerate() {
+        let _ = write!(out, "{label:label_w$}");
+        for (c, w) in cells.iter().zip(&col_w) {
+            let _ = write!(out, "  {:>w$}", c.get(i).map_or("", String::as_str));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Splits `text` into lines of at most `width` characters at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}

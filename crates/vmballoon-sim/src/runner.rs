@@ -1,0 +1,446 @@
+//! The scenario runner: simulated time, events, ticks, and the numbers of a run.
+//!
+//! Time advances from one instant to the next of: a policy tick (every `PollIntervalMs`),
+//! a scenario event, a pending guest request's retry, and the guest's once-a-second
+//! working-set manager. At each instant, in this order:
+//!
+//! 1. the scenario's events due now apply, in file order;
+//! 2. failed guest requests due for a retry are retried;
+//! 3. on whole seconds, and [`TRIM_WAKE_DELAY`] after available memory fell below the
+//!    low-memory threshold, the working-set manager trims pageable memory
+//!    ([`crate::guest::GuestModel::balance`]). Windows' balance-set manager waits on a
+//!    one-second timer and on the working-set-manager event, which the memory manager
+//!    signals when the free lists run short (Windows Internals, "Balance set manager");
+//!    it is a separate thread, hence the delay;
+//! 4. the policy ticks if its poll is due, or if `LowMemoryCondition` has become signalled
+//!    since the driver last looked (the driver waits on the event, so it is woken between
+//!    polls; at most one extra wake per instant). A tick that reports `more_work` is run
+//!    again at once, up to [`MAX_TICKS_PER_INSTANT`] times;
+//! 5. one timeline row is recorded per instant at which the policy ran.
+//!
+//! Simulated time does not advance during a tick: the issue-6 cost model will hook in at
+//! `Runner::tick_policy`.
+//!
+//! At the end the policy unloads (START(0), every page freed), and the leak check counts
+//! frames still charged to the balloon that it does not store.
+
+use vmballoon_core::fake::ManualClock;
+use vmballoon_core::platform::Clock;
+use vmballoon_core::policy::{self, ClampReason, SLACK};
+use vmballoon_core::units::{Duration, Frames, Instant};
+
+use crate::guest::GuestModel;
+use crate::host::HostModel;
+use crate::policy::{Policy, PolicyKind, PolicyTick};
+use crate::report::{Summary, TimelineRow};
+use crate::scenario::{Action, Scenario};
+use crate::world::{SharedWorld, World};
+
+/// Ticks at one instant before the runner moves on even if the policy still has work.
+pub const MAX_TICKS_PER_INSTANT: u32 = 64;
+
+/// How long after available memory falls below the low-memory threshold the woken
+/// working-set manager trims.
+pub const TRIM_WAKE_DELAY: Duration = Duration::from_millis(10);
+
+/// Everything one run produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The summary (`--json`).
+    pub summary: Summary,
+    /// One row per instant at which the policy ran (`--timeline`, `--svg`).
+    pub timeline: Vec<TimelineRow>,
+}
+
+/// Runs `scenario` with `kind` and returns its summary and timeline.
+#[must_use]
+pub fn run(scenario: &Scenario, kind: PolicyKind) -> RunResult {
+    Runner::new(scenario, kind).run()
+}
+
+/// One run in progress.
+pub struct Runner<'a> {
+    scenario: &'a Scenario,
+    clock: ManualClock,
+    world: SharedWorld,
+    policy: Box<dyn Policy>,
+    timeline: Vec<TimelineRow>,
+    low_seen: bool,
+    wakes: u64,
+    ticks: u64,
+    tick_bound_hits: u64,
+    /// The reason the policy reported at its last tick.
+    last_reason: Option<ClampReason>,
+}
+
+impl<'a> Runner<'a> {
+    /// Builds the world and the policy for `scenario`.
+    #[must_use]
+    pub fn new(scenario: &'a Scenario, kind: PolicyKind) -> Self {
+        let clock = ManualClock::new();
+        let guest = GuestModel::new(scenario.guest);
+        let host = HostModel::new(scenario.host, guest.total());
+        let world = World::new(guest, host, clock.clone());
+        let policy = kind.build(&world, &clock, scenario.config);
+        let low_seen = world.borrow().guest.low_memory();
+        Self {
+            scenario,
+            clock,
+            world,
+            policy,
+            timeline: Vec::new(),
+            low_seen,
+            wakes: 0,
+            ticks: 0,
+            tick_bound_hits: 0,
+            last_reason: None,
+        }
+    }
+
+    /// The shared world (for tests that inspect the models).
+    #[must_use]
+    pub fn world(&self) -> &SharedWorld {
+        &self.world
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now().as_nanos()
+    }
+
+    fn advance_to(&self, t: u64) {
+        let now = self.now();
+        if t > now {
+            self.clock.advance(Duration::from_nanos(t - now));
+        }
+    }
+
+    /// Runs to the end of the scenario, unloads the policy and returns the numbers.
+    #[must_use]
+    pub fn run(mut self) -> RunResult {
+        const SECOND: u64 = 1_000_000_000;
+        let end = self.scenario.duration.as_nanos();
+        let poll = self.policy.poll_interval().as_nanos().max(1_000_000);
+        let events = &self.scenario.events;
+        let mut next_event = 0usize;
+        let mut next_tick = 0u64;
+        let mut next_second = SECOND;
+        let mut trim_wake: Option<u64> = None;
+        loop {
+            let retry = self
+                .world
+                .borrow()
+                .guest
+                .next_retry()
+                .map(Instant::as_nanos);
+            let event = events.get(next_event).map(|e| e.at.as_nanos());
+            let t = [Some(next_tick), Some(next_second), event, retry, trim_wake]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u64::MAX);
+            if t > end {
+                break;
+            }
+            self.advance_to(t);
+            while let Some(e) = events.get(next_event)
+                && e.at.as_nanos() <= t
+            {
+                self.apply(&e.action);
+                next_event += 1;
+            }
+            {
+                let mut w = self.world.borrow_mut();
+                w.guest.retry_due(Instant::from_nanos(t));
+                if t >= next_second || trim_wake.is_some_and(|w| w <= t) {
+                    w.guest.balance();
+                    trim_wake = None;
+                }
+                if t >= next_second {
+                    next_second = t - t % SECOND + SECOND;
+                }
+            }
+            let due = t >= next_tick;
+            if due {
+                next_tick = t - t % poll + poll;
+            }
+            self.instant(due);
+            let w = self.world.borrow();
+            if trim_wake.is_none() && w.guest.low_memory() && !w.guest.pageable_resident().is_zero()
+            {
+                trim_wake = Some(t.saturating_add(TRIM_WAKE_DELAY.as_nanos()));
+            }
+        }
+        self.advance_to(end);
+        self.finish()
+    }
+
+    fn apply(&mut self, action: &Action) {
+        let now = self.clock.now();
+        let mut w = self.world.borrow_mut();
+        match action {
+            Action::Target(t) => w.host.set_target(*t),
+            Action::Lock { id, kind, size } => {
+                w.guest.lock(id, *kind, *size, now);
+            }
+            Action::Commit { id, size } => {
+                w.guest.commit(id, *size, now);
+            }
+            Action::Release(id) => {
+                w.guest.release(id);
+            }
+            Action::HostReset => w.host.inject_reset(),
+            Action::HostBusy(n) => w.host.inject_busy(*n),
+            Action::HostRefuse(n) => w.host.inject_refusals(*n),
+        }
+    }
+
+    /// Runs the policy at this instant if its poll is due or a low-memory wake is, and
+    /// records the row.
+    fn instant(&mut self, due: bool) {
+        let mut ran = false;
+        let mut woke = false;
+        let mut calls = 0u64;
+        let mut last = PolicyTick::default();
+        let mut poll_due = due;
+        for _pass in 0..2 {
+            let low = self.world.borrow().guest.low_memory();
+            let wake = low && !self.low_seen && self.policy.wakes_on_low_memory();
+            self.low_seen = low;
+            if !(poll_due || wake) {
+                break;
+            }
+            if wake {
+                self.wakes += 1;
+                woke = true;
+            }
+            poll_due = false;
+            let r = self.tick_policy();
+            calls = calls.saturating_add(u64::from(r.calls));
+            last = r;
+            ran = true;
+        }
+        if ran {
+            self.last_reason = last.reason;
+            let row = self.row(last.reason, woke, calls);
+            self.timeline.push(row);
+        }
+    }
+
+    /// One policy tick, repeated at once while it reports more work (bounded).
+    fn tick_policy(&mut self) -> PolicyTick {
+        let mut last = PolicyTick::default();
+        let mut calls = 0u32;
+        for _ in 0..MAX_TICKS_PER_INSTANT {
+            last = self.policy.tick();
+            self.ticks += 1;
+            calls = calls.saturating_add(last.calls);
+            if !last.more_work {
+                last.calls = calls;
+                return last;
+            }
+        }
+        self.tick_bound_hits += 1;
+        last.calls = calls;
+        last
+    }
+
+    /// The vmballoon ceiling for the state now, exactly as the engine computes it before
+    /// each batch; `None` for policies without one.
+    fn ceiling(&self) -> Option<policy::Ceiling> {
+        if self.policy.kind() != PolicyKind::Vmballoon {
+            return None;
+        }
+        let w = self.world.borrow();
+        let snap = w.guest.snapshot();
+        Some(policy::ceiling(
+            w.host.effective_target(),
+            self.policy.balloon(),
+            &snap,
+            &self.scenario.config,
+        ))
+    }
+
+    fn row(&self, reason: Option<ClampReason>, woke: bool, calls: u64) -> TimelineRow {
+        let ceiling = self.ceiling();
+        let w = self.world.borrow();
+        let g = &w.guest;
+        TimelineRow {
+            t: Duration::from_nanos(self.now()),
+            target: w.host.effective_target(),
+            balloon: self.policy.balloon(),
+            ceiling: ceiling.map(|c| c.value),
+            ceiling_reason: ceiling.map(|c| c.reason),
+            resident_available: g.resident_available(),
+            available: g.available(),
+            pinned: g.pinned(),
+            committed: g.committed(),
+            commit_limit: g.commit_limit(),
+            low_memory: g.low_memory(),
+            hypercalls: w.host.total_calls(),
+            guest_alloc_failures: g.alloc_failures(),
+            reason,
+            woke,
+            calls,
+        }
+    }
+
+    /// Seconds until the balloon first came within 2 MiB of min(target, ceiling), counted
+    /// once the host has asked for something (a non-zero goal); if it never did, the first
+    /// row within 2 MiB of the zero goal.
+    fn seconds_to_target(&self) -> Option<f64> {
+        let goal = |r: &TimelineRow| r.ceiling.map_or(r.target, |c| c.min(r.target));
+        let close = |r: &TimelineRow| {
+            let g = goal(r);
+            r.balloon.max(g).saturating_sub(r.balloon.min(g)) <= SLACK
+        };
+        let any_goal = self.timeline.iter().any(|r| !goal(r).is_zero());
+        self.timeline
+            .iter()
+            .find(|r| close(r) && (!any_goal || !goal(r).is_zero()))
+            .map(|r| r.t.as_nanos() as f64 / 1e9)
+    }
+
+    fn finish(mut self) -> RunResult {
+        let final_ceiling = self.ceiling();
+        let final_balloon = self.policy.balloon();
+        let seconds_to_target = self.seconds_to_target();
+        self.policy.shutdown();
+        let w = self.world.borrow();
+        let g = &w.guest;
+        let after = g.balloon_frames();
+        let leaked = after.saturating_sub(g.stored_frames());
+        let mut model_errors = g.self_check();
+        if !w.host.held_frames().is_zero() {
+            model_errors.push(format!(
+                "the host still holds {} frames after unload",
+                w.host.held_frames().get()
+            ));
+        }
+        let max_balloon = self
+            .timeline
+            .iter()
+            .map(|r| r.balloon)
+            .max()
+            .unwrap_or(Frames::ZERO)
+            .max(final_balloon);
+        let final_reason = match final_ceiling {
+            Some(c) => Some(c.reason),
+            None => self.last_reason,
+        };
+        let calls_by_command = w
+            .host
+            .calls()
+            .iter()
+            .map(|(c, s, n)| (format!("{}/{}", c.name(), s.name()), n))
+            .collect();
+        let summary = Summary {
+            scenario: self.scenario.name.clone(),
+            policy: self.policy.kind().name().to_owned(),
+            max_balloon_mib: max_balloon.mib_floor(),
+            final_balloon_mib: final_balloon.mib_floor(),
+            final_target_mib: w.host.effective_target().mib_floor(),
+            final_ceiling_mib: final_ceiling.map(|c| c.value.mib_floor()),
+            final_ceiling_reason: final_reason.map(|r| r.name().to_owned()),
+            min_resident_available_mib: g.min_resident_available().mib_floor(),
+            guest_alloc_failures: g.alloc_failures(),
+            hypercalls: w.host.total_calls(),
+            frames_locked: w.host.frames_locked(),
+            frames_unlocked: w.host.frames_unlocked(),
+            seconds_to_target,
+            protocol_violations: w.checker.count(),
+            leaked_frames: leaked.get(),
+            duration_s: self.scenario.duration.as_nanos() as f64 / 1e9,
+            ticks: self.ticks,
+            low_memory_wakes: self.wakes,
+            tick_bound_hits: self.tick_bound_hits,
+            host_resets: w.host.resets_answered(),
+            host_busy_answers: w.host.busy_answered(),
+            host_refused_pages: w.host.refused_pages(),
+            balloon_frames_after_shutdown: after.get(),
+            violations: w
+                .checker
+                .violations()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            model_errors,
+            calls_by_command,
+            policy_counters: self
+                .policy
+                .counters()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        };
+        drop(w);
+        RunResult {
+            summary,
+            timeline: self.timeline,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_text(text: &str) -> [RunResult; 2] {
+        let s = Scenario::parse(text, "t").unwrap();
+        PolicyKind::ALL.map(|k| run(&s, k))
+    }
+
+    #[test]
+    fn extreme_but_valid_scenarios_run_without_panic() {
+        let huge = u64::MAX / 2;
+        let text = format!(
+            "name = \"x\"\nduration_s = 20\n[guest]\nram_mib = 2\n\
+             [config]\nPollIntervalMs = 100\nReserveMB = 2\n\
+             [[events]]\nat_s = 0\ntarget_mib = {huge}\n\
+             [[events]]\nat_s = 0\nlock_mib = {huge}\nkind = \"large-pages\"\n\
+             [[events]]\nat_s = 0.0001\nlock_mib = {huge}\n\
+             [[events]]\nat_s = 1\ncommit_mib = {huge}\n\
+             [[events]]\nat_s = 1\nhost_busy_calls = {huge}\n\
+             [[events]]\nat_s = 2\nhost_refuse_next = {huge}\n\
+             [[events]]\nat_s = 3\nhost_reset = true\n\
+             [[events]]\nat_s = 20\ntarget_mib = 0\n"
+        );
+        for r in run_text(&text) {
+            let s = &r.summary;
+            assert_eq!(s.protocol_violations, 0, "{:?}", s.violations);
+            assert_eq!(s.leaked_frames, 0);
+            assert!(s.model_errors.is_empty(), "{:?}", s.model_errors);
+            assert!(s.guest_alloc_failures > 0);
+        }
+    }
+
+    #[test]
+    fn a_silent_host_and_an_idle_guest() {
+        // No target ever: nothing to do, nothing broken; seconds_to_target is the first tick.
+        for r in run_text("name = \"idle\"\nduration_s = 5\n[guest]\nram_mib = 1024\n") {
+            assert_eq!(r.summary.max_balloon_mib, 0);
+            assert_eq!(r.summary.seconds_to_target, Some(0.0));
+            assert_eq!(r.timeline.len(), 6, "ticks at 0..=5 s");
+        }
+    }
+
+    #[test]
+    fn low_memory_wakes_vmballoon_between_polls() {
+        // A pageable burst at 2.5 s drains available memory: the driver is woken at once,
+        // not at the next poll.
+        let text = "name = \"w\"\nduration_s = 6\n[guest]\nram_mib = 2048\npagefile_mib = 4096\n\
+                    [config]\nPollIntervalMs = 1000\n\
+                    [[events]]\nat_s = 0\ntarget_mib = 1024\n\
+                    [[events]]\nat_s = 2.5\ncommit_mib = 2000\n";
+        let [vm, naive] = run_text(text);
+        assert!(vm.summary.low_memory_wakes >= 1);
+        assert!(
+            vm.timeline
+                .iter()
+                .any(|r| r.woke && r.t.as_nanos() == 2_500_000_000)
+        );
+        assert_eq!(
+            naive.summary.low_memory_wakes, 0,
+            "the stock balloon does not listen"
+        );
+    }
+}

@@ -1,0 +1,700 @@
+//! Scenario files (`scenario-format.md`): loading, validation, and one-line errors that
+//! name the file, the line and the key.
+//!
+//! The file is parsed into toml's spanned document tree ([`toml::de::DeTable`]) and read
+//! key by key, so every error, syntactic or semantic, points at a line. Unknown keys are
+//! errors (the format requires it); optional keys the format leaves open get documented
+//! defaults:
+//!
+//! | key | default |
+//! |---|---|
+//! | `description` | empty |
+//! | `duration_s` | the last event + 60 s (at least 60 s) |
+//! | `[guest] os_locked_mib`, `pagefile_mib`, `committed_mib` | 0 |
+//! | `[guest] pageable_layout` (extra) | `"packed"` (or `"scattered"`) |
+//! | `[host] capabilities` | `["basic", "batched", "batched-2m"]` |
+//! | `[host] max_balloon_percent` | 65 (`Mem.CtlMaxPercent`'s default) |
+//! | `[config]` values | the registry defaults |
+//! | `[[events]] kind` | `"virtual-lock"` |
+//! | `[[events]] id` | `"<kind>@<line>"` (then it cannot be released) |
+//!
+//! Decisions where the format is silent: `at_s` must lie within `0..=duration_s`;
+//! events at the same time apply in file order; ids are unique; `release` must name the id
+//! of an earlier `lock_mib` / `commit_mib`; `[config]` values outside the registry ranges
+//! are errors (the driver would clamp them, but a scenario should say what it means);
+//! `duration_s` is at most one simulated day.
+
+use std::fmt;
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+use vmballoon_core::config::{Config, Param, RawConfig, validate};
+use vmballoon_core::protocol::Capabilities;
+use vmballoon_core::units::{Duration, Frames, Instant};
+
+use crate::guest::{GuestModel, GuestSpec, PageableLayout, PinKind};
+use crate::host::{CAPABILITY_NAMES, HostSpec};
+
+/// The longest run a scenario may ask for: one simulated day.
+pub const MAX_DURATION_S: f64 = 86_400.0;
+
+/// The built-in scenario: VMware KB 340369.
+pub const KB_340369: &str = include_str!("../../../scenarios/kb-340369.toml");
+
+/// A bad scenario: where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file as named on the command line.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// What an event does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The host's balloon target from now on (`target_mib`).
+    Target(Frames),
+    /// The guest pins memory (`lock_mib` + `kind`).
+    Lock {
+        /// Request id (for `release`).
+        id: String,
+        /// Kind of pinned memory.
+        kind: PinKind,
+        /// Size.
+        size: Frames,
+    },
+    /// The guest commits pageable memory (`commit_mib`).
+    Commit {
+        /// Request id (for `release`).
+        id: String,
+        /// Size.
+        size: Frames,
+    },
+    /// The memory of request `id` is freed (`release`).
+    Release(String),
+    /// The host resets the session (`host_reset = true`).
+    HostReset,
+    /// The host answers BUSY to the next N calls (`host_busy_calls`).
+    HostBusy(u64),
+    /// The host refuses the next N pages offered (`host_refuse_next`).
+    HostRefuse(u64),
+}
+
+/// One `[[events]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// When it happens.
+    pub at: Instant,
+    /// Its line in the file (of the `[[events]]` header).
+    pub line: usize,
+    /// What happens.
+    pub action: Action,
+}
+
+/// A loaded, validated scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// `name`.
+    pub name: String,
+    /// `description`.
+    pub description: String,
+    /// `duration_s`.
+    pub duration: Duration,
+    /// `[guest]`.
+    pub guest: GuestSpec,
+    /// `[host]`.
+    pub host: HostSpec,
+    /// `[config]`, as the driver would read it from the registry.
+    pub raw_config: RawConfig,
+    /// `[config]`, validated.
+    pub config: Config,
+    /// `[[events]]`, sorted by time (file order within a time).
+    pub events: Vec<Event>,
+}
+
+impl Scenario {
+    /// Loads a scenario from `text`; `file` names it in errors.
+    ///
+    /// # Errors
+    /// The first problem found, with its line.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ScenarioError> {
+        let src = Source { text, file };
+        let doc = DeTable::parse(text).map_err(|e| {
+            let line = e.span().map_or(1, |s| src.line(s.start));
+            let msg = e.message().trim().replace('\n', "; ");
+            src.error_at_line(line, format!("invalid TOML: {msg}"))
+        })?;
+        Loader { src }.scenario(doc.get_ref())
+    }
+
+    /// The built-in KB 340369 scenario.
+    #[must_use]
+    pub fn builtin() -> Self {
+        // The embedded file is checked by the tests; a broken one yields an empty run
+        // rather than a panic.
+        Self::parse(KB_340369, "kb-340369.toml (built-in)").unwrap_or_else(|_| Self {
+            name: "kb-340369".to_owned(),
+            description: String::new(),
+            duration: Duration::from_secs(1),
+            guest: GuestSpec {
+                ram: Frames::from_mib(4096),
+                os_locked: Frames::ZERO,
+                pagefile: Frames::ZERO,
+                committed: Frames::ZERO,
+                layout: PageableLayout::Packed,
+            },
+            host: HostSpec::default(),
+            raw_config: RawConfig::new(),
+            config: Config::default(),
+            events: Vec::new(),
+        })
+    }
+}
+
+struct Source<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Source<'_> {
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text
+            .as_bytes()
+            .get(..end)
+            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+            + 1
+    }
+
+    fn error(&self, span: &Range<usize>, message: impl Into<String>) -> ScenarioError {
+        self.error_at_line(self.line(span.start), message)
+    }
+
+    fn error_at_line(&self, line: usize, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: self.file.to_owned(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// One table being read: the keys it may hold, and where it starts.
+struct Table<'s, 'i> {
+    src: &'s Source<'s>,
+    table: &'s DeTable<'i>,
+    span: Range<usize>,
+    name: String,
+}
+
+impl<'s, 'i> Table<'s, 'i> {
+    /// Reads `table`, rejecting any key not in `known` (the first in file order).
+    fn new(
+        src: &'s Source<'s>,
+        table: &'s DeTable<'i>,
+        span: Range<usize>,
+        name: impl Into<String>,
+        known: &[&str],
+    ) -> Result<Self, ScenarioError> {
+        let name = name.into();
+        let mut unknown: Vec<_> = table
+            .iter()
+            .filter(|(k, _)| !known.contains(&k.get_ref().as_ref()))
+            .map(|(k, _)| (k.span(), k.get_ref().to_string()))
+            .collect();
+        unknown.sort_by_key(|(span, _)| span.start);
+        if let Some((span, key)) = unknown.first() {
+            let hint = known
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(key) || similar(k, key))
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            return Err(src.error(span, format!("unknown key `{key}` in {name}{hint}")));
+        }
+        Ok(Self {
+            src,
+            table,
+            span,
+            name,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&'s Value<'i>> {
+        self.table.get(key)
+    }
+
+    fn key_span(&self, key: &str) -> Range<usize> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map_or_else(|| self.span.clone(), |(k, _)| k.span())
+    }
+
+    fn err(&self, key: &str, message: impl Into<String>) -> ScenarioError {
+        self.src.error(&self.key_span(key), message)
+    }
+
+    fn missing(&self, key: &str) -> ScenarioError {
+        self.src.error(
+            &self.span,
+            format!("missing required key `{key}` in {}", self.name),
+        )
+    }
+
+    fn type_error(&self, key: &str, want: &str, v: &DeValue<'_>) -> ScenarioError {
+        self.err(key, format!("`{key}` must be {want}, not {}", v.type_str()))
+    }
+
+    /// A non-negative integer.
+    fn uint(&self, key: &str, unit: &str) -> Result<Option<u64>, ScenarioError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let DeValue::Integer(i) = v.get_ref() else {
+            return Err(self.type_error(key, &format!("an integer ({unit})"), v.get_ref()));
+        };
+        match i128::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if n < 0 => Err(self.err(key, format!("`{key}` must not be negative (got {n})"))),
+            Ok(n) => u64::try_from(n)
+                .map(Some)
+                .map_err(|_| self.err(key, format!("`{key}` is too large"))),
+            Err(_) => Err(self.err(key, format!("`{key}` is too large"))),
+        }
+    }
+
+    /// A non-negative integer that is also a size in MiB.
+    fn mib(&self, key: &str) -> Result<Option<Frames>, ScenarioError> {
+        Ok(self.uint(key, "MiB")?.map(Frames::from_mib))
+    }
+
+    /// A finite, non-negative number (integer or float).
+    fn seconds(&self, key: &str) -> Result<Option<f64>, ScenarioError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
+            DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+            other => return Err(self.type_error(key, "a number (seconds)", other)),
+        };
+        match n {
+            Some(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
+            Some(n) if n.is_finite() => {
+                Err(self.err(key, format!("`{key}` must not be negative (got {n})")))
+            }
+            _ => Err(self.err(key, format!("`{key}` must be a finite number of seconds"))),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, ScenarioError> {
+        match self.get(key).map(Spanned::get_ref) {
+            None => Ok(None),
+            Some(DeValue::String(s)) => Ok(Some(s.to_string())),
+            Some(other) => Err(self.type_error(key, "a string", other)),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ScenarioError> {
+        match self.get(key).map(Spanned::get_ref) {
+            None => Ok(None),
+            Some(DeValue::Boolean(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.type_error(key, "true or false", other)),
+        }
+    }
+
+    fn subtable(&self, key: &str, known: &[&str]) -> Result<Option<Table<'s, 'i>>, ScenarioError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                Table::new(self.src, t, v.span(), format!("[{key}]"), known).map(Some)
+            }
+            other => Err(self.type_error(key, "a table", other)),
+        }
+    }
+}
+
+/// Whether two key names differ by one edit or only in `_mib` / `_mb` style suffixes.
+fn similar(a: &str, b: &str) -> bool {
+    let strip = |s: &str| {
+        s.to_ascii_lowercase()
+            .trim_end_matches("_mib")
+            .trim_end_matches("_mb")
+            .trim_end_matches("mb")
+            .to_owned()
+    };
+    strip(a) == strip(b)
+}
+
+const EVENT_ACTIONS: [&str; 7] = [
+    "target_mib",
+    "lock_mib",
+    "commit_mib",
+    "release",
+    "host_reset",
+    "host_busy_calls",
+    "host_refuse_next",
+];
+
+struct Loader<'a> {
+    src: Source<'a>,
+}
+
+impl Loader<'_> {
+    fn scenario(&self, doc: &DeTable<'_>) -> Result<Scenario, ScenarioError> {
+        let top = Table::new(
+            &self.src,
+            doc,
+            0..0,
+            "the top level",
+            &[
+                "name",
+                "description",
+                "duration_s",
+                "guest",
+                "host",
+                "config",
+                "events",
+            ],
+        )?;
+        let name = top.string("name")?.ok_or_else(|| top.missing("name"))?;
+        if name.trim().is_empty() {
+            return Err(top.err("name", "`name` must not be empty"));
+        }
+        let description = top.string("description")?.unwrap_or_default();
+        let duration_s = top.seconds("duration_s")?;
+        if let Some(d) = duration_s
+            && !(d > 0.0 && d <= MAX_DURATION_S)
+        {
+            return Err(top.err(
+                "duration_s",
+                format!("`duration_s` must be above 0 and at most {MAX_DURATION_S} (got {d})"),
+            ));
+        }
+
+        let guest = self.guest(&top)?;
+        let host = self.host(&top)?;
+        let (raw_config, config) = self.config(&top, guest.ram)?;
+        let mut events = self.events(&top)?;
+        let last = events.iter().map(|(at, _)| *at).fold(0.0f64, f64::max);
+        let duration_s = duration_s.unwrap_or((last + 60.0).max(60.0));
+        for (at, e) in &events {
+            if *at > duration_s {
+                return Err(self.src.error_at_line(
+                    e.line,
+                    format!(
+                        "`at_s` = {at} is after the end of the run (duration_s = {duration_s})"
+                    ),
+                ));
+            }
+        }
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(Scenario {
+            name,
+            description,
+            duration: secs(duration_s),
+            guest,
+            host,
+            raw_config,
+            config,
+            events: events.into_iter().map(|(_, e)| e).collect(),
+        })
+    }
+
+    fn guest(&self, top: &Table<'_, '_>) -> Result<GuestSpec, ScenarioError> {
+        let g = top
+            .subtable(
+                "guest",
+                &[
+                    "ram_mib",
+                    "os_locked_mib",
+                    "pagefile_mib",
+                    "committed_mib",
+                    "pageable_layout",
+                ],
+            )?
+            .ok_or_else(|| self.src.error_at_line(1, "missing required table [guest]"))?;
+        let layout = match g.string("pageable_layout")?.as_deref() {
+            None | Some("packed") => PageableLayout::Packed,
+            Some("scattered") => PageableLayout::Scattered,
+            Some(other) => {
+                return Err(g.err(
+                    "pageable_layout",
+                    format!(
+                        "unknown `pageable_layout` \"{other}\" (expected \"packed\" or \"scattered\")"
+                    ),
+                ));
+            }
+        };
+        let spec = GuestSpec {
+            ram: g.mib("ram_mib")?.ok_or_else(|| g.missing("ram_mib"))?,
+            os_locked: g.mib("os_locked_mib")?.unwrap_or(Frames::ZERO),
+            pagefile: g.mib("pagefile_mib")?.unwrap_or(Frames::ZERO),
+            committed: g.mib("committed_mib")?.unwrap_or(Frames::ZERO),
+            layout,
+        };
+        GuestModel::validate(&spec).map_err(|m| {
+            let key = if m.starts_with("os_locked") {
+                "os_locked_mib"
+            } else {
+                "ram_mib"
+            };
+            if key == "ram_mib" {
+                g.err(key, format!("`ram_mib` {m}"))
+            } else {
+                g.err(key, m)
+            }
+        })?;
+        Ok(spec)
+    }
+
+    fn host(&self, top: &Table<'_, '_>) -> Result<HostSpec, ScenarioError> {
+        let mut spec = HostSpec::default();
+        let Some(h) = top.subtable("host", &["capabilities", "max_balloon_percent"])? else {
+            return Ok(spec);
+        };
+        if let Some(p) = h.uint("max_balloon_percent", "percent")? {
+            spec.max_balloon_percent =
+                u8::try_from(p).ok().filter(|p| *p <= 100).ok_or_else(|| {
+                    h.err(
+                        "max_balloon_percent",
+                        format!("`max_balloon_percent` = {p} is out of range 0..=100"),
+                    )
+                })?;
+        }
+        if let Some(v) = h.get("capabilities") {
+            let DeValue::Array(items) = v.get_ref() else {
+                return Err(h.type_error("capabilities", "an array of strings", v.get_ref()));
+            };
+            let mut caps = Capabilities::NONE;
+            for item in items.iter() {
+                let DeValue::String(s) = item.get_ref() else {
+                    return Err(self.src.error(
+                        &item.span(),
+                        format!(
+                            "`capabilities` entries must be strings, not {}",
+                            item.get_ref().type_str()
+                        ),
+                    ));
+                };
+                let Some((_, bit)) = CAPABILITY_NAMES.iter().find(|(n, _)| *n == s.as_ref()) else {
+                    let names: Vec<&str> = CAPABILITY_NAMES.iter().map(|(n, _)| *n).collect();
+                    return Err(self.src.error(
+                        &item.span(),
+                        format!(
+                            "unknown capability \"{s}\" in `capabilities` (expected {})",
+                            names.join(", ")
+                        ),
+                    ));
+                };
+                caps = caps.union(*bit);
+            }
+            spec.capabilities = (!items.is_empty()).then_some(caps);
+        }
+        Ok(spec)
+    }
+
+    fn config(
+        &self,
+        top: &Table<'_, '_>,
+        ram: Frames,
+    ) -> Result<(RawConfig, Config), ScenarioError> {
+        let names: Vec<&str> = Param::ALL.iter().map(|p| p.name()).collect();
+        let mut raw = RawConfig::new();
+        if let Some(c) = top.subtable("config", &names)? {
+            let ram_mib = u32::try_from(ram.mib_floor()).unwrap_or(u32::MAX);
+            for p in Param::ALL {
+                let Some(v) = c.uint(p.name(), "a registry DWORD")? else {
+                    continue;
+                };
+                let (min, max) = p.range(ram_mib);
+                match u32::try_from(v) {
+                    Ok(v) if (min..=max).contains(&v) => {
+                        raw = raw.with(p, v);
+                    }
+                    _ => {
+                        return Err(c.err(
+                            p.name(),
+                            format!("`{}` = {v} is out of range {min}..={max}", p.name()),
+                        ));
+                    }
+                }
+            }
+        }
+        let config = validate(&raw, ram).config;
+        Ok((raw, config))
+    }
+
+    fn events(&self, top: &Table<'_, '_>) -> Result<Vec<(f64, Event)>, ScenarioError> {
+        let Some(v) = top.get("events") else {
+            return Ok(Vec::new());
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            return Err(top.type_error("events", "an array of tables ([[events]])", v.get_ref()));
+        };
+        let mut known = vec!["at_s", "id", "kind"];
+        known.extend(EVENT_ACTIONS);
+        let mut ids: Vec<(String, usize)> = Vec::new();
+        let mut out = Vec::new();
+        for item in items.iter() {
+            let DeValue::Table(t) = item.get_ref() else {
+                return Err(self.src.error(
+                    &item.span(),
+                    format!(
+                        "`events` entries must be tables ([[events]]), not {}",
+                        item.get_ref().type_str()
+                    ),
+                ));
+            };
+            let e = Table::new(&self.src, t, item.span(), "[[events]]", &known)?;
+            let line = self.src.line(item.span().start);
+            let at = e.seconds("at_s")?.ok_or_else(|| e.missing("at_s"))?;
+            let mut present: Vec<(usize, &str)> = EVENT_ACTIONS
+                .iter()
+                .filter(|k| e.get(k).is_some())
+                .map(|k| (e.key_span(k).start, *k))
+                .collect();
+            present.sort_unstable();
+            let action_key = match present.as_slice() {
+                [] => {
+                    return Err(self.src.error_at_line(
+                        line,
+                        format!(
+                            "[[events]] has no action (one of {})",
+                            EVENT_ACTIONS.join(", ")
+                        ),
+                    ));
+                }
+                [(_, one)] => *one,
+                [(_, first), (_, second), ..] => {
+                    return Err(e.err(
+                        second,
+                        format!(
+                            "[[events]] has two actions, `{first}` and `{second}` (one per event)"
+                        ),
+                    ));
+                }
+            };
+            if action_key != "lock_mib" && e.get("kind").is_some() {
+                return Err(e.err("kind", "`kind` needs `lock_mib` in the same event"));
+            }
+            if !matches!(action_key, "lock_mib" | "commit_mib") && e.get("id").is_some() {
+                return Err(e.err(
+                    "id",
+                    "`id` names a `lock_mib` or `commit_mib` request; use `release = \"...\"` to free one",
+                ));
+            }
+            let action = match action_key {
+                "target_mib" => Action::Target(e.mib("target_mib")?.unwrap_or(Frames::ZERO)),
+                "lock_mib" | "commit_mib" => {
+                    let size = e.mib(action_key)?.unwrap_or(Frames::ZERO);
+                    let kind = match e.string("kind")? {
+                        None => PinKind::VirtualLock,
+                        Some(k) => PinKind::from_name(&k).ok_or_else(|| {
+                            let names: Vec<&str> = PinKind::ALL.iter().map(|k| k.name()).collect();
+                            e.err(
+                                "kind",
+                                format!("unknown `kind` \"{k}\" (expected {})", names.join(", ")),
+                            )
+                        })?,
+                    };
+                    let label = if action_key == "lock_mib" {
+                        kind.name()
+                    } else {
+                        "commit"
+                    };
+                    let id = match e.string("id")? {
+                        Some(id) if id.trim().is_empty() => {
+                            return Err(e.err("id", "`id` must not be empty"));
+                        }
+                        Some(id) => {
+                            if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id) {
+                                return Err(e.err(
+                                    "id",
+                                    format!("duplicate id \"{id}\" (first used on line {first})"),
+                                ));
+                            }
+                            ids.push((id.clone(), line));
+                            id
+                        }
+                        None => format!("{label}@{line}"),
+                    };
+                    if action_key == "lock_mib" {
+                        Action::Lock { id, kind, size }
+                    } else {
+                        Action::Commit { id, size }
+                    }
+                }
+                "release" => {
+                    let id = e.string("release")?.unwrap_or_default();
+                    let earlier = out.iter().any(|(t, ev): &(f64, Event)| {
+                        *t <= at
+                            && matches!(&ev.action,
+                                Action::Lock { id: i, .. } | Action::Commit { id: i, .. } if *i == id)
+                    });
+                    if !earlier {
+                        return Err(e.err(
+                            "release",
+                            format!(
+                                "`release` names unknown id \"{id}\" (no earlier lock_mib or commit_mib event has that id)"
+                            ),
+                        ));
+                    }
+                    Action::Release(id)
+                }
+                "host_reset" => match e.boolean("host_reset")? {
+                    Some(true) => Action::HostReset,
+                    _ => {
+                        return Err(e.err(
+                            "host_reset",
+                            "`host_reset` must be true (leave the event out otherwise)",
+                        ));
+                    }
+                },
+                "host_busy_calls" => {
+                    Action::HostBusy(e.uint("host_busy_calls", "calls")?.unwrap_or(0))
+                }
+                _ => Action::HostRefuse(e.uint("host_refuse_next", "pages")?.unwrap_or(0)),
+            };
+            out.push((
+                at,
+                Event {
+                    at: Instant::from_nanos(0).saturating_add(secs(at)),
+                    line,
+                    action,
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// `s` seconds as a [`Duration`], to the nanosecond.
+fn secs(s: f64) -> Duration {
+    let ns = (s * 1e9).round();
+    if ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64 {
+        Duration::from_nanos(ns as u64)
+    } else {
+        Duration::ZERO
+    }
+}
+
+#[cfg(test)]
+mod tests;

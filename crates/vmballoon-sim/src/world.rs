@@ -1,0 +1,119 @@
+//! The simulated VM: one [`World`] holding the guest model, the host model and the
+//! protocol checker, shared by every handle ([`crate::FakeHost`], [`crate::FakeGuest`],
+//! the runner) through `Rc<RefCell<..>>`.
+//!
+//! Sharing one world lets each side check the other at the moment something happens: the
+//! guest tells the checker when it frees a frame the host still holds, and the host checks
+//! that a frame offered by LOCK really is a balloon page of the guest. Every trait method
+//! borrows the world only for its own duration, so no borrow is ever held across a call
+//! into the engine.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use vmballoon_core::fake::ManualClock;
+use vmballoon_core::platform::Clock;
+use vmballoon_core::units::Instant;
+
+use crate::guest::GuestModel;
+use crate::host::HostModel;
+
+/// One rule broken by the guest (the engine or the naive policy), as the host model or
+/// the platform contract saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Simulated time it happened.
+    pub at: Instant,
+    /// What was wrong, in one sentence.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.at.as_nanos() / 1_000_000;
+        write!(f, "t={}.{:03}s: {}", ms / 1000, ms % 1000, self.message)
+    }
+}
+
+/// The recorder of [`Violation`]s. It keeps the first [`Checker::KEPT`] messages and
+/// counts all of them, so a guest that breaks a rule on every page cannot exhaust memory.
+#[derive(Debug)]
+pub struct Checker {
+    clock: ManualClock,
+    count: u64,
+    kept: Vec<Violation>,
+}
+
+impl Checker {
+    /// Messages kept for the report; later ones are only counted.
+    pub const KEPT: usize = 64;
+
+    /// A checker stamping violations with `clock`'s time.
+    #[must_use]
+    pub fn new(clock: ManualClock) -> Self {
+        Self {
+            clock,
+            count: 0,
+            kept: Vec::new(),
+        }
+    }
+
+    /// Records one violation.
+    pub fn record(&mut self, message: impl Into<String>) {
+        self.count = self.count.saturating_add(1);
+        if self.kept.len() < Self::KEPT {
+            self.kept.push(Violation {
+                at: self.clock.now(),
+                message: message.into(),
+            });
+        }
+    }
+
+    /// Violations recorded so far.
+    #[must_use]
+    pub const fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The first [`Checker::KEPT`] violations.
+    #[must_use]
+    pub fn violations(&self) -> &[Violation] {
+        &self.kept
+    }
+}
+
+/// Everything simulated about one VM.
+#[derive(Debug)]
+pub struct World {
+    /// The Windows memory manager model.
+    pub guest: GuestModel,
+    /// The VMware host model.
+    pub host: HostModel,
+    /// Protocol and platform-contract violations.
+    pub checker: Checker,
+    /// Simulated time (shared with the engine's clock).
+    pub clock: ManualClock,
+}
+
+/// The shared handle on a [`World`].
+pub type SharedWorld = Rc<RefCell<World>>;
+
+impl World {
+    /// A world from its two models; `clock` is the simulated time every handle reads.
+    #[must_use]
+    pub fn new(guest: GuestModel, host: HostModel, clock: ManualClock) -> SharedWorld {
+        Rc::new(RefCell::new(Self {
+            guest,
+            host,
+            checker: Checker::new(clock.clone()),
+            clock,
+        }))
+    }
+
+    /// Simulated time now.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+}
