@@ -4,9 +4,7 @@
 //! `CARGO_BIN_EXE_*` here).
 //!
 //! Every scenario has an entry in [`EXPECT`]; a scenario file without one fails
-//! `every_scenario_file_has_expectations`. Behaviour the engine does not have yet is listed
-//! as a known engine issue with a predicate that detects it: the test fails when the
-//! issue no longer reproduces, so the mark is removed as soon as the engine is fixed.
+//! `every_scenario_file_has_expectations`.
 
 use std::path::{Path, PathBuf};
 
@@ -24,13 +22,6 @@ enum Satisfiable {
     No(&'static str),
 }
 
-/// A behaviour of the engine that a scenario shows and that should change; `reproduces`
-/// detects it in vmballoon's summary.
-struct KnownIssue {
-    what: &'static str,
-    reproduces: fn(&Summary) -> bool,
-}
-
 struct Expect {
     file: &'static str,
     satisfiable: Satisfiable,
@@ -38,21 +29,7 @@ struct Expect {
     settles: bool,
     /// The naive balloon causes guest allocation failures (the comparison is real).
     naive_fails: bool,
-    known: Option<KnownIssue>,
 }
-
-/// The engine inflates until available memory falls below the LowMemoryCondition
-/// threshold (its ceiling does not look at available memory), then treats its own drain as
-/// guest pressure: it deflates RAM/64 and holds inflation for 5 s. With a working set that
-/// must be paged out first, it crawls toward its ceiling or stalls below it.
-const SELF_INDUCED_LOW_MEMORY: &str = "engine: inflation drains available memory below the \
-LowMemoryCondition threshold, then the engine deflates on its own signal and holds for 5 s \
-(slow or no progress toward the ceiling)";
-
-/// The engine's host back-off is reset only by a successful START, never by a successful
-/// TARGET or LOCK/UNLOCK, so BUSY bursts add up to 32 s pauses and a RESET answered late.
-const BACKOFF_NEVER_RESET: &str = "engine: host back-off is only reset by START, so BUSY \
-answers accumulate into 32 s pauses; the balloon does not come back to the target";
 
 const EXPECT: &[Expect] = &[
     Expect {
@@ -60,31 +37,24 @@ const EXPECT: &[Expect] = &[
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: true,
-        known: Some(KnownIssue {
-            what: SELF_INDUCED_LOW_MEMORY,
-            reproduces: |s| s.seconds_to_target.is_none_or(|t| t > TARGET_BOUND_S),
-        }),
     },
     Expect {
         file: "pinned-grows.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: true,
-        known: None,
     },
     Expect {
         file: "pinned-released.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: false,
-        known: None,
     },
     Expect {
         file: "large-pages.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: true,
-        known: None,
     },
     Expect {
         file: "large-pages-fragmentation.toml",
@@ -94,58 +64,42 @@ const EXPECT: &[Expect] = &[
         ),
         settles: true,
         naive_fails: true,
-        known: Some(KnownIssue {
-            what: SELF_INDUCED_LOW_MEMORY,
-            reproduces: |s| s.seconds_to_target.is_none_or(|t| t > TARGET_BOUND_S),
-        }),
     },
     Expect {
         file: "legacy-host.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: false,
-        known: None,
     },
     Expect {
         file: "reset-busy-storm.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: false,
-        known: Some(KnownIssue {
-            what: BACKOFF_NEVER_RESET,
-            reproduces: |s| s.final_balloon_mib.abs_diff(s.final_target_mib) > 2,
-        }),
     },
     Expect {
         file: "refused-pages.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: false,
-        known: None,
     },
     Expect {
         file: "small-pagefile.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: true,
-        known: None,
     },
     Expect {
         file: "registry-caps.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: false,
-        known: None,
     },
     Expect {
         file: "big-guest-16g.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: true,
-        known: Some(KnownIssue {
-            what: SELF_INDUCED_LOW_MEMORY,
-            reproduces: |s| s.seconds_to_target.is_none_or(|t| t > TARGET_BOUND_S),
-        }),
     },
 ];
 
@@ -219,19 +173,6 @@ fn check(file: &str) {
         );
     }
 
-    let known = e.known.as_ref().filter(|k| (k.reproduces)(&vm));
-    if let Some(k) = &e.known
-        && known.is_none()
-    {
-        panic!(
-            "{file}: known engine issue no longer reproduces, remove its mark: {}",
-            k.what
-        );
-    }
-    if let Some(k) = known {
-        eprintln!("{file}: known engine issue: {}", k.what);
-        return;
-    }
     let t = vm
         .seconds_to_target
         .unwrap_or_else(|| panic!("{file}: vmballoon never reached min(target, ceiling)"));
@@ -316,7 +257,13 @@ fn kb_340369_shows_the_ceiling_near_the_hand_computed_1330_mb() {
         Some("resident-available")
     );
     assert_eq!(vm.summary.final_target_mib, 2662);
-    assert!(vm.summary.min_resident_available_mib >= 488);
+    // The balloon stopped at the 488 MiB floor; the driver's 256 MiB lock took resident
+    // available below it (that is what the reserve is for), and vmballoon restored it.
+    assert_eq!(before.balloon.mib_floor(), 1260);
+    assert_eq!(vm.summary.min_resident_available_mib, 488 - 256);
+    assert_eq!(vm.summary.guest_alloc_failures, 0);
+    let last = vm.timeline.last().expect("rows");
+    assert!(last.resident_available.mib_floor() >= 488);
     let naive = runner::run(&Scenario::builtin(), PolicyKind::Naive).summary;
     assert!(naive.guest_alloc_failures > 0);
     assert_eq!(naive.min_resident_available_mib, 0);

@@ -23,7 +23,7 @@ use crate::mask::PageMask;
 use crate::platform::{
     Clock, HELD_REFUSED_CAPACITY, MemorySnapshot, MemorySource, PageAllocator, StorePosition,
 };
-use crate::policy::{self, Ceiling, ClampReason, Motion, Plan};
+use crate::policy::{self, Ceiling, ClampReason, Motion, Plan, Pressure};
 use crate::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode, Session};
 use crate::stats::{Counter, Stats};
 use crate::units::{Duration, Frames, Instant, PageSize};
@@ -43,8 +43,14 @@ pub const TICK_BUDGET: Duration = Duration::from_millis(250);
 /// After a low-memory deflate, inflation pauses this long (Linux `VMBALLOON_SHRINK_DELAY`).
 pub const LOW_MEMORY_HOLD: Duration = Duration::from_secs(5);
 
-/// Longest back-off after repeated BUSY, host errors or allocation failures.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(32);
+/// Longest back-off after repeated BUSY, host errors or allocation failures. Short: Linux
+/// and OVT simply retry at the next tick, and a RESET must not wait long for an answer.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// `LowMemoryCondition` signalled within this time of the balloon growing is attributed to
+/// the balloon's own allocations (Windows' balance-set manager trims working sets once a
+/// second): inflation stops but nothing is deflated. Signalled later, it is guest pressure.
+pub const SELF_INDUCED_WINDOW: Duration = Duration::from_secs(2);
 
 /// Where the session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +166,12 @@ impl Backoff {
         self.until = now.saturating_add(self.step);
     }
 
+    /// A fixed pause: nothing before `now + d` (BUSY: retry at the next poll, as Linux and
+    /// OVT do; the call costs one VM exit, so doubling it would only delay the balloon).
+    fn pause(&mut self, now: Instant, d: Duration) {
+        self.until = now.saturating_add(d);
+    }
+
     fn succeed(&mut self) {
         self.step = Duration::ZERO;
     }
@@ -188,9 +200,16 @@ pub struct Balloon<B, P: PageAllocator, M, C> {
     /// Guest RAM from the last snapshot (TARGET's limit).
     total: Frames,
     state: SessionState,
+    /// After BUSY or a host error: no host call before the next poll.
     host_backoff: Backoff,
+    /// After a failed START (no balloon host, no batch page): exponential, up to
+    /// [`MAX_BACKOFF`].
+    start_backoff: Backoff,
+    /// After an allocation failure: exponential, up to [`MAX_BACKOFF`].
     alloc_backoff: Backoff,
     inflate_hold_until: Instant,
+    /// When the balloon last grew (for [`SELF_INDUCED_WINDOW`]).
+    last_growth: Option<Instant>,
     stats: Stats,
 }
 
@@ -207,8 +226,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             total: Frames::ZERO,
             state: SessionState::Unstarted,
             host_backoff: Backoff::default(),
+            start_backoff: Backoff::default(),
             alloc_backoff: Backoff::default(),
             inflate_hold_until: Instant::default(),
+            last_growth: None,
             stats: Stats::new(),
         }
     }
@@ -351,7 +372,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         // The host has forgotten every page (or never had any): give them back at once, even
         // while backing off, since the guest may need the memory.
         report.popped = self.pop_all();
-        if self.host_backoff.active(now) {
+        if self.start_backoff.active(now) {
             return;
         }
         match self.channel.start(Capabilities::REQUESTED) {
@@ -364,7 +385,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                     let _ = self.channel.stop();
                     report.error = Some(Error::NoBatchPage);
                     self.state = SessionState::NoHost;
-                    self.host_backoff.fail(now, self.config.poll_interval);
+                    self.start_backoff.fail(now, self.config.poll_interval);
                     return;
                 }
                 // GUEST_ID failures are logged and otherwise ignored (Linux, OVT), except
@@ -378,7 +399,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                     Ok(()) => {}
                 }
                 self.channel.finish_reset();
-                self.host_backoff.succeed();
+                self.start_backoff.succeed();
                 self.state = SessionState::Running;
                 self.stats.add(Counter::SessionsStarted, 1);
                 report.started = Some(session);
@@ -386,7 +407,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             Err(e) => {
                 self.stats.add(Counter::StartFailures, 1);
                 self.state = SessionState::NoHost;
-                self.host_backoff.fail(now, self.config.poll_interval);
+                self.start_backoff.fail(now, self.config.poll_interval);
                 report.error = Some(e);
             }
         }
@@ -394,7 +415,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
 
     /// TARGET, then the batches.
     fn run(&mut self, now: Instant, report: &mut TickReport) {
-        if self.host_backoff.active(now) && !self.guest_needs_memory(report.snapshot) {
+        if self.host_backoff.active(now) && !self.guest_needs_memory(now, report.snapshot) {
             return;
         }
         // TARGET's limit is the guest's RAM in frames: every open driver sends it
@@ -405,7 +426,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         if let Err(e) = self.channel.get_target(self.total) {
             report.calls = report.calls.saturating_add(1);
             self.note_error(now, e, report);
-            if !self.guest_needs_memory(report.snapshot) {
+            if !self.guest_needs_memory(now, report.snapshot) {
                 return;
             }
         } else {
@@ -440,7 +461,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 Some(Direction::Lock) => Motion::Inflating,
                 Some(Direction::Unlock) => Motion::Deflating,
             };
-            let keep_going = match policy::plan(balloon, ceiling, &snap, &self.config, motion) {
+            let pressure = self.pressure(now, &snap);
+            let plan = policy::plan(balloon, ceiling, &snap, &self.config, motion, pressure);
+            let keep_going = match plan {
                 Plan::Hold => {
                     if snap.low_memory && ceiling.value > balloon {
                         report.reason = Some(ClampReason::LowMemory);
@@ -461,14 +484,26 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
 
     /// Whether the guest needs memory back regardless of the host (low memory, or a
     /// guest-side bound below the balloon): such deflates are not delayed by a host back-off.
-    fn guest_needs_memory(&self, snapshot: Option<MemorySnapshot>) -> bool {
+    fn guest_needs_memory(&self, now: Instant, snapshot: Option<MemorySnapshot>) -> bool {
         let Some(snap) = snapshot else { return false };
         let balloon = self.size();
         if balloon.is_zero() {
             return false;
         }
         let c = policy::ceiling(Frames::MAX, balloon, &snap, &self.config);
-        (snap.low_memory && self.config.deflate_on_low_memory) || c.value < balloon
+        let low = self.pressure(now, &snap) == Pressure::Guest;
+        (low && self.config.deflate_on_low_memory) || c.value < balloon
+    }
+
+    /// What a signalled `LowMemoryCondition` means now (see [`SELF_INDUCED_WINDOW`]).
+    fn pressure(&self, now: Instant, snap: &MemorySnapshot) -> Pressure {
+        if !snap.low_memory {
+            return Pressure::None;
+        }
+        match self.last_growth {
+            Some(t) if now.saturating_since(t) < SELF_INDUCED_WINDOW => Pressure::SelfInduced,
+            _ => Pressure::Guest,
+        }
     }
 
     /// One inflate batch toward `frames` more. Returns whether to continue.
@@ -548,6 +583,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             self.pages.store(chunk, StorePosition::First);
         }
         self.add_held(size, done, true);
+        if done > 0 {
+            self.last_growth = Some(now);
+        }
         self.stats
             .add(Counter::for_size(Counter::Inflated4k, size), done as u64);
         report.inflated = report
@@ -724,7 +762,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             | Error::UnknownStatus { .. }
             | Error::ReplyOutOfRange { .. } => {
                 self.stats.add(Counter::HostBackoffs, 1);
-                self.host_backoff.fail(now, self.config.poll_interval);
+                self.host_backoff.pause(now, self.config.poll_interval);
             }
             _ => {}
         }

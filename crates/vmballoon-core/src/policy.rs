@@ -197,11 +197,25 @@ pub enum Motion {
     Deflating,
 }
 
+/// What a signalled `LowMemoryCondition` means this tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pressure {
+    /// Not signalled.
+    #[default]
+    None,
+    /// Signalled shortly after the balloon grew: most likely its own allocations took the
+    /// free pages before Windows trimmed working sets (the balance-set manager runs once a
+    /// second). Inflation stops; nothing is given back.
+    SelfInduced,
+    /// Signalled while the balloon is not growing: the guest needs memory.
+    Guest,
+}
+
 /// The per-tick plan for a balloon of `balloon` frames under `ceiling`.
 ///
-/// * `LowMemoryCondition` (when `DeflateOnLowMemory`) deflates at least one
-///   [`low_memory_step`] without waiting for the host; signalled, it always blocks
-///   inflation.
+/// * Guest memory pressure (`LowMemoryCondition`, when `DeflateOnLowMemory`) deflates at
+///   least one [`low_memory_step`] without waiting for the host; any signalled
+///   `LowMemoryCondition` blocks inflation.
 /// * Above a guest-side bound (registry cap, resident available, commit) the balloon
 ///   deflates exactly to the bound: the floor is restored at once.
 /// * Above the host target it deflates only past the 2 MiB [`SLACK`] (or to zero when the
@@ -216,8 +230,9 @@ pub fn plan(
     snap: &MemorySnapshot,
     config: &Config,
     motion: Motion,
+    pressure: Pressure,
 ) -> Plan {
-    if snap.low_memory && config.deflate_on_low_memory {
+    if pressure == Pressure::Guest && config.deflate_on_low_memory {
         if balloon.is_zero() {
             return Plan::Hold;
         }
@@ -236,8 +251,8 @@ pub fn plan(
             reason => Plan::Deflate(over, reason),
         };
     }
-    // Never inflate while Windows reports low memory, whether or not it may deflate.
-    if snap.low_memory {
+    // Never inflate while Windows reports low memory, whatever its cause.
+    if pressure != Pressure::None {
         return Plan::Hold;
     }
     let room = ceiling.value.saturating_sub(balloon);
@@ -255,6 +270,15 @@ mod tests {
     use crate::config::{Param, RawConfig, validate};
 
     const GIB: u64 = 1024;
+
+    /// A signalled snapshot counts as guest pressure in these tests.
+    fn pressure(s: &MemorySnapshot) -> Pressure {
+        if s.low_memory {
+            Pressure::Guest
+        } else {
+            Pressure::None
+        }
+    }
 
     fn snap(total_mib: u64, resident_mib: u64) -> MemorySnapshot {
         MemorySnapshot {
@@ -374,7 +398,14 @@ mod tests {
             }
         );
         assert_eq!(
-            plan(balloon, c, &snap(4 * GIB, 232), &config, Motion::Idle),
+            plan(
+                balloon,
+                c,
+                &snap(4 * GIB, 232),
+                &config,
+                Motion::Idle,
+                Pressure::None
+            ),
             Plan::Deflate(Frames::from_mib(256), ClampReason::ResidentAvailable)
         );
         // Resident available at zero still yields a defined ceiling.
@@ -396,12 +427,18 @@ mod tests {
                 reason: ClampReason::ResidentAvailable
             }
         );
-        assert_eq!(plan(balloon, c, &s, &config, Motion::Idle), Plan::Hold);
+        assert_eq!(
+            plan(balloon, c, &s, &config, Motion::Idle, pressure(&s)),
+            Plan::Hold
+        );
         let mut s = snap(4 * GIB, 4000);
         s.committed = None;
         let c = ceiling(Frames::from_mib(1000), balloon, &s, &config);
         assert_eq!(c.reason, ClampReason::Commit);
-        assert_eq!(plan(balloon, c, &s, &config, Motion::Idle), Plan::Hold);
+        assert_eq!(
+            plan(balloon, c, &s, &config, Motion::Idle, pressure(&s)),
+            Plan::Hold
+        );
     }
 
     #[test]
@@ -429,11 +466,18 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::new(999), c, &s, &config, Motion::Idle),
+            plan(Frames::new(999), c, &s, &config, Motion::Idle, pressure(&s)),
             Plan::Inflate(Frames::new(1))
         );
         assert_eq!(
-            plan(Frames::new(1000), c, &s, &config, Motion::Idle),
+            plan(
+                Frames::new(1000),
+                c,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Hold
         );
     }
@@ -447,11 +491,25 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::new(1511), c, &s, &config, Motion::Idle),
+            plan(
+                Frames::new(1511),
+                c,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Hold
         );
         assert_eq!(
-            plan(Frames::new(1512), c, &s, &config, Motion::Idle),
+            plan(
+                Frames::new(1512),
+                c,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Deflate(Frames::new(512), ClampReason::HostTarget)
         );
         // A zero target always empties the balloon, slack or not.
@@ -460,7 +518,14 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::new(3), zero, &s, &config, Motion::Idle),
+            plan(
+                Frames::new(3),
+                zero,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Deflate(Frames::new(3), ClampReason::HostTarget)
         );
     }
@@ -474,7 +539,14 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::new(1100), host, &s, &config, Motion::Deflating),
+            plan(
+                Frames::new(1100),
+                host,
+                &s,
+                &config,
+                Motion::Deflating,
+                Pressure::None
+            ),
             Plan::Deflate(Frames::new(100), ClampReason::HostTarget)
         );
         let guest = Ceiling {
@@ -482,7 +554,14 @@ mod tests {
             reason: ClampReason::ResidentAvailable,
         };
         assert_eq!(
-            plan(Frames::new(900), guest, &s, &config, Motion::Inflating),
+            plan(
+                Frames::new(900),
+                guest,
+                &s,
+                &config,
+                Motion::Inflating,
+                Pressure::None
+            ),
             Plan::Inflate(Frames::new(100))
         );
     }
@@ -496,15 +575,36 @@ mod tests {
             reason: ClampReason::ResidentAvailable,
         };
         assert_eq!(
-            plan(Frames::new(10_001), c, &s, &config, Motion::Idle),
+            plan(
+                Frames::new(10_001),
+                c,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Deflate(Frames::new(1), ClampReason::ResidentAvailable)
         );
         assert_eq!(
-            plan(Frames::new(9_489), c, &s, &config, Motion::Idle),
+            plan(
+                Frames::new(9_489),
+                c,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Hold
         );
         assert_eq!(
-            plan(Frames::new(9_488), c, &s, &config, Motion::Idle),
+            plan(
+                Frames::new(9_488),
+                c,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Inflate(Frames::new(512))
         );
     }
@@ -519,21 +619,45 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::from_mib(1000), c, &s, &config, Motion::Idle),
+            plan(
+                Frames::from_mib(1000),
+                c,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Deflate(Frames::from_mib(64), ClampReason::LowMemory)
         );
         assert_eq!(
-            plan(Frames::from_mib(10), c, &s, &config, Motion::Idle),
+            plan(
+                Frames::from_mib(10),
+                c,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Deflate(Frames::from_mib(10), ClampReason::LowMemory)
         );
-        assert_eq!(plan(Frames::ZERO, c, &s, &config, Motion::Idle), Plan::Hold);
+        assert_eq!(
+            plan(Frames::ZERO, c, &s, &config, Motion::Idle, pressure(&s)),
+            Plan::Hold
+        );
         // A larger deficit to a guest bound is restored whole.
         let tight = Ceiling {
             value: Frames::from_mib(500),
             reason: ClampReason::ResidentAvailable,
         };
         assert_eq!(
-            plan(Frames::from_mib(1000), tight, &s, &config, Motion::Idle),
+            plan(
+                Frames::from_mib(1000),
+                tight,
+                &s,
+                &config,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Deflate(Frames::from_mib(500), ClampReason::LowMemory)
         );
         // With DeflateOnLowMemory = 0 the signal does not deflate, but still blocks inflation.
@@ -543,12 +667,63 @@ mod tests {
         )
         .config;
         assert_eq!(
-            plan(Frames::from_mib(1000), c, &s, &off, Motion::Idle),
+            plan(
+                Frames::from_mib(1000),
+                c,
+                &s,
+                &off,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Hold
         );
         assert_eq!(
-            plan(Frames::from_mib(1000), tight, &s, &off, Motion::Idle),
+            plan(
+                Frames::from_mib(1000),
+                tight,
+                &s,
+                &off,
+                Motion::Idle,
+                pressure(&s)
+            ),
             Plan::Deflate(Frames::from_mib(500), ClampReason::ResidentAvailable)
+        );
+    }
+
+    #[test]
+    fn self_induced_low_memory_blocks_inflation_without_deflating() {
+        let config = Config::default();
+        let s = snap(4 * GIB, 4000);
+        let c = Ceiling {
+            value: Frames::from_mib(2000),
+            reason: ClampReason::HostTarget,
+        };
+        assert_eq!(
+            plan(
+                Frames::from_mib(1000),
+                c,
+                &s,
+                &config,
+                Motion::Inflating,
+                Pressure::SelfInduced
+            ),
+            Plan::Hold
+        );
+        // A guest-side bound below the balloon still deflates.
+        let tight = Ceiling {
+            value: Frames::from_mib(500),
+            reason: ClampReason::Commit,
+        };
+        assert_eq!(
+            plan(
+                Frames::from_mib(1000),
+                tight,
+                &s,
+                &config,
+                Motion::Idle,
+                Pressure::SelfInduced
+            ),
+            Plan::Deflate(Frames::from_mib(500), ClampReason::Commit)
         );
     }
 
@@ -565,9 +740,12 @@ mod tests {
             ..MemorySnapshot::default()
         };
         let c = ceiling(Frames::MAX, Frames::MAX, &s, &config);
-        let _ = plan(Frames::MAX, c, &s, &config, Motion::Idle);
+        let _ = plan(Frames::MAX, c, &s, &config, Motion::Idle, pressure(&s));
         let z = MemorySnapshot::default();
         let c = ceiling(Frames::ZERO, Frames::ZERO, &z, &config);
-        assert_eq!(plan(Frames::ZERO, c, &z, &config, Motion::Idle), Plan::Hold);
+        assert_eq!(
+            plan(Frames::ZERO, c, &z, &config, Motion::Idle, Pressure::None),
+            Plan::Hold
+        );
     }
 }

@@ -220,6 +220,9 @@ fn low_memory_condition_deflates_a_step_and_pauses_inflation() {
         batch(Command::Batched2mLock, 512, 1024 * 256),
     ]);
     assert_eq!(rig.tick().balloon, mib(1024));
+    // A quiet tick: the balloon last grew 2 s ago, so a signal now is guest pressure.
+    rig.expect([target(4096, 1024 * 256)]);
+    rig.tick();
     rig.world.set_low_memory(true);
     // 1/64 of 4 GiB = 64 MiB = 32 large pages, without waiting for the host target.
     rig.expect([
@@ -250,6 +253,33 @@ fn low_memory_condition_deflates_a_step_and_pauses_inflation() {
     assert_eq!(rig.tick().balloon, mib(1024));
     assert_eq!(rig.balloon.stats().get(Counter::LowMemoryDeflates), 2);
     assert_eq!(rig.balloon.stats().clamps(ClampReason::LowMemory), 3);
+    rig.finish();
+}
+
+#[test]
+fn low_memory_right_after_growth_stops_inflation_without_deflating() {
+    // The balloon's own allocations drained the free lists before Windows trimmed working
+    // sets: stop growing, give nothing back; it is guest pressure only if it persists.
+    let mut rig = Rig::kb();
+    rig.expect(handshake(FULL)).expect([
+        target(4096, 512 * 256),
+        batch(Command::Batched2mLock, 256, 512 * 256),
+    ]);
+    assert_eq!(rig.tick().balloon, mib(512));
+    // The host now asks for more, but Windows signals low memory right away.
+    rig.world.set_low_memory(true);
+    rig.expect([target(4096, 1024 * 256)]);
+    let r = rig.tick();
+    assert_eq!((r.inflated, r.deflated), (Frames::ZERO, Frames::ZERO));
+    assert_eq!(r.reason, Some(ClampReason::LowMemory));
+    // Still signalled 2 s after the last growth: now it is the guest's, deflate a step.
+    rig.expect([
+        target(4096, 1024 * 256),
+        batch(Command::Batched2mUnlock, 32, 1024 * 256),
+    ]);
+    let r = rig.tick();
+    assert!(r.low_memory_deflate);
+    assert_eq!(r.deflated, mib(64));
     rig.finish();
 }
 
@@ -464,14 +494,14 @@ fn busy_backs_off_and_recovers() {
         .expect([Expect::command(1).replies(BUSY, 0, 0)]);
     let r = rig.tick();
     assert!(r.error.unwrap().is_busy());
-    // First back-off is one poll interval: the next tick proceeds, BUSY again.
-    rig.expect([Expect::command(1).replies(BUSY, 0, 0)]);
-    rig.tick();
-    // Second: two intervals. This tick makes no call at all.
+    // BUSY mid-inflation stops the tick's work; the next poll retries (Linux, OVT).
+    rig.expect([target(4096, 1000), batch(Command::BatchedLock, 512, 1000)])
+        .expect([Expect::command(6).replies(BUSY, 0, 0)]);
     let r = rig.tick();
-    assert_eq!(r.calls, 0);
-    rig.expect([target(4096, 10), batch(Command::BatchedLock, 10, 10)]);
-    assert_eq!(rig.tick().balloon, Frames::new(10));
+    assert_eq!(r.balloon, Frames::new(512));
+    assert!(r.error.unwrap().is_busy());
+    rig.expect([target(4096, 1000), batch(Command::BatchedLock, 488, 1000)]);
+    assert_eq!(rig.tick().balloon, Frames::new(1000));
     assert_eq!(rig.balloon.stats().get(Counter::HostBackoffs), 2);
     rig.finish();
 }
