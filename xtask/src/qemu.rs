@@ -284,22 +284,6 @@ fn install_from_backports(apt_dir: &Path, package: &str) -> Result {
     Ok(())
 }
 
-/// Like [`util::step`], but in `dir` instead of the workspace root.
-fn step_in(dir: &Path, name: &str, cmd: &mut Command) -> Result {
-    eprintln!("==> {name}");
-    let start = Instant::now();
-    let status = cmd
-        .current_dir(dir)
-        .status()
-        .map_err(|e| format!("{name}: cannot run {cmd:?}: {e}"))?;
-    eprintln!("    {name}: {:.1}s", start.elapsed().as_secs_f64());
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{name} failed ({status})"))
-    }
-}
-
 /// The Debian cloud kernel image, cached as `dir/vmlinuz`.
 fn ensure_kernel(dir: &Path) -> Result<PathBuf> {
     let kernel = dir.join("vmlinuz");
@@ -354,7 +338,7 @@ fn fetch_kernel(dir: &Path, package: &str, kernel: &Path) -> Result {
         // As root apt-get drops to `_apt` for downloads and warns that it cannot write here.
         download.args(["-o", "APT::Sandbox::User=root"]);
     }
-    step_in(
+    util::step_in(
         &work,
         &format!("apt-get download {package}"),
         download.arg("download").arg(package),

@@ -16,10 +16,15 @@ pub fn cargo() -> String {
 
 /// Runs `cmd` in the workspace root, printing a header and the time it took.
 pub fn step(name: &str, cmd: &mut Command) -> Result {
+    step_in(&super::root(), name, cmd)
+}
+
+/// Runs `cmd` in `dir`, printing a header and the time it took.
+pub fn step_in(dir: &std::path::Path, name: &str, cmd: &mut Command) -> Result {
     eprintln!("==> {name}");
     let start = Instant::now();
     let status = cmd
-        .current_dir(super::root())
+        .current_dir(dir)
         .status()
         .map_err(|e| format!("{name}: cannot run {cmd:?}: {e}"))?;
     eprintln!("    {name}: {:.1}s", start.elapsed().as_secs_f64());
