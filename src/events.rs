@@ -476,22 +476,10 @@ mod tests {
         TickReport {
             at: Instant::from_nanos(at_s * 1_000_000_000),
             state: SessionState::Running,
-            started: None,
-            host_reset: false,
-            popped: Frames::ZERO,
             target: Frames::from_mib(1000),
-            ceiling: None,
             balloon: Frames::from_mib(500),
-            inflated: Frames::ZERO,
-            deflated: Frames::ZERO,
-            refused: Frames::ZERO,
-            reason: None,
-            low_memory_deflate: false,
-            alloc_failures: 0,
             calls: 1,
-            error: None,
-            more_work: false,
-            snapshot: None,
+            ..TickReport::default()
         }
     }
 

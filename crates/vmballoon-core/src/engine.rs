@@ -53,9 +53,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 pub const SELF_INDUCED_WINDOW: Duration = Duration::from_secs(2);
 
 /// Where the session stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SessionState {
     /// No START has succeeded yet.
+    #[default]
     Unstarted,
     /// START failed: no balloon host answers (all ones on the port), or it refused.
     NoHost,
@@ -79,7 +80,7 @@ impl SessionState {
 }
 
 /// What one tick did and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TickReport {
     /// When the tick started.
     pub at: Instant,
@@ -121,27 +122,8 @@ pub struct TickReport {
 }
 
 impl TickReport {
-    const fn new(at: Instant) -> Self {
-        Self {
-            at,
-            state: SessionState::Unstarted,
-            started: None,
-            host_reset: false,
-            popped: Frames::ZERO,
-            target: Frames::ZERO,
-            ceiling: None,
-            balloon: Frames::ZERO,
-            inflated: Frames::ZERO,
-            deflated: Frames::ZERO,
-            refused: Frames::ZERO,
-            reason: None,
-            low_memory_deflate: false,
-            alloc_failures: 0,
-            calls: 0,
-            error: None,
-            more_work: false,
-            snapshot: None,
-        }
+    fn new(at: Instant) -> Self {
+        Self { at, ..Self::default() }
     }
 }
 
