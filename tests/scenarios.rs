@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use vmballoon_sim::serde_json;
-use vmballoon_sim::{PolicyKind, Scenario, Summary, runner};
+use vmballoon_sim::{PolicyKind, Scenario, runner};
 
 /// Seconds within which vmballoon must first come within 2 MiB of min(target, ceiling).
 const TARGET_BOUND_S: f64 = 30.0;
