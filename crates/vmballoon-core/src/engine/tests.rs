@@ -731,3 +731,38 @@ fn work_bound_splits_a_huge_inflate_across_immediate_ticks() {
     assert_eq!(rig.balloon.stats().get(Counter::TicksContinued), 2);
     rig.finish();
 }
+
+#[test]
+fn guest_id_failure_is_ignored() {
+    // Linux and OVT log a failed GUEST_ID and carry on: it only informs the host.
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect([
+        Expect::call(0, FULL, 0).replies(OK_CAPS, 0, BATCHED_4K),
+        Expect::call(4, 4, 0).replies(1, 0, 0),
+        target(4096, 10),
+        batch(Command::BatchedLock, 10, 10),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.state, SessionState::Running);
+    assert_eq!(r.balloon, Frames::new(10));
+    rig.finish();
+}
+
+#[test]
+fn deflate_starts_with_small_pages() {
+    // Linux deflates 4 KiB pages first, keeping the cheaper-to-hold 2 MiB pages ballooned.
+    let mut rig = Rig::kb();
+    rig.expect(handshake(FULL)).expect([
+        target(4096, 1024 + 100),
+        batch(Command::Batched2mLock, 2, 1024 + 100),
+        batch(Command::BatchedLock, 100, 1024 + 100),
+    ]);
+    rig.tick();
+    rig.expect([
+        target(4096, 0),
+        batch(Command::BatchedUnlock, 100, 0),
+        batch(Command::Batched2mUnlock, 2, 0),
+    ]);
+    assert_eq!(rig.tick().balloon, Frames::ZERO);
+    rig.finish();
+}
