@@ -54,7 +54,8 @@ pub trait PageAllocator {
     /// cycle, until [`PageAllocator::free_refused`]; every other page returns to the OS.
     /// Pages the host holds are always in `keep`. `keep` and `hold` are disjoint. Must not
     /// fail: the platform holds at least [`HELD_REFUSED_CAPACITY`] pages per cycle, and the
-    /// engine never asks for more.
+    /// engine never asks for more. (In the driver this splits an MDL from
+    /// `MmAllocatePagesForMdlEx`; `src/pages.rs` says what that relies on.)
     fn retain(&mut self, chunk: &mut Self::Chunk, keep: &PageMask, hold: &PageMask);
 
     /// Returns every page of `chunk` to the OS and releases the chunk itself (also for an
