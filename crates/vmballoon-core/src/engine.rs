@@ -123,7 +123,10 @@ pub struct TickReport {
 
 impl TickReport {
     fn new(at: Instant) -> Self {
-        Self { at, ..Self::default() }
+        Self {
+            at,
+            ..Self::default()
+        }
     }
 }
 
