@@ -2,7 +2,7 @@
 //! kept for the whole session and shared with the host by its PFN (`protocol.md` §5). Below
 //! 4 GiB so its PFN fits a 32-bit register on hosts without the 64-bit capability.
 
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 
 use vmballoon_core::protocol::BatchPage;
 use vmballoon_core::units::Pfn;
@@ -38,8 +38,10 @@ impl BatchMemory {
             )
         };
         let page = NonNull::new(va.cast::<BatchPage>())?;
-        // SAFETY: `page` is a fresh, mapped, resident, page-aligned block of one page.
-        unsafe { page.as_ptr().write(BatchPage::zeroed()) };
+        // SAFETY: `page` is a fresh, mapped, resident, page-aligned block of one page (not
+        // zeroed by Mm); all-zero is a valid BatchPage (`BatchPage::zeroed`). Zeroed in place:
+        // no 4 KiB temporary on DriverEntry's stack.
+        unsafe { ptr::write_bytes(page.as_ptr(), 0, 1) };
         // SAFETY: `va` is a valid nonpaged system address.
         let pa = unsafe { MmGetPhysicalAddress(va) };
         // SAFETY: reading the 64-bit view of the LARGE_INTEGER union, always initialised.

@@ -1,11 +1,12 @@
 //! `DriverEntry` and `EvtDriverUnload`: a non-PnP KMDF driver (`windows-memory.md` §5.2)
 //! started as a primitive driver's service. It refuses to start, with an NTSTATUS and a
 //! `LoadRefused` ETW error, when the CPU does not report VMware, when the balloon backdoor
-//! does not answer, or when VMware's `vmmemctl.sys` is loaded.
+//! does not answer, or when VMware's `vmmemctl.sys` is loaded (or the module list that
+//! would rule it out cannot be read).
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use vmballoon_backdoor::{DetectError, RealCpu, VmwareBackdoor, detect};
 use vmballoon_core::config::Config;
@@ -20,22 +21,18 @@ use wdk_sys::{
 use crate::batch::BatchMemory;
 use crate::clock::KernelClock;
 use crate::etw;
-use crate::events::{Event, Refusal, Tracker};
-use crate::kernel::{Event as KEvent, Thread, pool_alloc, pool_free};
+use crate::events::{Event, Refusal};
+use crate::kernel::{Thread, pool_free};
 use crate::memory::KernelMemory;
 use crate::pages::MdlPages;
 use crate::power::Registration;
-use crate::schedule::Schedule;
-use crate::state::{Driver, Shared, Work};
+use crate::state::{Driver, Work};
 use crate::vmmemctl;
 use crate::worker::worker_main;
 
 /// The one driver state of this image, for `EvtDriverUnload` (which gets only the
 /// WDFDRIVER). Null before start and after unload.
 static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
-
-// Pool blocks are 16-byte aligned on x64.
-const _: () = assert!(core::mem::align_of::<Driver>() <= 16);
 
 type Refused = (Refusal, NTSTATUS);
 
@@ -70,12 +67,16 @@ fn start(driver: &mut DRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<
         }
         _ => (Refusal::NotVmware, STATUS_NOT_SUPPORTED),
     })?;
-    // Two balloon drivers would reset each other's session. If the module list cannot be
-    // read at all, start anyway: that failure says nothing about vmmemctl.
-    if vmmemctl::loaded() == Ok(true) {
-        return Err((Refusal::VmmemctlLoaded, STATUS_SHARING_VIOLATION));
+    // Two balloon drivers would reset each other's session. A module list that cannot be
+    // read cannot rule vmmemctl out, so that refuses too.
+    match vmmemctl::loaded() {
+        Ok(false) => {}
+        Ok(true) => return Err((Refusal::VmmemctlLoaded, STATUS_SHARING_VIOLATION)),
+        Err(status) => return Err((Refusal::VmmemctlUnknown, status)),
     }
     let wdf = create_wdf_driver(driver, registry_path).map_err(|s| (Refusal::Resources, s))?;
+    // From here on every resource is an RAII value until `Driver::create` owns them all, so
+    // each `?` below frees what was obtained before it.
     let resources = (Refusal::Resources, STATUS_INSUFFICIENT_RESOURCES);
     let batch = BatchMemory::new().ok_or(resources)?;
     let pages = MdlPages::new().ok_or(resources)?;
@@ -84,58 +85,37 @@ fn start(driver: &mut DRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<
     // SAFETY: VMware was detected; the batch page is resident, 4 KiB aligned, below 4 GiB,
     // used by nothing else, and freed only after the engine (field order of `Driver`).
     let backdoor = unsafe { VmwareBackdoor::new(page, pfn) };
-    let config = Config::default();
-    let state = Driver {
-        shared: Shared {
-            stop: KEvent::new(),
-            power: KEvent::new(),
-            power_done: KEvent::new(),
-            leaving_s0: AtomicBool::new(false),
-        },
-        work: UnsafeCell::new(Work {
-            engine: Balloon::new(backdoor, pages, memory, KernelClock, config),
-            wdf,
-            schedule: Schedule::new(config.poll_interval),
-            tracker: Tracker::new(),
-            config: None,
-        }),
-        batch,
-        thread: None,
-        power: None,
-    };
-    let block = pool_alloc::<Driver>(core::mem::size_of::<Driver>()).ok_or(resources)?;
-    // SAFETY: a fresh nonpaged block sized and aligned for a Driver.
-    unsafe { block.as_ptr().write(state) };
+    let engine = Balloon::new(backdoor, pages, memory, KernelClock, Config::default());
+    let block = Driver::create(Work::new(engine, wdf), batch).ok_or(resources)?;
     launch(block, detected.version, detected.product.name()).inspect_err(|_| {
-        // SAFETY: the block holds an initialised Driver that no other thread uses.
+        // SAFETY: the block holds a Driver from `Driver::create`; `launch` failed, so it is
+        // not published and unload will never see it.
         unsafe { teardown(block, "start-failed") };
     })
 }
 
-/// Initialises the events in place, reads the registry, starts the worker, hooks power.
+/// Reads the registry, starts the worker, hooks power, publishes the state for unload.
+/// On `Err` the caller tears down whatever was started.
 fn launch(block: NonNull<Driver>, version: u32, product: &'static str) -> Result<(), Refused> {
     let d = block.as_ptr();
-    // SAFETY: `d` is initialised, resident, and will not move; no thread uses it yet.
-    let shared = unsafe { &(*d).shared };
-    // SAFETY: as above: final address, nobody waits yet.
-    unsafe { shared.stop.init(true) };
-    // SAFETY: as above.
-    unsafe { shared.power.init(false) };
-    // SAFETY: as above.
-    unsafe { shared.power_done.init(true) };
-    // SAFETY: `d` is initialised; this only takes the cell's address.
-    let work = unsafe { (*d).work.get() };
+    // SAFETY: `d` is a live Driver; this only takes the cell's address.
+    let work = unsafe { UnsafeCell::raw_get(&raw const (*d).work) };
     // SAFETY: the worker does not exist yet, so this thread is `Work`'s only user.
     unsafe { &mut *work }.reload_config();
-    // SAFETY: the state outlives the thread: teardown joins it before freeing the block.
+    // SAFETY: the state outlives the thread: teardown joins it before freeing the block, and
+    // `worker_main` ends with PsTerminateSystemThread. On `Err` no thread was created.
     let thread = unsafe { Thread::spawn(Some(worker_main), d.cast()) }
         .map_err(|s| (Refusal::Resources, s))?;
-    // SAFETY: only this thread touches `thread` and `power` until unload.
+    // SAFETY: `thread` and `power` are written only by this thread and unload (which cannot
+    // run before DRIVER is published below); the worker never forms a `&Driver`.
     unsafe { (*d).thread = Some(thread) };
-    // SAFETY: `shared` lives until teardown drops the registration first.
+    // SAFETY: `d` is a live Driver; this only takes the field's address.
+    let shared = unsafe { &raw const (*d).shared };
+    // SAFETY: `shared` lives until teardown, which drops the registration (waiting out the
+    // callback's run-down) before it frees anything; DriverEntry registers only once.
     let registration =
         unsafe { Registration::register(shared) }.map_err(|s| (Refusal::Resources, s))?;
-    // SAFETY: as above.
+    // SAFETY: as for `thread` above.
     unsafe { (*d).power = Some(registration) };
     DRIVER.store(d, Ordering::Release);
     etw::write(&Event::Loaded {
@@ -182,30 +162,35 @@ extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
     etw::unregister();
 }
 
-/// Power hook off first (it waits for a running callback), then the worker, then the engine
-/// shuts down (START(0), every page back to the OS), then the state is dropped and freed.
+/// Power hook off first (waiting until no callback uses the shared state), then the worker,
+/// then the engine shuts down (START(0), every page back to the OS), then the state is
+/// dropped and freed.
 ///
 /// # Safety
-/// `block` holds an initialised `Driver` and is not used by anyone after this call.
+/// `block` holds a `Driver` from [`Driver::create`] and is not used by anyone after this
+/// call.
 unsafe fn teardown(block: NonNull<Driver>, cause: &'static str) {
     let d = block.as_ptr();
-    // SAFETY: our caller's contract; the power callback may still read `shared`, which is
-    // not touched here, and returns before the registration is gone.
+    // SAFETY: our caller's contract; only `power` is touched (the callback and the worker
+    // use `shared` and `work`, never a `&Driver`). Dropping the registration unregisters
+    // and then waits for the callback's run-down protection to be released.
     drop(unsafe { (*d).power.take() });
-    // SAFETY: as above.
-    unsafe { &(*d).shared }.stop.set();
-    // SAFETY: as above.
+    // SAFETY: as above; `shared` is only ever shared.
+    let shared = unsafe { &raw const (*d).shared };
+    // SAFETY: the state is alive until the free below.
+    unsafe { &*shared }.stop.set();
+    // SAFETY: as for `power` above. Joining waits for the worker to end.
     if let Some(thread) = unsafe { (*d).thread.take() } {
         thread.join();
     }
     // SAFETY: our caller's contract; this only takes the cell's address.
-    let work = unsafe { (*d).work.get() };
-    // SAFETY: the worker has ended: this thread is `Work`'s only user.
+    let work = unsafe { UnsafeCell::raw_get(&raw const (*d).work) };
+    // SAFETY: the worker has ended (or never started): this thread is `Work`'s only user.
     let work = unsafe { &mut *work };
     let freed = work.engine.shutdown();
     etw::write(&Event::Stopped { freed, cause });
     // SAFETY: initialised, unused from here on; drops the engine before the batch page.
     unsafe { ptr::drop_in_place(d) };
-    // SAFETY: the pool block from `start`, now holding nothing to drop.
+    // SAFETY: the pool block from `Driver::create`, now holding nothing to drop.
     unsafe { pool_free(block) };
 }

@@ -23,12 +23,13 @@ pub const PROVIDER_NAME: &str = "VmBalloon";
 pub const PROVIDER_GUID: &str = "c32c124f-a9a5-5fff-ef5c-83271fc44811";
 
 /// Every event name the provider writes.
-pub const EVENT_NAMES: [&str; 17] = [
+pub const EVENT_NAMES: [&str; 18] = [
     "Loaded",
     "LoadRefused",
     "Started",
     "Stopped",
     "ConfigLoaded",
+    "ConfigUnreadable",
     "ConfigRejected",
     "TargetChanged",
     "Inflated",
@@ -161,6 +162,13 @@ pub fn write(event: &Event) {
             u64("PollIntervalMs", &poll_interval_ms),
             bool32("UseLargePages", &b(use_large_pages)),
             bool32("DeflateOnLowMemory", &b(deflate_on_low_memory)),
+        ),
+        Event::ConfigUnreadable { status } => tlg::write_event!(
+            VMBALLOON,
+            "ConfigUnreadable",
+            level(Warning),
+            keyword(CONFIG),
+            win_ntstatus("Status", &status),
         ),
         Event::ConfigRejected {
             param,
@@ -324,6 +332,9 @@ mod tests {
             Event::Stopped {
                 freed: Frames::new(1),
                 cause: "unload",
+            },
+            Event::ConfigUnreadable {
+                status: -1_073_741_670,
             },
             Event::Stats {
                 balloon: Frames::ZERO,

@@ -31,6 +31,9 @@ pub enum Refusal {
     /// VMware's own balloon driver (`vmmemctl.sys`) is loaded: two balloon drivers would
     /// fight over the one host session.
     VmmemctlLoaded,
+    /// The loaded-module list could not be read, so whether `vmmemctl.sys` is loaded is
+    /// unknown: refusing is the safe side.
+    VmmemctlUnknown,
     /// A kernel resource (pool, thread, event, the batch page) could not be obtained.
     Resources,
 }
@@ -43,6 +46,7 @@ impl Refusal {
             Self::NotVmware => "not-vmware",
             Self::BackdoorAbsent => "backdoor-absent",
             Self::VmmemctlLoaded => "vmmemctl-loaded",
+            Self::VmmemctlUnknown => "vmmemctl-unknown",
             Self::Resources => "resources",
         }
     }
@@ -97,6 +101,12 @@ pub enum Event {
         use_large_pages: bool,
         /// `DeflateOnLowMemory`.
         deflate_on_low_memory: bool,
+    },
+    /// The registry could not be read (the key could not be opened, or a value read failed
+    /// other than as absent or of the wrong type): the settings in effect are kept.
+    ConfigUnreadable {
+        /// The NTSTATUS of the failed call.
+        status: i32,
     },
     /// A registry value was clamped or replaced by its default.
     ConfigRejected {
@@ -213,6 +223,7 @@ impl Event {
             Self::Started { .. } => "Started",
             Self::Stopped { .. } => "Stopped",
             Self::ConfigLoaded { .. } => "ConfigLoaded",
+            Self::ConfigUnreadable { .. } => "ConfigUnreadable",
             Self::ConfigRejected { .. } => "ConfigRejected",
             Self::TargetChanged { .. } => "TargetChanged",
             Self::Inflated { .. } => "Inflated",
@@ -352,6 +363,14 @@ pub fn config_events(now: &Validated, previous: Option<&Validated>) -> Events {
         }
     }
     out
+}
+
+/// The event for a registry read that failed with `status`, when the previous read did not
+/// fail the same way (`previous`: the last read's failure, `None` if it succeeded), so a
+/// registry that stays unreadable is traced once, not every 10 s.
+#[must_use]
+pub fn config_unreadable(status: i32, previous: Option<i32>) -> Option<Event> {
+    (previous != Some(status)).then_some(Event::ConfigUnreadable { status })
 }
 
 fn rejected(issue: &ConfigIssue) -> Event {
@@ -737,5 +756,17 @@ mod tests {
             }
         );
         assert_eq!(Refusal::VmmemctlLoaded.name(), "vmmemctl-loaded");
+        assert_eq!(Refusal::VmmemctlUnknown.name(), "vmmemctl-unknown");
+    }
+
+    #[test]
+    fn an_unreadable_registry_is_traced_once_per_status() {
+        const NO_MEMORY: i32 = -1_073_741_670;
+        const DENIED: i32 = -1_073_741_790;
+        let e = config_unreadable(NO_MEMORY, None);
+        assert_eq!(e, Some(Event::ConfigUnreadable { status: NO_MEMORY }));
+        assert!(crate::etw::EVENT_NAMES.contains(&"ConfigUnreadable"));
+        assert_eq!(config_unreadable(NO_MEMORY, Some(NO_MEMORY)), None);
+        assert!(config_unreadable(DENIED, Some(NO_MEMORY)).is_some());
     }
 }

@@ -2,20 +2,17 @@
 //! events, pool memory and system threads. Each wraps one NT call with its contract.
 
 use core::cell::UnsafeCell;
-use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
 use vmballoon_core::units::Duration;
 use wdk_sys::ntddk::{
     ExAllocatePool2, ExFreePoolWithTag, KeClearEvent, KeInitializeEvent, KeSetEvent,
-    KeWaitForSingleObject, ObReferenceObjectByHandle, ObfDereferenceObject, PsCreateSystemThread,
-    ZwClose,
+    KeWaitForSingleObject, PsCreateSystemThread, ZwClose, ZwWaitForSingleObject,
 };
 use wdk_sys::{
     _EVENT_TYPE, _KWAIT_REASON, _MODE, FALSE, HANDLE, IO_NO_INCREMENT, KEVENT, KPRIORITY,
     KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
-    PKSTART_ROUTINE, POOL_FLAG_NON_PAGED, PVOID, PsThreadType, SYNCHRONIZE, THREAD_ALL_ACCESS,
-    ULONG, UNICODE_STRING,
+    PKSTART_ROUTINE, POOL_FLAG_NON_PAGED, PVOID, SYNCHRONIZE, ULONG, UNICODE_STRING,
 };
 
 /// Pool tag of every allocation the driver makes ("VmBl" in pool tools).
@@ -68,41 +65,52 @@ pub fn relative_timeout(d: Duration) -> LARGE_INTEGER {
     LARGE_INTEGER { QuadPart: -ticks }
 }
 
-/// A `KEVENT` in nonpaged memory that never moves once initialised.
+/// What an [`Event`] does when signalled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// Stays signalled until cleared, waking every waiter.
+    Notification,
+    /// Wakes one waiter and resets itself.
+    Synchronization,
+}
+
+/// A `KEVENT` in nonpaged memory, initialised in place.
+///
+/// Invariant: an `Event` exists only where [`Event::init`] built one — there is no other
+/// constructor, and the layout is exactly a `KEVENT` — so every `&Event` refers to an
+/// initialised kernel event, and the safe methods below cannot reach a zeroed header.
+#[repr(transparent)]
 pub struct Event(UnsafeCell<KEVENT>);
 
 impl Event {
-    /// An uninitialised event; call [`Event::init`] at its final address.
-    pub fn new() -> Self {
-        Self(UnsafeCell::new(KEVENT::default()))
-    }
-
-    /// Initialises the event, non-signalled: a notification event stays signalled until
-    /// cleared; a synchronization event wakes one waiter and resets itself.
+    /// Builds a non-signalled event of `kind` at `slot` (`KeInitializeEvent`).
     ///
     /// # Safety
-    /// `self` is in nonpaged memory at its final address, nobody waits on it yet, and it is
-    /// not moved until no thread can wait on or set it any more.
-    pub unsafe fn init(&self, notification: bool) {
-        let kind = if notification {
-            _EVENT_TYPE::NotificationEvent
-        } else {
-            _EVENT_TYPE::SynchronizationEvent
+    /// `slot` is valid for writes, in nonpaged memory, and not in use; the event it holds
+    /// afterwards is neither moved nor freed while any thread may still wait on or set it.
+    pub unsafe fn init(slot: *mut Self, kind: EventKind) {
+        let event = slot.cast::<KEVENT>();
+        // SAFETY: our caller's contract: valid for writes and unused; a KEVENT is plain data,
+        // so a zeroed one is a valid value for KeInitializeEvent to fill in.
+        unsafe { event.write(KEVENT::default()) };
+        let kind = match kind {
+            EventKind::Notification => _EVENT_TYPE::NotificationEvent,
+            EventKind::Synchronization => _EVENT_TYPE::SynchronizationEvent,
         };
-        // SAFETY: our caller guarantees a resident, unshared, unmoving KEVENT.
-        unsafe { KeInitializeEvent(self.0.get(), kind, FALSE as u8) };
+        // SAFETY: a resident KEVENT at its final address that no thread uses yet.
+        unsafe { KeInitializeEvent(event, kind, FALSE as u8) };
     }
 
     /// Signals the event (`KeSetEvent`, no priority boost, no wait follows).
     pub fn set(&self) {
-        // SAFETY: the event was initialised (`init` precedes every use by construction of
-        // the driver state) and stays resident; KeSetEvent is callable at <= DISPATCH_LEVEL.
+        // SAFETY: initialised (the type's invariant) and resident; KeSetEvent is callable at
+        // <= DISPATCH_LEVEL.
         let _ = unsafe { KeSetEvent(self.0.get(), IO_NO_INCREMENT as KPRIORITY, FALSE as u8) };
     }
 
     /// Resets the event to non-signalled (`KeClearEvent`).
     pub fn clear(&self) {
-        // SAFETY: the event was initialised and stays resident; any IRQL <= DISPATCH_LEVEL.
+        // SAFETY: initialised (the type's invariant) and resident; any IRQL <= DISPATCH_LEVEL.
         unsafe { KeClearEvent(self.0.get()) };
     }
 
@@ -111,11 +119,13 @@ impl Event {
         self.0.get().cast()
     }
 
-    /// Waits for the event, at most `timeout` (forever if `None`). PASSIVE_LEVEL.
+    /// Waits for the event, at most `timeout` (forever if `None`). IRQL <= APC_LEVEL: a
+    /// wait that may block is not allowed at DISPATCH_LEVEL (`KeWaitForSingleObject`).
     pub fn wait(&self, timeout: Option<Duration>) -> NTSTATUS {
         let mut t = timeout.map(relative_timeout);
         let t_ptr = t.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
-        // SAFETY: the event is initialised and resident; `t_ptr` is null or a live local.
+        // SAFETY: initialised (the type's invariant) and resident; `t_ptr` is null or a live
+        // local; kernel-mode, non-alertable wait.
         unsafe {
             KeWaitForSingleObject(
                 self.object(),
@@ -128,10 +138,14 @@ impl Event {
     }
 }
 
-/// Nonpaged, tagged pool for one `T`, uninitialised. `None` when the pool is exhausted.
+/// Nonpaged, tagged pool for one `T`, **zero-filled** (`ExAllocatePool2` zeroes unless
+/// `POOL_FLAG_UNINITIALIZED` is passed, which this never does). `None` when the pool is
+/// exhausted.
 pub fn pool_alloc<T>(bytes: usize) -> Option<NonNull<T>> {
+    // Pool blocks are 16-byte aligned on x64: enough for every T this is used for.
+    const { assert!(core::mem::align_of::<T>() <= 16) };
     // SAFETY: ExAllocatePool2 has no preconditions at <= DISPATCH_LEVEL; every caller runs
-    // at PASSIVE_LEVEL. Pool blocks are 16-byte aligned on x64, which callers assert for T.
+    // at PASSIVE_LEVEL.
     let p = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, bytes as u64, POOL_TAG) };
     NonNull::new(p.cast())
 }
@@ -145,23 +159,33 @@ pub unsafe fn pool_free<T>(p: NonNull<T>) {
     unsafe { ExFreePoolWithTag(p.as_ptr().cast(), POOL_TAG) };
 }
 
-/// A referenced system thread object, to wait for its end.
-pub struct Thread(NonNull<c_void>);
+/// A system thread, held by the kernel handle `PsCreateSystemThread` returned. Dropping
+/// it (or [`Thread::join`]) waits until the thread has ended, then closes the handle, so
+/// a `Thread` can never be let go of while its thread still runs.
+///
+/// No object reference is taken: `ObReferenceObjectByHandle` would need the
+/// `PsThreadType` data import (which does not link, `xtask/mirror/README.md`) and could
+/// fail after the thread had started, leaving a running thread nobody could wait for.
+/// Waiting on the handle has no such failure: once `spawn` returns `Ok`, joining works.
+pub struct Thread(HANDLE);
 
 impl Thread {
     /// Starts `routine(context)` on a new system thread (PASSIVE_LEVEL, system process).
+    /// `Err` only when no thread was created.
     ///
     /// # Safety
-    /// `context` stays valid until the thread has ended ([`Thread::join`]), and `routine`
-    /// ends the thread with `PsTerminateSystemThread`.
+    /// `context` stays valid until the thread has ended (the `Thread` is joined or
+    /// dropped), and `routine` ends the thread with `PsTerminateSystemThread`.
     pub unsafe fn spawn(routine: PKSTART_ROUTINE, context: PVOID) -> Result<Self, NTSTATUS> {
         let mut handle: HANDLE = ptr::null_mut();
         let mut attrs = object_attributes(ptr::null_mut(), 0);
         // SAFETY: out-pointers are live locals; the context contract is our caller's.
+        // SYNCHRONIZE is all the handle is used for (the wait in `drop`); OBJ_KERNEL_HANDLE
+        // makes it valid in every process context, unload's included.
         let status = unsafe {
             PsCreateSystemThread(
                 &mut handle,
-                THREAD_ALL_ACCESS,
+                SYNCHRONIZE,
                 &mut attrs,
                 ptr::null_mut(),
                 ptr::null_mut(),
@@ -172,45 +196,22 @@ impl Thread {
         if status < 0 {
             return Err(status);
         }
-        let mut object: PVOID = ptr::null_mut();
-        // SAFETY: `PsThreadType` is an ntoskrnl export set before any driver loads and never
-        // written afterwards; this copies the pointer out, no reference is formed.
-        let thread_type_ptr = unsafe { PsThreadType };
-        // SAFETY: the export points at the thread object type, valid for the system's life.
-        let thread_type = unsafe { *thread_type_ptr };
-        // SAFETY: `handle` is the kernel handle just created; `object` is a live local.
-        let status = unsafe {
-            ObReferenceObjectByHandle(
-                handle,
-                SYNCHRONIZE,
-                thread_type,
-                KERNEL_MODE,
-                &mut object,
-                ptr::null_mut(),
-            )
-        };
-        // SAFETY: the handle is ours and used no more; the reference (if any) keeps the
-        // thread object alive.
-        let _ = unsafe { ZwClose(handle) };
-        match NonNull::new(object) {
-            Some(o) if status >= 0 => Ok(Self(o)),
-            _ => Err(status),
-        }
+        Ok(Self(handle))
     }
 
-    /// Waits until the thread has ended, then drops the reference.
+    /// Waits until the thread has ended, then closes the handle.
     pub fn join(self) {
-        // SAFETY: `self.0` is a referenced thread object (a dispatcher object).
-        let _ = unsafe {
-            KeWaitForSingleObject(
-                self.0.as_ptr(),
-                _KWAIT_REASON::Executive,
-                KERNEL_MODE,
-                FALSE as u8,
-                ptr::null_mut(),
-            )
-        };
-        // SAFETY: releases the reference taken in `spawn`, exactly once (`self` is consumed).
-        let _ = unsafe { ObfDereferenceObject(self.0.as_ptr()) };
+        drop(self);
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        // SAFETY: our kernel handle with SYNCHRONIZE access, open until the close below; no
+        // timeout (the thread ends once it sees its stop request); PASSIVE_LEVEL (unload or
+        // DriverEntry).
+        let _ = unsafe { ZwWaitForSingleObject(self.0, FALSE as u8, ptr::null_mut()) };
+        // SAFETY: the handle from PsCreateSystemThread, closed exactly once (in drop).
+        let _ = unsafe { ZwClose(self.0) };
     }
 }

@@ -7,7 +7,8 @@
 //! * [`memsnap`]: `ZwQuerySystemInformation` replies → core `MemorySnapshot`;
 //! * [`events`] and [`etw`]: the `VmBalloon` ETW events and when they are written;
 //! * [`modules`]: is VMware's `vmmemctl.sys` loaded?
-//! * [`schedule`]: how long the worker waits, and when it re-reads the registry.
+//! * [`schedule`]: how long the worker waits, when it re-reads the registry, and how long
+//!   a power transition waits for the balloon to empty.
 //!
 //! Off Windows this crate is an ordinary library of those modules, so the workspace builds
 //! and tests on Linux; `cargo xtask check-windows` type-checks the `cfg(windows)` glue.

@@ -10,7 +10,7 @@ use core::ptr::NonNull;
 use wdk_sys::ntddk::MmFreePagesFromMdl;
 use wdk_sys::{MDL, PFN_NUMBER};
 
-use crate::kernel::pool_alloc;
+use crate::kernel::{pool_alloc, pool_free};
 
 /// Bytes in one x64 page.
 pub const PAGE: usize = 4096;
@@ -43,18 +43,34 @@ pub unsafe fn set_byte_count(mdl: NonNull<MDL>, bytes: usize) {
     unsafe { (*mdl.as_ptr()).ByteCount = bytes };
 }
 
-/// `MmGetMdlPfnArray`, as a slice of `len` entries.
+/// The first entry of the PFN array: `MmGetMdlPfnArray(m) == (PPFN_NUMBER)(m + 1)`.
+fn pfn_base(mdl: NonNull<MDL>) -> *mut PFN_NUMBER {
+    // One past the header: `wrapping_add` only computes the address; every dereference is
+    // under the callers' contracts.
+    mdl.as_ptr().wrapping_add(1).cast::<PFN_NUMBER>()
+}
+
+/// `MmGetMdlPfnArray`, as a mutable slice of `len` entries.
 ///
 /// # Safety
-/// `mdl` is a valid MDL owned by the caller whose PFN array has at least `len` entries
-/// (its capacity: `(Size - sizeof(MDL)) / 8`), and no other reference to that array is
-/// live while the slice is.
+/// `mdl` is a valid MDL owned by the caller whose PFN array holds at least `len`
+/// initialised entries — for an Mm-built MDL, `len <= ByteCount / PAGE` (the array of a
+/// 2 MiB-page MDL can be larger than the `CSHORT` `Size` could describe, so `Size` is not
+/// the bound); for a [`Scratch`], `len <=` its capacity — and no other reference to that
+/// array is live while the slice is (`'a` is the caller's borrow of the MDL's owner).
 pub unsafe fn pfn_array<'a>(mdl: NonNull<MDL>, len: usize) -> &'a mut [PFN_NUMBER] {
-    // The array starts right after the header: `(PPFN_NUMBER)(mdl + 1)`.
-    // SAFETY: one past the header stays inside the MDL allocation (it holds the array).
-    let first = unsafe { mdl.as_ptr().add(1) }.cast::<PFN_NUMBER>();
     // SAFETY: our caller guarantees `len` initialised entries and exclusive access.
-    unsafe { core::slice::from_raw_parts_mut(first, len) }
+    unsafe { core::slice::from_raw_parts_mut(pfn_base(mdl), len) }
+}
+
+/// `MmGetMdlPfnArray`, as a shared slice of `len` entries.
+///
+/// # Safety
+/// As [`pfn_array`], except that other shared slices of the array may be live; no mutable
+/// one is.
+pub unsafe fn pfn_slice<'a>(mdl: NonNull<MDL>, len: usize) -> &'a [PFN_NUMBER] {
+    // SAFETY: our caller guarantees `len` initialised entries and no live mutable borrow.
+    unsafe { core::slice::from_raw_parts(pfn_base(mdl), len) }
 }
 
 /// Pages described by an MDL built by `MmAllocatePagesForMdlEx` (StartVa page-aligned,
@@ -71,7 +87,15 @@ pub unsafe fn pages(mdl: NonNull<MDL>) -> usize {
 /// Makes `dst` describe the same kind of allocation as `src` (`MdlFlags`, `Process`,
 /// `StartVa`, `ByteOffset`, `MappedSystemVa`), keeping its own `Size` and `Next`, with
 /// no pages yet. Used to hand pages of `src` back to `MmFreePagesFromMdl` through a
-/// scratch MDL that looks exactly like the one Mm built.
+/// scratch MDL with the same header fields as the one Mm built.
+///
+/// **Outside the documented contract** (`windows-memory.md` §1.3; the module docs of
+/// `pages.rs`):
+/// `MmFreePagesFromMdl` is documented only for MDLs built by `MmAllocatePagesForMdl(Ex)`.
+/// Freeing through a driver-built MDL relies on the undocumented invariant that
+/// `MmFreePagesFromMdl` frees per PFN from `StartVa`/`ByteOffset`/`ByteCount` with no
+/// per-MDL state [rev: WRK/ReactOS; to verify under Driver Verifier]. This is the top risk
+/// to validate on a Windows guest.
 ///
 /// # Safety
 /// Both point at valid MDLs; `dst` is owned by the caller and not in use.
@@ -148,10 +172,15 @@ impl Scratch {
             self.flush();
         }
         if self.len == 0 {
-            // SAFETY: both are valid MDLs; the scratch is ours and empty.
+            // SAFETY: both are valid MDLs; the scratch is ours and empty. The header makes
+            // the later free look like one of `from`'s, which is all the undocumented
+            // invariant of `copy_header` (MmFreePagesFromMdl frees per PFN from
+            // StartVa/ByteOffset/ByteCount with no per-MDL state [rev: WRK/ReactOS; to
+            // verify under Driver Verifier]) needs.
             unsafe { copy_header(self.mdl, from) };
         }
-        // SAFETY: `len < capacity` entries of the scratch's own array; no other borrow.
+        // SAFETY: the scratch's own array of `capacity` entries (zero-filled pool, so every
+        // entry is initialised); `&mut self` means no other borrow of it.
         let array = unsafe { pfn_array(self.mdl, self.capacity) };
         if let Some(slot) = array.get_mut(self.len) {
             *slot = pfn;
@@ -166,8 +195,12 @@ impl Scratch {
         }
         // SAFETY: the first `len` entries hold pages taken out of Mm-built MDLs.
         unsafe { set_byte_count(self.mdl, self.len * PAGE) };
-        // SAFETY: the scratch now describes exactly those pages, with the header of the MDL
-        // Mm built for them; PASSIVE_LEVEL worker thread.
+        // SAFETY: the scratch describes exactly those pages (StartVa/ByteOffset copied from
+        // an Mm-built MDL, ByteCount = len pages), each owned by us and freed once. That this
+        // driver-built MDL is freed correctly is NOT documented (the docs allow only MDLs
+        // from MmAllocatePagesForMdl(Ex)): it relies on MmFreePagesFromMdl freeing per PFN
+        // from StartVa/ByteOffset/ByteCount with no per-MDL state [rev: WRK/ReactOS; to
+        // verify under Driver Verifier]. PASSIVE_LEVEL (worker, or unload after the join).
         unsafe { MmFreePagesFromMdl(self.mdl.as_ptr()) };
         self.len = 0;
     }
@@ -176,9 +209,15 @@ impl Scratch {
     pub fn has_room(&self) -> bool {
         self.len < self.capacity
     }
+}
 
-    /// The MDL itself (for freeing its pool block once empty).
-    pub fn mdl(&self) -> NonNull<MDL> {
-        self.mdl
+impl Drop for Scratch {
+    /// Returns any collected pages, then frees the MDL's pool block. Also runs when a
+    /// later allocation in `MdlPages::new` fails, so DriverEntry's error path leaks no pool.
+    fn drop(&mut self) {
+        self.flush();
+        // SAFETY: the block came from pool_alloc in `new`, holds no pages after the flush,
+        // and nothing uses it after this.
+        unsafe { pool_free(self.mdl) };
     }
 }

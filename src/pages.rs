@@ -3,6 +3,16 @@
 //! `MDL.Next` (head and tail per page size, so storing first or last is O(1) and needs no
 //! memory); `retain` compacts the PFN array in place and returns the other pages through a
 //! scratch MDL allocated once at start, so it never fails.
+//!
+//! **What `retain` relies on** (the core's `PageAllocator::retain` points here). The docs
+//! allow `MmFreePagesFromMdl` only on an MDL built by `MmAllocatePagesForMdl(Ex)`, and
+//! PREfast C28145 forbids modifying an MDL. `retain` does both: it frees pages through a
+//! driver-built scratch MDL whose header is copied from the Mm-built one
+//! ([`mdl::copy_header`]), and it shrinks the Mm-built MDL's `ByteCount` after compacting
+//! its PFN array. Both are correct only under the undocumented invariant that
+//! `MmFreePagesFromMdl` frees per PFN from `StartVa`/`ByteOffset`/`ByteCount` with no
+//! per-MDL state [rev: WRK/ReactOS; to verify under Driver Verifier]. This is the driver's
+//! top risk: validate it on Windows 10 and 11 guests under Driver Verifier before shipping.
 
 use core::ptr::NonNull;
 
@@ -13,10 +23,9 @@ use vmballoon_core::units::{PageSize, Pfn};
 use wdk_sys::ntddk::{ExFreePool, MmAllocatePagesForMdlEx, MmFreePagesFromMdl};
 use wdk_sys::{
     _MEMORY_CACHING_TYPE, LARGE_INTEGER, MDL, MM_ALLOCATE_FAST_LARGE_PAGES, MM_ALLOCATE_NO_WAIT,
-    MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS, MM_DONT_ZERO_ALLOCATION,
+    MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS, MM_DONT_ZERO_ALLOCATION, PFN_NUMBER,
 };
 
-use crate::kernel::pool_free;
 use crate::mdl::{self, PAGE, Scratch};
 
 /// Frames per 2 MiB page.
@@ -27,6 +36,29 @@ const LARGE_FRAMES: usize = 512;
 pub struct Chunk {
     mdl: NonNull<MDL>,
     size: PageSize,
+}
+
+impl Chunk {
+    /// Frames described (`ByteCount / PAGE`).
+    fn len(&self) -> usize {
+        // SAFETY: every Chunk holds a valid MDL it owns.
+        unsafe { mdl::pages(self.mdl) }
+    }
+
+    /// The PFN array, for as long as `self` is borrowed.
+    fn frames(&self) -> &[PFN_NUMBER] {
+        let len = self.len();
+        // SAFETY: the MDL's array holds `len` entries (ByteCount / PAGE); the slice lives
+        // only as long as this shared borrow, so no mutable slice can coexist.
+        unsafe { mdl::pfn_slice(self.mdl, len) }
+    }
+
+    /// The PFN array, mutably, for as long as `self` is borrowed mutably.
+    fn frames_mut(&mut self) -> &mut [PFN_NUMBER] {
+        let len = self.len();
+        // SAFETY: as above; the exclusive borrow of `self` means no other slice exists.
+        unsafe { mdl::pfn_array(self.mdl, len) }
+    }
 }
 
 /// Ballooned pages, chained MDLs, and the two preallocated scratch MDLs.
@@ -40,7 +72,8 @@ pub struct MdlPages {
 }
 
 impl MdlPages {
-    /// Preallocates the scratch MDLs (PASSIVE_LEVEL, DriverEntry). `None` without pool.
+    /// Preallocates the scratch MDLs (PASSIVE_LEVEL, DriverEntry). `None` without pool; a
+    /// scratch already allocated is then freed by its own `Drop`.
     pub fn new() -> Option<Self> {
         Some(Self {
             chains: [None, None],
@@ -105,9 +138,7 @@ impl PageAllocator for MdlPages {
     }
 
     fn page_count(&self, chunk: &Chunk) -> usize {
-        // SAFETY: every Chunk holds a valid MDL it owns.
-        let frames = unsafe { mdl::pages(chunk.mdl) };
-        frames / Self::frames_per_page(chunk.size)
+        chunk.len() / Self::frames_per_page(chunk.size)
     }
 
     fn page_size(&self, chunk: &Chunk) -> PageSize {
@@ -115,20 +146,14 @@ impl PageAllocator for MdlPages {
     }
 
     fn pfn(&self, chunk: &Chunk, index: usize) -> Option<Pfn> {
-        // SAFETY: the chunk owns a valid MDL.
-        let len = unsafe { mdl::pages(chunk.mdl) };
-        // SAFETY: its array holds `len` entries; `&self` means no mutable borrow is live.
-        let array = unsafe { mdl::pfn_array(chunk.mdl, len) };
         let first = index.checked_mul(Self::frames_per_page(chunk.size))?;
-        Pfn::new(*array.get(first)?)
+        Pfn::new(*chunk.frames().get(first)?)
     }
 
     fn retain(&mut self, chunk: &mut Chunk, keep: &PageMask, hold: &PageMask) {
         let per = Self::frames_per_page(chunk.size);
-        // SAFETY: the chunk owns a valid MDL.
-        let len = unsafe { mdl::pages(chunk.mdl) };
-        // SAFETY: its array holds `len` entries; nothing else borrows it during retain.
-        let array = unsafe { mdl::pfn_array(chunk.mdl, len) };
+        let from_mdl = chunk.mdl;
+        let array = chunk.frames_mut();
         let mut kept = 0;
         for page in 0..array.len() / per {
             let (from, to) = (page * per, (page + 1) * per);
@@ -145,11 +170,16 @@ impl PageAllocator for MdlPages {
                 &mut self.release
             };
             for &pfn in array.get(from..to).unwrap_or(&[]) {
-                scratch.push(chunk.mdl, pfn);
+                scratch.push(from_mdl, pfn);
             }
         }
         self.release.flush();
         // SAFETY: the first `kept * per` entries are the kept pages, compacted in order.
+        // Shrinking ByteCount of an Mm-built MDL is NOT documented (PREfast C28145: drivers
+        // must not modify an MDL): a later `free` of this MDL relies on MmFreePagesFromMdl
+        // freeing per PFN from StartVa/ByteOffset/ByteCount with no per-MDL state, so the
+        // stale tail entries (pages already freed above) are never looked at [rev:
+        // WRK/ReactOS; to verify under Driver Verifier].
         unsafe { mdl::set_byte_count(chunk.mdl, kept * per * PAGE) };
     }
 
@@ -157,7 +187,10 @@ impl PageAllocator for MdlPages {
         // SAFETY: the chunk owns an MDL built by MmAllocatePagesForMdlEx, unlinked from any
         // chain; its pages and then the MDL itself go back (windows-memory.md §1.3).
         if unsafe { mdl::byte_count(chunk.mdl) } != 0 {
-            // SAFETY: as above; PASSIVE_LEVEL.
+            // SAFETY: as above; PASSIVE_LEVEL. If `retain` shrank this MDL, freeing exactly
+            // the first ByteCount / PAGE entries relies on MmFreePagesFromMdl freeing per PFN
+            // from StartVa/ByteOffset/ByteCount with no per-MDL state [rev: WRK/ReactOS; to
+            // verify under Driver Verifier]; an untouched MDL is the documented case.
             unsafe { MmFreePagesFromMdl(chunk.mdl.as_ptr()) };
         }
         // SAFETY: the MDL structure is pool memory owned by the caller after the free.
@@ -213,12 +246,7 @@ impl Drop for MdlPages {
                 self.free(chunk);
             }
         }
-        self.refused.flush();
-        self.release.flush();
-        // SAFETY: both scratch MDLs came from pool_alloc, hold no pages after the flushes,
-        // and are not used again.
-        unsafe { pool_free(self.release.mdl()) };
-        // SAFETY: as above.
-        unsafe { pool_free(self.refused.mdl()) };
+        // The scratch MDLs return what they hold and free themselves when dropped (Scratch's
+        // Drop), right after this.
     }
 }

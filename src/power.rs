@@ -3,32 +3,73 @@
 //! is emptied and the host session closed, so no page stays charged to a session that will
 //! not survive (a resumed hibernation image or the next boot starts a new one). A non-PnP
 //! driver has no D0Exit; this callback is its hook.
+//!
+//! The callback reaches the driver state only under run-down protection ([`GATE`], a
+//! static of this image): unregistering waits for the run-down to be released before the
+//! state can be freed, which is documented (wdm.h run-down routines), where
+//! `ExUnregisterCallback` waiting for a running callback is not.
 
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
 
-use vmballoon_core::units::Duration;
+use vmballoon_core::units::Frames;
 use wdk_sys::ntddk::{
-    ExCreateCallback, ExRegisterCallback, ExUnregisterCallback, KeGetCurrentIrql,
-    ObfDereferenceObject,
+    ExAcquireRundownProtection, ExCreateCallback, ExInitializeRundownProtection,
+    ExRegisterCallback, ExReleaseRundownProtection, ExUnregisterCallback,
+    ExWaitForRundownProtectionRelease, KeGetCurrentIrql, ObfDereferenceObject,
 };
 use wdk_sys::{
-    FALSE, NTSTATUS, OBJ_CASE_INSENSITIVE, PASSIVE_LEVEL, PCALLBACK_OBJECT,
+    APC_LEVEL, EX_RUNDOWN_REF, FALSE, NTSTATUS, OBJ_CASE_INSENSITIVE, PCALLBACK_OBJECT,
     PO_CB_SYSTEM_STATE_LOCK, PVOID, STATUS_UNSUCCESSFUL, TRUE,
 };
 
 use crate::kernel::{object_attributes, unicode_string, utf16};
+use crate::schedule::deflate_timeout;
 use crate::state::Shared;
 
 const NAME: &str = r"\Callback\PowerState";
 static POWER_STATE: [u16; NAME.len()] = utf16(NAME);
 
-/// How long the callback waits for the worker to empty the balloon before letting the
-/// transition go on regardless (a hung host must not block shutdown).
-const DEFLATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Run-down protection for the callback's context: an `EX_RUNDOWN_REF` in this image's
+/// (nonpaged) data, so even a callback that has not yet acquired it touches nothing the
+/// driver frees.
+struct Gate(UnsafeCell<EX_RUNDOWN_REF>);
 
-/// A registration on `\Callback\PowerState`; dropping it unregisters.
+// SAFETY: the EX_RUNDOWN_REF is only ever accessed through the Ex*RundownProtection
+// routines, which synchronise with interlocked operations.
+unsafe impl Sync for Gate {}
+
+/// The one gate (one registration per image load: DriverEntry registers once).
+// SAFETY: EX_RUNDOWN_REF is an integer/pointer union, for which all-zero is a valid value;
+// ExInitializeRundownProtection still runs before any use.
+static GATE: Gate = Gate(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+impl Gate {
+    /// Enters the protected region; `None` once the run-down has started.
+    ///
+    /// # Safety
+    /// [`Registration::register`] has initialised the gate.
+    unsafe fn enter(&self) -> Option<Pass<'_>> {
+        // SAFETY: initialised (our caller's contract), nonpaged: callable at <= DISPATCH_LEVEL.
+        let acquired = unsafe { ExAcquireRundownProtection(self.0.get()) };
+        (acquired != 0).then_some(Pass(self))
+    }
+}
+
+/// Proof of run-down protection on [`GATE`]; released when dropped.
+struct Pass<'a>(&'a Gate);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        // SAFETY: releases the protection `enter` acquired, once; <= DISPATCH_LEVEL.
+        unsafe { ExReleaseRundownProtection(self.0.0.get()) };
+    }
+}
+
+/// A registration on `\Callback\PowerState`; dropping it unregisters and waits until no
+/// callback uses the context any more.
 pub struct Registration {
     object: NonNull<c_void>,
     handle: NonNull<c_void>,
@@ -38,8 +79,11 @@ impl Registration {
     /// Registers [`power_state_callback`] with `shared` as its context (PASSIVE_LEVEL).
     ///
     /// # Safety
-    /// `shared` stays valid until the registration is dropped.
+    /// `shared` stays valid until the registration is dropped, and this is called at most
+    /// once per image load (the run-down gate cannot be re-armed once run down).
     pub unsafe fn register(shared: *const Shared) -> Result<Self, NTSTATUS> {
+        // SAFETY: the callback, the only other user of the gate, is not registered yet.
+        unsafe { ExInitializeRundownProtection(GATE.0.get()) };
         let mut name = unicode_string(&POWER_STATE);
         let mut attrs = object_attributes(&mut name, OBJ_CASE_INSENSITIVE);
         let mut object: PCALLBACK_OBJECT = ptr::null_mut();
@@ -48,7 +92,14 @@ impl Registration {
         let status = unsafe { ExCreateCallback(&mut object, &mut attrs, FALSE as u8, TRUE as u8) };
         let object = match NonNull::new(object.cast::<c_void>()) {
             Some(o) if status >= 0 => o,
-            _ => return Err(status.min(STATUS_UNSUCCESSFUL)),
+            // Keep the real error; a success status without an object is still a failure.
+            _ => {
+                return Err(if status < 0 {
+                    status
+                } else {
+                    STATUS_UNSUCCESSFUL
+                });
+            }
         };
         // SAFETY: `object` is the referenced callback object; the routine is nonpageable
         // code of this image; the context contract is our caller's.
@@ -72,9 +123,17 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // SAFETY: our registration, removed once; the kernel waits for a callback in
-        // progress to return before ExUnregisterCallback does.
+        // SAFETY: our registration, removed once: no callback starts after this returns.
         unsafe { ExUnregisterCallback(self.handle.as_ptr()) };
+        // SAFETY: the gate was initialised by `register`. After this returns no callback is
+        // inside its protected region and none can enter it (documented), so the context
+        // may be freed. What is left — a callback between its return from the region and
+        // its `ret`, or between entry and its failed acquire — runs only this image's code
+        // and touches only GATE; that the image stays mapped for it rests on
+        // ExUnregisterCallback waiting for callbacks in progress [rev: NT/ReactOS
+        // implementation, not documented], the usual residual of any unloadable callback.
+        // PASSIVE_LEVEL (unload or DriverEntry).
+        unsafe { ExWaitForRundownProtectionRelease(GATE.0.get()) };
         // SAFETY: the reference from ExCreateCallback, released once.
         let _ = unsafe { ObfDereferenceObject(self.object.as_ptr()) };
     }
@@ -86,7 +145,12 @@ unsafe extern "C" fn power_state_callback(context: PVOID, argument1: PVOID, argu
     if argument1 as usize != PO_CB_SYSTEM_STATE_LOCK as usize {
         return;
     }
-    // SAFETY: the context is the driver's Shared state, alive while we are registered.
+    // SAFETY: we are registered, so `register` has initialised the gate.
+    let Some(_pass) = (unsafe { GATE.enter() }) else {
+        return;
+    };
+    // SAFETY: the context is the driver's Shared state, which unload frees only after the
+    // run-down this pass holds off.
     let shared = unsafe { &*context.cast::<Shared>() };
     let leaving = argument2.is_null();
     shared.leaving_s0.store(leaving, Ordering::SeqCst);
@@ -94,10 +158,13 @@ unsafe extern "C" fn power_state_callback(context: PVOID, argument1: PVOID, argu
         shared.power_done.clear();
     }
     shared.power.set();
-    // Block only where blocking is allowed; the notifications for system state changes come
-    // at PASSIVE_LEVEL [inf], but callbacks in general may run up to DISPATCH_LEVEL.
+    // Block only where a wait with a timeout is allowed (<= APC_LEVEL); the notifications
+    // for system state changes come at PASSIVE_LEVEL [inf], but callbacks in general may
+    // run up to DISPATCH_LEVEL. The wait is bounded by the balloon's size (at most 10 s):
+    // it holds up the transition and every other `\Callback\PowerState` client.
     // SAFETY: KeGetCurrentIrql has no preconditions.
-    if leaving && u32::from(unsafe { KeGetCurrentIrql() }) == PASSIVE_LEVEL {
-        let _ = shared.power_done.wait(Some(DEFLATE_TIMEOUT));
+    if leaving && u32::from(unsafe { KeGetCurrentIrql() }) <= APC_LEVEL {
+        let balloon = Frames::new(shared.balloon.load(Ordering::Relaxed));
+        let _ = shared.power_done.wait(Some(deflate_timeout(balloon)));
     }
 }

@@ -6,24 +6,31 @@ use core::ptr;
 
 use vmballoon_core::config::{Param, RawConfig, RawValue};
 use wdk_sys::{
-    KEY_READ, NTSTATUS, STATUS_OBJECT_NAME_NOT_FOUND, UNICODE_STRING, WDF_NO_OBJECT_ATTRIBUTES,
-    WDFDRIVER, WDFKEY, call_unsafe_wdf_function_binding,
+    KEY_READ, NTSTATUS, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_TYPE_MISMATCH, UNICODE_STRING,
+    WDF_NO_OBJECT_ATTRIBUTES, WDFDRIVER, WDFKEY, call_unsafe_wdf_function_binding,
 };
 
 /// Longest value name, in UTF-16 units.
 const NAME_MAX: usize = 32;
 
-/// What one `WdfRegistryQueryULong` means for the validator: absent values take their
-/// default silently, anything else unreadable is reported as a wrong type.
-fn raw_value(status: NTSTATUS, value: u32) -> RawValue {
+/// What one `WdfRegistryQueryULong` means for the validator: an absent value takes its
+/// default silently; a value that is not a `REG_DWORD` (`STATUS_OBJECT_TYPE_MISMATCH`, which
+/// KMDF returns for every other type, larger ones included [src: KMDF
+/// `FxRegKey::_QueryULong`]) is reported as a wrong type. Any other failure (`STATUS_INSUFFICIENT_RESOURCES`,
+/// `STATUS_ACCESS_DENIED`, ...) says nothing about the value, so the read as a whole fails
+/// and the settings in effect stay: a transient error must not replace an administrator's
+/// cap with the default (no cap).
+fn raw_value(status: NTSTATUS, value: u32) -> Result<RawValue, NTSTATUS> {
     match status {
-        s if s >= 0 => RawValue::Dword(value),
-        STATUS_OBJECT_NAME_NOT_FOUND => RawValue::Missing,
-        _ => RawValue::WrongType,
+        s if s >= 0 => Ok(RawValue::Dword(value)),
+        STATUS_OBJECT_NAME_NOT_FOUND => Ok(RawValue::Missing),
+        STATUS_OBJECT_TYPE_MISMATCH => Ok(RawValue::WrongType),
+        s => Err(s),
     }
 }
 
-/// Reads every parameter (PASSIVE_LEVEL). `Err` only when the key cannot be opened.
+/// Reads every parameter (PASSIVE_LEVEL). `Err` when the key cannot be opened or a value
+/// cannot be read (see [`raw_value`]); the caller then keeps the settings in effect.
 pub fn read(driver: WDFDRIVER) -> Result<RawConfig, NTSTATUS> {
     let mut key: WDFKEY = ptr::null_mut();
     // SAFETY: `driver` is our live WDFDRIVER; `key` is a live local; KEY_READ is what
@@ -40,6 +47,14 @@ pub fn read(driver: WDFDRIVER) -> Result<RawConfig, NTSTATUS> {
     if status < 0 {
         return Err(status);
     }
+    let raw = read_values(key);
+    // SAFETY: closes the key opened above, once, on every path.
+    unsafe { call_unsafe_wdf_function_binding!(WdfRegistryClose, key) };
+    raw
+}
+
+/// Every parameter from the open `key`; stops at the first value that cannot be read.
+fn read_values(key: WDFKEY) -> Result<RawConfig, NTSTATUS> {
     let mut raw = RawConfig::new();
     for param in Param::ALL {
         let mut wide = [0u16; NAME_MAX];
@@ -55,14 +70,12 @@ pub fn read(driver: WDFDRIVER) -> Result<RawConfig, NTSTATUS> {
             Buffer: wide.as_mut_ptr(),
         };
         let mut value: u32 = 0;
-        // SAFETY: `key` is open; `name` points at the live local `wide`; `value` is a live
-        // local. PASSIVE_LEVEL worker or DriverEntry.
+        // SAFETY: `key` is open (our caller closes it after this returns); `name` points at
+        // the live local `wide`; `value` is a live local. PASSIVE_LEVEL worker or DriverEntry.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(WdfRegistryQueryULong, key, &name, &mut value)
         };
-        raw.set(param, raw_value(status, value));
+        raw.set(param, raw_value(status, value)?);
     }
-    // SAFETY: closes the key opened above, once.
-    unsafe { call_unsafe_wdf_function_binding!(WdfRegistryClose, key) };
     Ok(raw)
 }

@@ -1,11 +1,15 @@
 //! Is `vmmemctl.sys` loaded? Lists the loaded kernel modules with
 //! `AuxKlibQueryModuleInformation` (documented, aux_klib.h) and matches them with the
 //! portable [`crate::modules`].
+//!
+//! Checked once, in `DriverEntry`. A `vmmemctl.sys` that loads later (a VMware Tools
+//! install or upgrade, or an auto-start `vmmemctl` service the SCM happens to start after
+//! ours) is not noticed: a documented limit (README, "Known limits").
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
-use wdk_sys::{NTSTATUS, PVOID, ULONG};
+use wdk_sys::{NTSTATUS, PVOID, STATUS_BUFFER_TOO_SMALL, STATUS_INSUFFICIENT_RESOURCES, ULONG};
 
 use crate::kernel::{pool_alloc, pool_free};
 use crate::modules;
@@ -15,7 +19,8 @@ unsafe extern "system" {
     /// Must precede any other AuxKlib call (PASSIVE_LEVEL).
     fn AuxKlibInitialize() -> NTSTATUS;
     /// With a null `QueryInfo`, writes the bytes needed to `BufferSize`; otherwise fills
-    /// `QueryInfo` with `AUX_MODULE_EXTENDED_INFO` records of `ElementSize` bytes.
+    /// `QueryInfo` with `AUX_MODULE_EXTENDED_INFO` records of `ElementSize` bytes, or
+    /// returns `STATUS_BUFFER_TOO_SMALL` when `BufferSize` bytes are not enough.
     fn AuxKlibQueryModuleInformation(
         BufferSize: *mut ULONG,
         ElementSize: ULONG,
@@ -23,13 +28,33 @@ unsafe extern "system" {
     ) -> NTSTATUS;
 }
 
-/// Whether `vmmemctl.sys` is loaded; `Err` when the module list cannot be read.
+/// Size/query rounds before giving up when modules keep loading between the two calls.
+const ATTEMPTS: usize = 3;
+
+/// Spare records allocated beyond the size query's answer, for drivers that load between
+/// the two calls.
+const SPARE_RECORDS: usize = 8;
+
+/// Whether `vmmemctl.sys` is loaded; `Err` when the module list cannot be read (the
+/// caller then refuses to start: it cannot rule vmmemctl out).
 pub fn loaded() -> Result<bool, NTSTATUS> {
     // SAFETY: PASSIVE_LEVEL (DriverEntry).
     let status = unsafe { AuxKlibInitialize() };
     if status < 0 {
         return Err(status);
     }
+    for _ in 0..ATTEMPTS {
+        match query() {
+            Err(STATUS_BUFFER_TOO_SMALL) => {}
+            done => return done,
+        }
+    }
+    Err(STATUS_BUFFER_TOO_SMALL)
+}
+
+/// One size query plus module query. `Err(STATUS_BUFFER_TOO_SMALL)` when the list grew
+/// past the spare room between the two calls (documented as possible): worth a retry.
+fn query() -> Result<bool, NTSTATUS> {
     let element = modules::RECORD_SIZE as ULONG;
     let mut size: ULONG = 0;
     // SAFETY: size query: null buffer, `size` is a live local.
@@ -37,15 +62,19 @@ pub fn loaded() -> Result<bool, NTSTATUS> {
     if status < 0 {
         return Err(status);
     }
-    // A driver may load between the two calls: leave room for a few more records.
-    let bytes = (size as usize).saturating_add(8 * modules::RECORD_SIZE);
-    let buf: NonNull<c_void> = pool_alloc(bytes).ok_or(wdk_sys::STATUS_INSUFFICIENT_RESOURCES)?;
+    let bytes = (size as usize).saturating_add(SPARE_RECORDS * modules::RECORD_SIZE);
+    let buf: NonNull<c_void> = pool_alloc(bytes).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     let mut filled = ULONG::try_from(bytes).unwrap_or(ULONG::MAX);
     // SAFETY: `buf` holds `filled` writable bytes; `filled` is a live local.
     let status = unsafe { AuxKlibQueryModuleInformation(&mut filled, element, buf.as_ptr()) };
     let found = (status >= 0).then(|| {
+        // Whether `BufferSize` is updated on output is not documented for the WDK routine
+        // (the older DevNotes page says it receives the size needed). Either way, at most
+        // `bytes` bytes are records, and the rest of the block is zero (pool_alloc zero-fills
+        // it): a zero record has an empty file name, which never matches.
         let len = (filled as usize).min(bytes);
-        // SAFETY: AuxKlib wrote `filled` bytes of records into our block of `bytes` bytes.
+        // SAFETY: the first `len` bytes of our zero-filled block of `bytes` bytes, written by
+        // AuxKlib or still zero; no other reference to the block exists.
         let records = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
         modules::lists_vmmemctl(records)
     });

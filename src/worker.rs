@@ -14,19 +14,21 @@ use wdk_sys::{
 use crate::etw;
 use crate::events::Event;
 use crate::kernel::{KERNEL_MODE, relative_timeout};
-use crate::schedule::Wake;
+use crate::schedule::{RESUME_TIMEOUT, Wake};
 use crate::state::{Driver, Shared, Work};
 
-/// `KSTART_ROUTINE` of the worker thread; `context` is the [`Driver`].
+/// `KSTART_ROUTINE` of the worker thread; `context` is the [`Driver`], of which the
+/// worker only ever sees `shared` and `work` (never a `&Driver`: unload writes other
+/// fields while this runs).
 ///
 /// # Safety
-/// `context` points at the driver state, alive until unload has joined this thread.
+/// `context` points at a driver state from `Driver::create`, alive until unload has
+/// joined this thread.
 pub unsafe extern "C" fn worker_main(context: PVOID) {
-    // SAFETY: our caller's contract.
-    let driver = unsafe { &*context.cast::<Driver>() };
-    // SAFETY: `Work`'s invariant: DriverEntry is done with it and unload waits for us.
-    let work = unsafe { &mut *driver.work.get() };
-    run(&driver.shared, work);
+    // SAFETY: our caller's contract; `Work`'s invariant: DriverEntry is done with it before
+    // starting us, and unload touches it only after joining us.
+    let (shared, work) = unsafe { Driver::worker_parts(context.cast::<Driver>()) };
+    run(shared, work);
     // SAFETY: ends this system thread, as a system thread must; nothing runs after it.
     let _ = unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
 }
@@ -77,7 +79,7 @@ fn run(shared: &Shared, work: &mut Work) {
             work.reload_config();
         }
         if actions.tick {
-            work.tick();
+            shared.publish_balloon(work.tick());
         }
     }
 }
@@ -89,6 +91,7 @@ fn power(shared: &Shared, work: &mut Work) -> bool {
         return true;
     }
     let freed = work.engine.shutdown();
+    shared.publish_balloon(work.engine.size());
     etw::write(&Event::Stopped {
         freed,
         cause: "power",
@@ -96,12 +99,19 @@ fn power(shared: &Shared, work: &mut Work) -> bool {
     shared.power_done.set();
     loop {
         let mut objects = [shared.stop.object(), shared.power.object()];
-        if wait_any(&mut objects, None) == STATUS_WAIT_0 {
-            return false;
-        }
-        if !shared.leaving_s0.load(Ordering::SeqCst) {
+        match wait_any(&mut objects, Some(RESUME_TIMEOUT)) {
+            STATUS_WAIT_0 => return false,
+            STATUS_WAIT_1 if shared.leaving_s0.load(Ordering::SeqCst) => {
+                // Another "leaving S0" before any resume: the balloon is still empty (no
+                // tick ran since), so release the callback at once.
+                shared.power_done.set();
+            }
             // Back in S0: the next tick starts a new session.
-            return true;
+            STATUS_WAIT_1 => return true,
+            // No resume notification within RESUME_TIMEOUT (an aborted transition that never
+            // sends one, or the system slept and resumed without it): balloon again rather
+            // than stay empty until unload. A later "leaving S0" empties it again.
+            _ => return true,
         }
     }
 }

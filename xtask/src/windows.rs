@@ -12,6 +12,11 @@
 //! `CARGO_TARGET_DIR`: the committed `Cargo.lock` is never written, even if another cargo
 //! runs at the same time. The check verifies that afterwards.
 //!
+//! Before it builds, the check enforces the mirror README's "No data imports" rule, which a
+//! type check cannot see (a C `extern` variable becomes a Rust extern static that type-checks
+//! but does not link): no `static` in an `extern` block of the glue, none in the mirror's but
+//! the WDF stub globals, and no known ntoskrnl data export named in the glue.
+//!
 //! **package** (Windows) stages `inf/vmballoon.inx` as `./vmballoon.inx`, where cargo-make's
 //! `copy-inx-to-output` and cargo-wdk look for `<package>.inx`, then runs `cargo make`.
 
@@ -81,9 +86,176 @@ fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// ntoskrnl data exports declared by the WDK headers wdk-sys binds (wdm.h, ntddk.h,
+/// ntifs.h). bindgen turns each into a plain extern static, which references `X` where
+/// `ntoskrnl.lib` exports only `__imp_X`: the link fails (windows-drivers-rs#338). Not
+/// exhaustive; the extern-block rules of [`data_import_findings`] catch the rest.
+pub const DATA_EXPORTS: &[&str] = &[
+    "CmKeyObjectType",
+    "ExDesktopObjectType",
+    "ExEventObjectType",
+    "ExSemaphoreObjectType",
+    "ExWindowStationObjectType",
+    "FsRtlLegalAnsiCharacterArray",
+    "HalDispatchTable",
+    "HalPrivateDispatchTable",
+    "InitSafeBootMode",
+    "IoDeviceObjectType",
+    "IoDriverObjectType",
+    "IoFileObjectType",
+    "KdDebuggerEnabled",
+    "KdDebuggerNotPresent",
+    "KeNumberProcessors",
+    "MmBadPointer",
+    "MmHighestUserAddress",
+    "MmSystemRangeStart",
+    "MmUserProbeAddress",
+    "NlsMbCodePageTag",
+    "NlsMbOemCodePageTag",
+    "NlsOemLeadByteInfo",
+    "PsInitialSystemProcess",
+    "PsJobType",
+    "PsProcessType",
+    "PsThreadType",
+    "SeExports",
+    "SeTokenObjectType",
+    "TmEnlistmentObjectType",
+    "TmResourceManagerObjectType",
+    "TmTransactionManagerObjectType",
+    "TmTransactionObjectType",
+];
+
+/// The only extern statics the mirror may declare: the WDF stub library's globals, linked
+/// statically (WdfDriverEntry.lib), used only by `call_unsafe_wdf_function_binding!`.
+pub const ALLOWED_MIRROR_STATICS: [&str; 3] =
+    ["WdfFunctions", "WdfDriverGlobals", "WdfFunctionCount"];
+
+/// Which rules apply to a source file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The driver glue (`src/`): no extern statics, no known data export named.
+    Glue,
+    /// The wdk-sys mirror: extern statics only from [`ALLOWED_MIRROR_STATICS`].
+    Mirror,
+}
+
+/// The code part of a line: `//` comments (doc comments included) removed. Good enough for
+/// this code base, whose string literals hold no `//`.
+fn code_of(line: &str) -> &str {
+    line.find("//").map_or(line, |i| &line[..i])
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Whether `code` names `ident` as a whole identifier.
+fn names(code: &str, ident: &str) -> bool {
+    code.match_indices(ident).any(|(i, _)| {
+        let before = code.as_bytes().get(i.wrapping_sub(1)).copied();
+        let after = code.as_bytes().get(i + ident.len()).copied();
+        !before.is_some_and(is_ident_byte) && !after.is_some_and(is_ident_byte)
+    })
+}
+
+/// The name a `static` item declares, if `code` declares one.
+fn static_name(code: &str) -> Option<&str> {
+    let mut words = code
+        .split_whitespace()
+        .skip_while(|w| matches!(*w, "pub" | "pub(crate)" | "pub(super)" | "safe" | "unsafe"));
+    if words.next()? != "static" {
+        return None;
+    }
+    let word = words.find(|w| *w != "mut")?;
+    let name = word.split(':').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// Violations of the "No data imports" rule in one file's `text`, as `line: message`.
+#[must_use]
+pub fn data_import_findings(text: &str, source: Source) -> Vec<String> {
+    let mut out = Vec::new();
+    // Brace depth inside an `extern` block, if in one.
+    let mut depth: Option<i32> = None;
+    for (n, line) in text.lines().enumerate() {
+        let code = code_of(line);
+        let n = n + 1;
+        let opens_block = code.trim_end().ends_with('{') && !names(code, "fn");
+        if depth.is_none() && names(code, "extern") && opens_block {
+            depth = Some(0);
+        }
+        if let Some(d) = depth.as_mut() {
+            if let Some(name) = static_name(code) {
+                let allowed = source == Source::Mirror && ALLOWED_MIRROR_STATICS.contains(&name);
+                if !allowed {
+                    out.push(format!("{n}: extern static `{name}` (a data import)"));
+                }
+            }
+            for b in code.bytes() {
+                match b {
+                    b'{' => *d += 1,
+                    b'}' => *d -= 1,
+                    _ => {}
+                }
+            }
+            if *d <= 0 {
+                depth = None;
+            }
+        }
+        if source == Source::Glue {
+            for export in DATA_EXPORTS.iter().filter(|e| names(code, e)) {
+                out.push(format!("{n}: `{export}` is an ntoskrnl data export"));
+            }
+        }
+    }
+    out
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            rust_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The mirror README's "No data imports" rule over the glue and the wdk-sys mirror.
+fn check_no_data_imports(root: &Path) -> Result {
+    eprintln!("==> check-windows: no data imports (xtask/mirror/README.md)");
+    let mut findings = Vec::new();
+    for (dir, source) in [
+        (root.join("src"), Source::Glue),
+        (root.join("xtask/mirror/wdk-sys/src"), Source::Mirror),
+    ] {
+        let mut files = Vec::new();
+        rust_files(&dir, &mut files).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for file in files {
+            let text = fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            for f in data_import_findings(&text, source) {
+                findings.push(format!("{}:{f}", file.display()));
+            }
+        }
+    }
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "check-windows: data imports do not link (xtask/mirror/README.md, \"No data \
+             imports\"):\n  {}",
+            findings.join("\n  ")
+        ))
+    }
+}
+
 /// `cargo xtask check-windows`.
 pub fn check_windows() -> Result {
     let root = crate::root();
+    check_no_data_imports(&root)?;
     util::ensure_targets()?;
     let dir = root.join("target/check-windows");
     let lock_before = fs::read(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
@@ -119,4 +291,48 @@ pub fn package(args: &[String]) -> Result {
         "cargo make",
         Command::new(util::cargo()).arg("make").args(args),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_export_named_in_glue_code_is_found_but_not_in_comments() {
+        let text = "// PsThreadType is a data export\n\
+                    /// no `PsThreadType` here either\n\
+                    let t = unsafe { *wdk_sys::PsThreadType }; // PsThreadType\n\
+                    let p = PsThreadTypeLike;\n";
+        assert_eq!(
+            data_import_findings(text, Source::Glue),
+            ["3: `PsThreadType` is an ntoskrnl data export"]
+        );
+        assert!(data_import_findings(text, Source::Mirror).is_empty());
+    }
+
+    #[test]
+    fn extern_statics_are_rejected_in_the_glue_and_limited_in_the_mirror() {
+        let text = "unsafe extern \"C\" {\n\
+                    \x20   pub static mut WdfFunctions: *const WDFFUNC;\n\
+                    \x20   pub static mut KeTickCount: KSYSTEM_TIME;\n\
+                    \x20   fn ZwClose(h: HANDLE) -> NTSTATUS;\n\
+                    }\n\
+                    static POWER_STATE: [u16; 3] = [0; 3];\n";
+        assert_eq!(
+            data_import_findings(text, Source::Mirror),
+            ["3: extern static `KeTickCount` (a data import)"]
+        );
+        assert_eq!(
+            data_import_findings(text, Source::Glue),
+            [
+                "2: extern static `WdfFunctions` (a data import)",
+                "3: extern static `KeTickCount` (a data import)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_glue_and_the_mirror_follow_the_rule() {
+        check_no_data_imports(&crate::root()).unwrap();
+    }
 }

@@ -68,18 +68,21 @@ unsafe extern "C" {
     ) -> NTSTATUS;
     #[must_use]
     pub fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS;
-    #[must_use]
-    pub fn ObReferenceObjectByHandle(
-        Handle: HANDLE,
-        DesiredAccess: ACCESS_MASK,
-        ObjectType: POBJECT_TYPE,
-        AccessMode: KPROCESSOR_MODE,
-        Object: *mut PVOID,
-        HandleInformation: POBJECT_HANDLE_INFORMATION,
-    ) -> NTSTATUS;
     pub fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR;
     #[must_use]
     pub fn ZwClose(Handle: HANDLE) -> NTSTATUS;
+    /// ntifs.h (part of wdk-sys's base headers: ntifs.h, ntddk.h).
+    #[must_use]
+    pub fn ZwWaitForSingleObject(
+        Handle: HANDLE,
+        Alertable: BOOLEAN,
+        Timeout: PLARGE_INTEGER,
+    ) -> NTSTATUS;
+    // Run-down protection (wdm.h; FASTCALL, which x64 ignores)
+    pub fn ExInitializeRundownProtection(RunRef: PEX_RUNDOWN_REF);
+    pub fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF) -> BOOLEAN;
+    pub fn ExReleaseRundownProtection(RunRef: PEX_RUNDOWN_REF);
+    pub fn ExWaitForRundownProtectionRelease(RunRef: PEX_RUNDOWN_REF);
     // Callback objects
     #[must_use]
     pub fn ExCreateCallback(

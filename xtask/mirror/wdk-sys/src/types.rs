@@ -119,21 +119,7 @@ pub struct _CLIENT_ID {
 }
 pub type PCLIENT_ID = *mut _CLIENT_ID;
 
-#[repr(C)]
-#[derive(Debug, Default, Copy, Clone)]
-pub struct _OBJECT_HANDLE_INFORMATION {
-    pub HandleAttributes: ULONG,
-    pub GrantedAccess: ACCESS_MASK,
-}
-pub type POBJECT_HANDLE_INFORMATION = *mut _OBJECT_HANDLE_INFORMATION;
-
 // --- opaque kernel objects (no definition in the WDK headers) ---
-#[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _OBJECT_TYPE {
-    _unused: [u8; 0],
-}
-pub type POBJECT_TYPE = *mut _OBJECT_TYPE;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _CALLBACK_OBJECT {
@@ -185,6 +171,28 @@ pub struct _KWAIT_BLOCK {
     _opaque: [u64; 6],
 }
 pub type PKWAIT_BLOCK = *mut _KWAIT_BLOCK;
+
+// --- EX_RUNDOWN_REF (wdm.h): opaque to drivers; `union { __volatile ULONG_PTR Count;
+// __volatile PVOID Ptr; }`, the anonymous union named as bindgen names it. ---
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union _EX_RUNDOWN_REF__bindgen_ty_1 {
+    pub Count: ULONG_PTR,
+    pub Ptr: PVOID,
+}
+impl Default for _EX_RUNDOWN_REF__bindgen_ty_1 {
+    fn default() -> Self {
+        Self { Count: 0 }
+    }
+}
+#[repr(C)]
+#[derive(Default, Copy, Clone)]
+pub struct _EX_RUNDOWN_REF {
+    pub __bindgen_anon_1: _EX_RUNDOWN_REF__bindgen_ty_1,
+}
+pub type EX_RUNDOWN_REF = _EX_RUNDOWN_REF;
+pub type PEX_RUNDOWN_REF = *mut _EX_RUNDOWN_REF;
+const _: () = assert!(core::mem::size_of::<EX_RUNDOWN_REF>() == 8);
 
 // --- ModuleConsts enums (wdm.h) ---
 pub mod _EVENT_TYPE {
@@ -425,11 +433,12 @@ pub mod _WDFFUNCENUM {
     pub const WdfRegistryQueryULongTableIndex: Type = 240;
 }
 
+// The WDF stub library's globals (WdfDriverEntry.lib, linked statically into the driver):
+// ordinary data symbols, not `__imp_` data imports. These are the only extern statics the
+// mirror may have (README.md, "No data imports"; checked by `cargo xtask check-windows`).
 unsafe extern "C" {
     /// `WdfFunctions_01031` in C; wdk-build renames it `WdfFunctions`.
     pub static mut WdfFunctions: *const WDFFUNC;
     pub static mut WdfDriverGlobals: PWDF_DRIVER_GLOBALS;
     pub static mut WdfFunctionCount: ULONG;
-    /// `extern POBJECT_TYPE *PsThreadType;` (wdm.h).
-    pub static mut PsThreadType: *mut POBJECT_TYPE;
 }
