@@ -91,7 +91,7 @@ pub enum RawValue {
     Missing,
     /// A `REG_DWORD`.
     Dword(u32),
-    /// A value of another type (`STATUS_OBJECT_TYPE_MISMATCH`), or unreadable.
+    /// A value of another type (`STATUS_OBJECT_TYPE_MISMATCH`).
     WrongType,
 }
 
