@@ -573,3 +573,36 @@ fn assert_well_formed(xml: &str) {
     assert!(seen_root, "no <svg> root");
     assert!(stack.is_empty(), "unclosed: {stack:?}");
 }
+
+// ---- the peer models (issue 6) ------------------------------------------------------
+
+/// Every peer model keeps the protocol and frees every frame on every scenario.
+fn check_peer(kind: PolicyKind) {
+    for e in EXPECT {
+        let s = runner::run(&load(e.file), kind).summary;
+        let who = format!("{} / {}", e.file, s.policy);
+        assert_eq!(s.protocol_violations, 0, "{who}: {:#?}", s.violations);
+        assert_eq!(s.leaked_frames, 0, "{who}: leaked frames");
+        assert_eq!(
+            s.balloon_frames_after_shutdown, 0,
+            "{who}: frames after unload"
+        );
+        assert!(
+            s.model_errors.is_empty(),
+            "{who}: model: {:#?}",
+            s.model_errors
+        );
+        assert!(s.hypercalls > 0, "{who}: no hypercall");
+        assert_eq!(s.final_ceiling_mib, None, "{who}: peers have no ceiling");
+    }
+}
+
+#[test]
+fn linux_vmw_keeps_the_protocol_on_every_scenario() {
+    check_peer(PolicyKind::LinuxVmw);
+}
+
+#[test]
+fn ovt_classic_keeps_the_protocol_on_every_scenario() {
+    check_peer(PolicyKind::OvtClassic);
+}

@@ -5,6 +5,7 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod qemu;
 mod util;
 mod windows;
@@ -33,6 +34,9 @@ enum Task {
     },
     /// The backdoor against a real peer: QEMU's vmport, booted with a probe as /init.
     QemuPeer,
+    /// Every balloon policy on the benchmark scenarios, plus core CPU per frame:
+    /// target/bench/report.md and SVG charts.
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Task::CheckWindows => windows::check_windows(),
         Task::Package { args } => windows::package(&args),
         Task::QemuPeer => qemu::run(),
+        Task::Bench => bench::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

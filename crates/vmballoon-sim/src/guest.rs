@@ -47,6 +47,13 @@
 //!   whole, so 4 KiB balloon pages fragment the large-page pool as little as possible;
 //!   Windows' own choice is not documented). 2 MiB pages need whole free blocks
 //!   (`MM_ALLOCATE_FAST_LARGE_PAGES`: no compaction, fail fast).
+//! * **Waiting allocations** ([`FakeGuest::allocate_waiting`], OVT's CANSLEEP type only):
+//!   charged like `MmAllocatePagesForMdlEx`, but when free frames are short the
+//!   working-set manager first pages out resident pageable pages for them (as
+//!   `MM_ALLOCATE_TRIM_IF_NECESSARY` waits for trimming); the frames trimmed are counted
+//!   ([`GuestModel::balloon_trimmed_frames`]).
+//! * **Cost.** Every allocation, free and snapshot through [`FakeGuest`] charges its
+//!   modelled cost to the shared clock ([`crate::cost`]); [`GuestModel`] itself is free.
 //! * **Pinned requests** (`lock_mib`) charge resident available and commit. `virtual-lock`,
 //!   `awe` and `driver-locked` take 4 KiB frames anywhere; `large-pages` needs whole 2 MiB
 //!   blocks holding no unmovable page (only free or pageable frames: Windows can page out
@@ -72,7 +79,8 @@ use vmballoon_core::platform::{
 };
 use vmballoon_core::units::{Duration, Frames, Instant, PageSize, Pfn};
 
-use crate::world::SharedWorld;
+use crate::cost::Work;
+use crate::world::{SharedWorld, World};
 
 /// Frames in one 2 MiB block.
 pub const BLOCK_FRAMES: u64 = 512;
@@ -256,6 +264,27 @@ struct Request {
     /// (lazily: entries whose slot no longer belongs to this request are skipped).
     frames_held: Vec<u32>,
     resident: u64,
+    /// When the request was made.
+    asked_at: Instant,
+    /// Failed attempts.
+    failures: u64,
+    /// When it was first satisfied.
+    satisfied_at: Option<Instant>,
+}
+
+/// What became of one guest request, for reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestOutcome {
+    /// The request's id.
+    pub id: String,
+    /// Pinned (`true`) or pageable memory.
+    pub pinned: bool,
+    /// When it was made.
+    pub asked_at: Instant,
+    /// Failed attempts (each counts in [`GuestModel::alloc_failures`]).
+    pub failures: u64,
+    /// When it was first satisfied, if it was.
+    pub satisfied_at: Option<Instant>,
 }
 
 /// The outcome of a guest request at the moment it is made.
@@ -273,12 +302,40 @@ pub enum Outcome {
 pub struct GuestChunk {
     size: PageSize,
     pfns: Vec<u64>,
+    /// Pages the MDL was built for (its PFN array's capacity, in pages of `size`): what
+    /// `MmAllocatePagesForMdlEx` was asked for. The array keeps this size for the chunk's
+    /// life, even when `retain` compacts it.
+    mdl_pages: usize,
     dropped: Rc<Cell<u64>>,
 }
 
 impl GuestChunk {
     fn frames(&self) -> u64 {
         (self.pfns.len() as u64).saturating_mul(self.size.frames().get())
+    }
+
+    /// The size of its pages.
+    #[must_use]
+    pub const fn size(&self) -> PageSize {
+        self.size
+    }
+
+    /// Pages in it.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.pfns.len()
+    }
+
+    /// Whether it holds no page.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.pfns.is_empty()
+    }
+
+    /// Frames its MDL describes at most (the PFN array's capacity).
+    #[must_use]
+    pub fn mdl_frames(&self) -> u64 {
+        (self.mdl_pages as u64).saturating_mul(self.size.frames().get())
     }
 }
 
@@ -317,6 +374,7 @@ pub struct GuestModel {
     mdl_calls: [u64; 2],
     mdl_failures: [u64; 2],
     batch_page: u64,
+    balloon_trimmed: u64,
 }
 
 impl GuestModel {
@@ -362,6 +420,7 @@ impl GuestModel {
             mdl_calls: [0; 2],
             mdl_failures: [0; 2],
             batch_page: 0,
+            balloon_trimmed: 0,
         };
         let os = spec.os_locked.get().clamp(1, ram.max(1));
         for f in 0..os.min(ram) {
@@ -380,6 +439,9 @@ impl GuestModel {
                 state: RequestState::Active,
                 frames_held: Vec::new(),
                 resident: 0,
+                asked_at: Instant::default(),
+                failures: 0,
+                satisfied_at: Some(Instant::default()),
             });
             g.pageable_commit = committed;
             let fit = committed.min(g.free);
@@ -885,6 +947,43 @@ impl GuestModel {
         Some(got)
     }
 
+    /// An allocation that may wait for memory (OVT's CANSLEEP on this guest): charged like
+    /// [`GuestModel::allocate_balloon`], but when free frames are short and resident
+    /// pageable pages exist, the working-set manager pages out what is missing first (as
+    /// `MM_ALLOCATE_TRIM_IF_NECESSARY` waits for trimming, `windows-memory.md` §1.2).
+    /// 4 KiB pages only. Returns the frames and how many pageable frames were trimmed.
+    fn allocate_balloon_waiting(&mut self, pages: usize) -> (Option<Vec<u64>>, u64) {
+        let size = PageSize::Small;
+        if let Some(c) = self.mdl_calls.get_mut(size.index()) {
+            *c = c.saturating_add(1);
+        }
+        let pages = pages.min(vmballoon_core::protocol::BATCH_CAPACITY) as u64;
+        let mut trimmed = 0;
+        let got = if pages == 0
+            || self.resident_available().get() < pages
+            || self.commit_free() < pages
+        {
+            Vec::new()
+        } else {
+            let mut got = self.take_small(pages, Owner::Balloon);
+            let short = pages.saturating_sub(got.len() as u64);
+            if short > 0 && self.pageable_resident > 0 {
+                trimmed = self.trim(short);
+                self.balloon_trimmed = self.balloon_trimmed.saturating_add(trimmed);
+                got.extend(self.take_small(short, Owner::Balloon));
+            }
+            got
+        };
+        if got.is_empty() {
+            if let Some(c) = self.mdl_failures.get_mut(size.index()) {
+                *c = c.saturating_add(1);
+            }
+            return (None, trimmed);
+        }
+        self.note_resident();
+        (Some(got), trimmed)
+    }
+
     /// Frames of the page at `pfn` of `size`.
     fn page_frames(pfn: u64, size: PageSize) -> std::ops::Range<u64> {
         pfn..pfn.saturating_add(size.frames().get())
@@ -918,6 +1017,9 @@ impl GuestModel {
             state: RequestState::Pending { next_retry: now },
             frames_held: Vec::new(),
             resident: 0,
+            asked_at: now,
+            failures: 0,
+            satisfied_at: None,
         });
         self.attempt(k, now)
     }
@@ -967,12 +1069,14 @@ impl GuestModel {
         };
         if ok {
             r.state = RequestState::Active;
+            r.satisfied_at.get_or_insert(now);
             self.note_resident();
             Outcome::Granted
         } else {
             r.state = RequestState::Pending {
                 next_retry: now.saturating_add(Duration::from_secs(1)),
             };
+            r.failures = r.failures.saturating_add(1);
             self.alloc_failures = self.alloc_failures.saturating_add(1);
             Outcome::Failed
         }
@@ -1106,6 +1210,55 @@ impl GuestModel {
             .map(|r| (r.id.as_str(), r.demand, Frames::new(r.frames), r.state))
     }
 
+    /// What became of every request (the boot commit excluded), in request order.
+    #[must_use]
+    pub fn request_outcomes(&self) -> Vec<RequestOutcome> {
+        self.requests
+            .iter()
+            .filter(|r| r.id != "(boot)")
+            .map(|r| RequestOutcome {
+                id: r.id.clone(),
+                pinned: matches!(r.demand, Demand::Pin(_)),
+                asked_at: r.asked_at,
+                failures: r.failures,
+                satisfied_at: r.satisfied_at,
+            })
+            .collect()
+    }
+
+    /// The stored balloon chunks by page size and MDL capacity: `(size, MDL capacity in
+    /// frames, chunks)`, sorted. The nonpaged bookkeeping of the driver's layout is one MDL
+    /// per chunk ([`crate::cost::mdl_bytes`]).
+    #[must_use]
+    pub fn chunk_census(&self) -> Vec<(PageSize, u64, u64)> {
+        let mut census: std::collections::BTreeMap<(usize, u64), u64> =
+            std::collections::BTreeMap::new();
+        for chunk in self.stored.iter().flatten() {
+            let n = census
+                .entry((chunk.size.index(), chunk.mdl_frames()))
+                .or_insert(0);
+            *n = n.saturating_add(1);
+        }
+        census
+            .into_iter()
+            .map(|((i, frames), n)| {
+                let size = if i == PageSize::Large.index() {
+                    PageSize::Large
+                } else {
+                    PageSize::Small
+                };
+                (size, frames, n)
+            })
+            .collect()
+    }
+
+    /// Pageable frames the balloon's waiting allocations made the working-set manager page
+    /// out (OVT's CANSLEEP): memory applications lose to the balloon without a failure.
+    #[must_use]
+    pub const fn balloon_trimmed_frames(&self) -> Frames {
+        Frames::new(self.balloon_trimmed)
+    }
+
     /// Recounts every frame's owner and compares with the running counters; returns a
     /// description of each mismatch (empty: the model is consistent).
     #[must_use]
@@ -1192,11 +1345,124 @@ impl FakeGuest {
         Self { world }
     }
 
+    fn charge_allocation(w: &mut World, size: PageSize, pages: usize) {
+        let pages = pages as u64;
+        let ns = w.cost.alloc(size, pages);
+        w.charge(Work::Alloc, ns);
+        if w.zeroing {
+            let ns = w.cost.zero(size, pages);
+            w.charge(Work::Zero, ns);
+        }
+    }
+
+    /// RAM in frames, read without a snapshot (Linux's `totalram_pages()`): not charged.
+    #[must_use]
+    pub fn total_frames(&self) -> Frames {
+        self.world.borrow().guest.total()
+    }
+
+    /// An allocation of up to `pages` 4 KiB pages that may wait for the working-set
+    /// manager to page out pageable memory ([`GuestModel`]'s CANSLEEP rule): OVT's
+    /// CANSLEEP allocation type. Charged like an allocation plus, when it had to trim,
+    /// one wait and the page-outs ([`crate::cost::CostModel::trim_wait_ns`]).
+    pub fn allocate_waiting(&mut self, pages: usize) -> Option<GuestChunk> {
+        let mut w = self.world.borrow_mut();
+        let (pfns, trimmed) = w.guest.allocate_balloon_waiting(pages);
+        let mdl = w.cost.mdl_alloc_ns;
+        w.charge(Work::Mdl, mdl);
+        if trimmed > 0 {
+            let ns = w
+                .cost
+                .trim_wait_ns
+                .saturating_add(w.cost.page_out_ns.saturating_mul(trimmed));
+            w.charge(Work::TrimWait, ns);
+        }
+        let pfns = pfns?;
+        Self::charge_allocation(&mut w, PageSize::Small, pfns.len());
+        Some(GuestChunk {
+            size: PageSize::Small,
+            mdl_pages: pages.clamp(1, vmballoon_core::protocol::BATCH_CAPACITY),
+            pfns,
+            dropped: Rc::clone(&w.guest.dropped),
+        })
+    }
+
+    /// An empty chunk of `size` (for policies that gather pages from several chunks).
+    #[must_use]
+    pub fn empty_chunk(&self, size: PageSize) -> GuestChunk {
+        GuestChunk {
+            size,
+            pfns: Vec::new(),
+            mdl_pages: 0,
+            dropped: Rc::clone(&self.world.borrow().guest.dropped),
+        }
+    }
+
+    /// Moves the pages of `chunk` whose indices are in `mask` into a new chunk of the same
+    /// size, in order (a list operation for the peer models: no page changes owner).
+    pub fn split_off(&self, chunk: &mut GuestChunk, mask: &PageMask) -> GuestChunk {
+        let all = std::mem::take(&mut chunk.pfns);
+        let mut out = self.empty_chunk(chunk.size);
+        for (i, pfn) in all.into_iter().enumerate() {
+            if mask.contains(i) {
+                out.pfns.push(pfn);
+            } else {
+                chunk.pfns.push(pfn);
+            }
+        }
+        out.mdl_pages = out.pfns.len();
+        out
+    }
+
+    /// Moves the first `n` pages of `chunk` into a new chunk of the same size.
+    pub fn take_front(&self, chunk: &mut GuestChunk, n: usize) -> GuestChunk {
+        let n = n.min(chunk.pfns.len());
+        let rest = chunk.pfns.split_off(n);
+        let front = std::mem::replace(&mut chunk.pfns, rest);
+        let mut out = self.empty_chunk(chunk.size);
+        out.pfns = front;
+        out.mdl_pages = n;
+        out
+    }
+
+    /// Appends every page of `src` to `dst` (pages of the same size; a `src` of the other
+    /// size is returned unchanged as `Err`).
+    ///
+    /// # Errors
+    /// `src` back when its page size differs from `dst`'s.
+    pub fn append(&self, dst: &mut GuestChunk, mut src: GuestChunk) -> Result<(), GuestChunk> {
+        if src.size != dst.size {
+            return Err(src);
+        }
+        dst.pfns.append(&mut src.pfns);
+        dst.mdl_pages = dst.mdl_pages.saturating_add(src.mdl_pages);
+        Ok(())
+    }
+
+    /// Splits every 2 MiB page of `chunk` into its 512 4 KiB pages (Linux's
+    /// `vmballoon_split_refused_pages`, `protocol.md` §6.3). A 4 KiB chunk comes back as
+    /// it is.
+    pub fn split_large(&self, mut chunk: GuestChunk) -> GuestChunk {
+        if chunk.size == PageSize::Small {
+            return chunk;
+        }
+        let per = PageSize::Large.frames().get();
+        let mut out = self.empty_chunk(PageSize::Small);
+        for pfn in std::mem::take(&mut chunk.pfns) {
+            out.pfns.extend(pfn..pfn.saturating_add(per));
+        }
+        out.mdl_pages = out.pfns.len();
+        out
+    }
+
     /// Returns `pfns` (pages of `size`, owned by the balloon) to the OS, recording a
-    /// violation for each page the host still holds or that is not a balloon page.
+    /// violation for each page the host still holds or that is not a balloon page. Charges
+    /// the modelled cost of freeing them.
     fn release(&self, size: PageSize, pfns: &[u64], what: &str) {
         let mut w = self.world.borrow_mut();
         let w = &mut *w;
+        let ns = w.cost.free_pages(size, pfns.len() as u64);
+        w.charge(Work::Free, ns);
         let mut frames = Vec::with_capacity(pfns.len());
         for &pfn in pfns {
             for f in GuestModel::page_frames(pfn, size) {
@@ -1223,9 +1489,14 @@ impl PageAllocator for FakeGuest {
 
     fn allocate(&mut self, size: PageSize, pages: usize) -> Option<GuestChunk> {
         let mut w = self.world.borrow_mut();
-        let pfns = w.guest.allocate_balloon(size, pages)?;
+        let pfns = w.guest.allocate_balloon(size, pages);
+        let mdl = w.cost.mdl_alloc_ns;
+        w.charge(Work::Mdl, mdl);
+        let pfns = pfns?;
+        Self::charge_allocation(&mut w, size, pfns.len());
         Some(GuestChunk {
             size,
+            mdl_pages: pages.clamp(1, vmballoon_core::protocol::BATCH_CAPACITY),
             pfns,
             dropped: Rc::clone(&w.guest.dropped),
         })
@@ -1286,6 +1557,9 @@ impl PageAllocator for FakeGuest {
     fn free(&mut self, mut chunk: GuestChunk) {
         let pfns = std::mem::take(&mut chunk.pfns);
         self.release(chunk.size, &pfns, "freed");
+        let mut w = self.world.borrow_mut();
+        let ns = w.cost.mdl_free_ns;
+        w.charge(Work::Mdl, ns);
     }
 
     fn free_refused(&mut self) {
@@ -1329,8 +1603,12 @@ impl PageAllocator for FakeGuest {
 }
 
 impl MemorySource for FakeGuest {
+    /// A snapshot, charged as one `ZwQuerySystemInformation` ([`crate::cost`]).
     fn snapshot(&mut self) -> Result<MemorySnapshot, MemoryError> {
-        Ok(self.world.borrow().guest.snapshot())
+        let mut w = self.world.borrow_mut();
+        let ns = w.cost.snapshot_ns;
+        w.charge(Work::Snapshot, ns);
+        Ok(w.guest.snapshot())
     }
 }
 

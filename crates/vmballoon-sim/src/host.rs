@@ -36,6 +36,7 @@ use vmballoon_core::protocol::{
 use vmballoon_core::stats::CallStats;
 use vmballoon_core::units::{Frames, PageSize, Pfn};
 
+use crate::cost::Work;
 use crate::guest::{GuestModel, Owner};
 use crate::world::{Checker, SharedWorld, World};
 
@@ -586,6 +587,8 @@ impl FakeHost {
 }
 
 impl Backdoor for FakeHost {
+    /// One call, charged to the modelled clock ([`crate::cost`]): the exit itself, and the
+    /// host's per-page work when a page command succeeded as a whole.
     fn call(&mut self, command: u32, arg1: u64, arg2: u64) -> RawReply {
         let mut w = self.world.borrow_mut();
         let World {
@@ -594,14 +597,27 @@ impl Backdoor for FakeHost {
             checker,
             ..
         } = &mut *w;
-        host.handle(
+        let reply = host.handle(
             guest,
             checker,
             (&mut self.page, self.pfn.get()),
             command,
             arg1,
             arg2,
-        )
+        );
+        let call_ns = w.cost.call_ns;
+        w.charge(Work::Calls, call_ns);
+        let entries = match Command::ALL.get(command as usize) {
+            Some(Command::Lock | Command::Unlock) => 1,
+            _ => arg2,
+        };
+        if Status::from_raw(reply.status) == Status::Success
+            && let Some(cmd) = Command::ALL.get(command as usize)
+            && let Some((work, ns)) = w.cost.host_work(*cmd, entries)
+        {
+            w.charge(work, ns);
+        }
+        reply
     }
 
     fn batch_page(&mut self) -> Option<(&mut BatchPage, Pfn)> {

@@ -13,7 +13,12 @@
 //! * [`runner`]: simulated time, events and ticks; [`report`]: summary and timeline;
 //!   [`plot`]: the SVG; [`cli`]: the `vmballoon-sim` command line;
 //! * [`Policy`] ([`policy`]): the seam for balloon implementations: the engine
-//!   ([`PolicyKind::Vmballoon`]) and a pinned-page-unaware balloon ([`naive`]).
+//!   ([`PolicyKind::Vmballoon`]), a pinned-page-unaware balloon ([`naive`]) and models of
+//!   VMware's Linux and open-vm-tools drivers ([`peers`]);
+//! * [`cost`]: the cost model behind every *modelled* timing (VM exits, host page work,
+//!   allocation, zeroing, MDL bookkeeping);
+//! * [`mod@bench`]: the benchmark suite behind `cargo xtask bench` (every policy on the same
+//!   scenarios, a markdown report with budgets, SVG charts).
 //!
 //! ```
 //! use vmballoon_sim::{PolicyKind, Scenario, runner};
@@ -31,10 +36,13 @@
     clippy::indexing_slicing
 )]
 
+pub mod bench;
 pub mod cli;
+pub mod cost;
 pub mod guest;
 pub mod host;
 pub mod naive;
+pub mod peers;
 pub mod plot;
 pub mod policy;
 pub mod report;
@@ -46,7 +54,7 @@ pub use guest::{FakeGuest, GuestModel, GuestSpec, PinKind};
 pub use host::{FakeHost, HostModel, HostSpec};
 pub use policy::{Policy, PolicyKind};
 pub use report::{Summary, TimelineRow};
-pub use runner::{RunResult, run};
+pub use runner::{RunResult, run, run_with};
 pub use scenario::{Scenario, ScenarioError};
 pub use vmballoon_core::fake::ManualClock;
 

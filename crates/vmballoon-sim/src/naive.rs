@@ -24,7 +24,7 @@
 
 use vmballoon_core::channel::{Channel, Direction};
 use vmballoon_core::mask::PageMask;
-use vmballoon_core::platform::{HELD_REFUSED_CAPACITY, MemorySource, PageAllocator, StorePosition};
+use vmballoon_core::platform::{HELD_REFUSED_CAPACITY, PageAllocator, StorePosition};
 use vmballoon_core::policy::{ClampReason, SLACK};
 use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode};
 use vmballoon_core::units::{Duration, Frames, PageSize};
@@ -246,11 +246,8 @@ impl Policy for NaivePolicy {
         let calls_before = self.channel.stats().total();
         let mut out = PolicyTick::default();
         let running = !self.channel.reset_pending() || self.reset();
-        let total = self
-            .guest
-            .snapshot()
-            .map(|s| s.total)
-            .unwrap_or(Frames::ZERO);
+        // RAM as Linux reads it (`totalram_pages()`), without a memory snapshot.
+        let total = self.guest.total_frames();
         if running && self.channel.get_target(total).is_ok() {
             let mut large_ok = self.channel.session().is_some_and(|s| s.large_pages);
             let mut refused = [0usize; 2];

@@ -3,9 +3,10 @@
 //! A policy drives the same [`FakeHost`] / [`FakeGuest`] world through the core's traits,
 //! so the host model counts its calls and checks its protocol the same way whatever the
 //! policy. [`PolicyKind::Vmballoon`] is the product (the core engine);
-//! [`PolicyKind::Naive`] is a pinned-page-unaware balloon for comparison. New peer models
-//! (issue 6: `linux-vmw`, `ovt-classic`) are one [`PolicyKind`] variant and one type
-//! implementing [`Policy`].
+//! [`PolicyKind::Naive`] is a pinned-page-unaware balloon for comparison;
+//! [`PolicyKind::LinuxVmw`] and [`PolicyKind::OvtClassic`] model VMware's public drivers
+//! ([`crate::peers`]). Each is one [`PolicyKind`] variant and one type implementing
+//! [`Policy`].
 
 use std::fmt;
 
@@ -19,6 +20,7 @@ use vmballoon_core::units::{Duration, Frames};
 use crate::guest::FakeGuest;
 use crate::host::FakeHost;
 use crate::naive::NaivePolicy;
+use crate::peers::{LinuxVmwPolicy, OvtClassicPolicy};
 use crate::world::SharedWorld;
 
 /// Which balloon implementation runs.
@@ -28,11 +30,25 @@ pub enum PolicyKind {
     Vmballoon,
     /// A pinned-page-unaware balloon (VMware's stock behaviour, KB 340369).
     Naive,
+    /// The current Linux `vmw_balloon` (`protocol.md` §6.3): no rate limit, batched
+    /// 4 KiB and 2 MiB pages.
+    LinuxVmw,
+    /// open-vm-tools' classic balloon with adaptive rates (`protocol.md` §7).
+    OvtClassic,
 }
 
 impl PolicyKind {
     /// Every policy, in report order.
-    pub const ALL: [Self; 2] = [Self::Vmballoon, Self::Naive];
+    pub const ALL: [Self; 4] = [
+        Self::Vmballoon,
+        Self::LinuxVmw,
+        Self::OvtClassic,
+        Self::Naive,
+    ];
+
+    /// The default side-by-side comparison of the command line: vmballoon and the
+    /// pinned-page-unaware balloon.
+    pub const DEFAULT_PAIR: [Self; 2] = [Self::Vmballoon, Self::Naive];
 
     /// The name used on the command line and in reports.
     #[must_use]
@@ -40,6 +56,8 @@ impl PolicyKind {
         match self {
             Self::Vmballoon => "vmballoon",
             Self::Naive => "naive",
+            Self::LinuxVmw => "linux-vmw",
+            Self::OvtClassic => "ovt-classic",
         }
     }
 
@@ -56,6 +74,8 @@ impl PolicyKind {
         match self {
             Self::Vmballoon => Box::new(EnginePolicy::new(host, guest, clock.clone(), config)),
             Self::Naive => Box::new(NaivePolicy::new(host, guest)),
+            Self::LinuxVmw => Box::new(LinuxVmwPolicy::new(host, guest)),
+            Self::OvtClassic => Box::new(OvtClassicPolicy::new(host, guest)),
         }
     }
 }

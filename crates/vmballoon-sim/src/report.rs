@@ -1,7 +1,10 @@
 //! What a run reports: the [`Summary`] (`--json`, the stdout table) and the
 //! [`TimelineRow`]s (`--timeline` CSV), in the shapes `scenario-format.md` fixes.
 //!
-//! Sizes are whole MiB, rounded down (the format's unit); times are seconds.
+//! Sizes are whole MiB, rounded down (the format's unit); times are seconds. Timings
+//! derived from the cost model ([`crate::cost`]) are labelled *modelled* (`modelled_*`
+//! keys, "(modelled)" in the table); `seconds_to_target` keeps its meaning: the simulated
+//! poll (instant) at which the balloon was first within 2 MiB of its goal.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +12,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use vmballoon_core::policy::ClampReason;
 use vmballoon_core::units::{Duration, Frames};
+
+use crate::cost::CostMeter;
 
 /// The summary of one run. The first fifteen fields are the keys `scenario-format.md`
 /// requires, in its order; the rest are extras.
@@ -70,6 +75,47 @@ pub struct Summary {
     pub calls_by_command: BTreeMap<String, u64>,
     /// Extra: the policy's own counters.
     pub policy_counters: BTreeMap<String, u64>,
+    /// Extra: like `seconds_to_target`, but when the modelled work of that tick ended
+    /// (the time the balloon actually got there under the cost model); `null` if never.
+    pub modelled_seconds_to_target: Option<f64>,
+    /// Extra: modelled time spent on balloon work over the whole run.
+    pub modelled_busy_seconds: f64,
+    /// Extra: that time by kind of work (calls, host-lock, alloc, ...).
+    pub modelled_cost_seconds: BTreeMap<String, f64>,
+    /// Extra: pageable memory the balloon's waiting allocations had paged out.
+    pub balloon_trimmed_mib: u64,
+    /// Extra: the largest balloon recorded (frames), at which `peak_chunks` was taken.
+    pub peak_balloon_frames: u64,
+    /// Extra: the stored chunks (one MDL each in the driver) at the largest balloon.
+    pub peak_chunks: Vec<ChunkCount>,
+    /// Extra: what became of each `lock_mib` / `commit_mib` request.
+    pub guest_requests: Vec<RequestReport>,
+}
+
+/// Stored balloon chunks of one page size and MDL capacity.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ChunkCount {
+    /// `4k` or `2m`.
+    pub page_size: String,
+    /// Frames the chunk's MDL was built for (its PFN array's capacity).
+    pub mdl_frames: u64,
+    /// Chunks of this kind.
+    pub chunks: u64,
+}
+
+/// What became of one guest request.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RequestReport {
+    /// Its id.
+    pub id: String,
+    /// Pinned memory (`lock_mib`) rather than pageable commit.
+    pub pinned: bool,
+    /// When it was made (simulated seconds).
+    pub asked_at_s: f64,
+    /// Failed attempts.
+    pub failures: u64,
+    /// When it was first satisfied, if it was.
+    pub satisfied_at_s: Option<f64>,
 }
 
 impl Summary {
@@ -83,8 +129,12 @@ impl Summary {
 /// One row of the timeline: the state at an instant at which the policy ran.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimelineRow {
-    /// Simulated time.
+    /// Simulated time: the instant (poll, wake or continuation) at which the policy ran.
     pub t: Duration,
+    /// Modelled time at which that instant's work ended (`t` plus the modelled cost).
+    pub t_end: Duration,
+    /// Modelled time spent on balloon work so far, by kind (running totals).
+    pub cost: CostMeter,
     /// The host's target (what TARGET answers now).
     pub target: Frames,
     /// Balloon size.
@@ -120,7 +170,7 @@ pub struct TimelineRow {
 /// The CSV header: the format's columns, then extras.
 pub const TIMELINE_HEADER: &str = "t_s,target_mib,balloon_mib,ceiling_mib,resident_available_mib,\
 pinned_mib,committed_mib,commit_limit_mib,low_memory,hypercalls,guest_alloc_failures,\
-available_mib,ceiling_reason,reason,low_memory_wake";
+available_mib,ceiling_reason,reason,low_memory_wake,modelled_end_s";
 
 /// The timeline as CSV: [`TIMELINE_HEADER`] and one line per row.
 #[must_use]
@@ -132,7 +182,7 @@ pub fn timeline_csv(rows: &[TimelineRow]) -> String {
         let ns = r.t.as_nanos();
         let _ = writeln!(
             out,
-            "{}.{:03},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{}.{:03},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6}",
             ns / 1_000_000_000,
             (ns / 1_000_000) % 1000,
             r.target.mib_floor(),
@@ -151,6 +201,7 @@ pub fn timeline_csv(rows: &[TimelineRow]) -> String {
             r.ceiling_reason.map(ClampReason::name).unwrap_or_default(),
             r.reason.map(ClampReason::name).unwrap_or_default(),
             u8::from(r.woke),
+            r.t_end.as_nanos() as f64 / 1e9,
         );
     }
     out
@@ -172,7 +223,7 @@ pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
         let _ = writeln!(out, "  {line}");
     }
     out.push('\n');
-    let rows: [TableRow; 13] = [
+    let rows: [TableRow; 15] = [
         ("max balloon (MiB)", |s| s.max_balloon_mib.to_string()),
         ("final balloon (MiB)", |s| s.final_balloon_mib.to_string()),
         ("final target (MiB)", |s| s.final_target_mib.to_string()),
@@ -186,6 +237,12 @@ pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
         }),
         ("seconds to target", |s| {
             opt(s.seconds_to_target.map(|t| format!("{t:.1}")))
+        }),
+        ("seconds to target (modelled)", |s| {
+            opt(s.modelled_seconds_to_target.map(|t| format!("{t:.3}")))
+        }),
+        ("balloon work (s, modelled)", |s| {
+            format!("{:.3}", s.modelled_busy_seconds)
         }),
         ("hypercalls", |s| s.hypercalls.to_string()),
         ("frames locked", |s| s.frames_locked.to_string()),

@@ -15,11 +15,17 @@
 //! 4. the policy ticks if its poll is due, or if `LowMemoryCondition` has become signalled
 //!    since the driver last looked (the driver waits on the event, so it is woken between
 //!    polls; at most one extra wake per instant). A tick that reports `more_work` is run
-//!    again at once, up to [`MAX_TICKS_PER_INSTANT`] times;
-//! 5. one timeline row is recorded per instant at which the policy ran.
+//!    again at once: if the tick took modelled time, as the next instant (so events that
+//!    fell due meanwhile apply first, as they would while a real worker runs); if it took
+//!    none, at the same instant, up to [`MAX_TICKS_PER_INSTANT`] times;
+//! 5. one timeline row is recorded per instant at which the policy ran, stamped with the
+//!    poll (or wake) that started its work, continuations included, and with the modelled
+//!    time its work ended.
 //!
-//! Simulated time does not advance during a tick: the issue-6 cost model will hook in at
-//! `Runner::tick_policy`.
+//! Time advances during a tick by the modelled cost of its work ([`crate::cost`]): every
+//! backdoor call, allocation, free and snapshot charges the shared clock, which is the
+//! engine's clock, so the engine's `TICK_BUDGET` bounds a tick in modelled time.
+//! [`run_with`] takes the [`CostModel`]; [`run`] uses the default one.
 //!
 //! At the end the policy unloads (START(0), every page freed), and the leak check counts
 //! frames still charged to the balloon that it does not store.
@@ -29,10 +35,11 @@ use vmballoon_core::platform::Clock;
 use vmballoon_core::policy::{self, ClampReason, SLACK};
 use vmballoon_core::units::{Duration, Frames, Instant};
 
+use crate::cost::CostModel;
 use crate::guest::GuestModel;
 use crate::host::HostModel;
 use crate::policy::{Policy, PolicyKind, PolicyTick};
-use crate::report::{Summary, TimelineRow};
+use crate::report::{ChunkCount, RequestReport, Summary, TimelineRow};
 use crate::scenario::{Action, Scenario};
 use crate::world::{SharedWorld, World};
 
@@ -52,10 +59,17 @@ pub struct RunResult {
     pub timeline: Vec<TimelineRow>,
 }
 
-/// Runs `scenario` with `kind` and returns its summary and timeline.
+/// Runs `scenario` with `kind` under the default [`CostModel`] and returns its summary
+/// and timeline.
 #[must_use]
 pub fn run(scenario: &Scenario, kind: PolicyKind) -> RunResult {
     Runner::new(scenario, kind).run()
+}
+
+/// Runs `scenario` with `kind`, each operation costing what `cost` says.
+#[must_use]
+pub fn run_with(scenario: &Scenario, kind: PolicyKind, cost: CostModel) -> RunResult {
+    Runner::with_cost(scenario, kind, cost).run()
 }
 
 /// One run in progress.
@@ -71,16 +85,30 @@ pub struct Runner<'a> {
     tick_bound_hits: u64,
     /// The reason the policy reported at its last tick.
     last_reason: Option<ClampReason>,
+    /// The policy reported more work after a tick that took modelled time: run it again
+    /// as the next instant.
+    continue_now: bool,
+    /// The largest balloon recorded so far, and the stored chunks at that moment.
+    peak: (Frames, Vec<ChunkCount>),
+    /// The poll (or wake) instant whose work is still being continued.
+    chain: Option<u64>,
 }
 
 impl<'a> Runner<'a> {
-    /// Builds the world and the policy for `scenario`.
+    /// Builds the world and the policy for `scenario`, under the default [`CostModel`].
     #[must_use]
     pub fn new(scenario: &'a Scenario, kind: PolicyKind) -> Self {
+        Self::with_cost(scenario, kind, CostModel::default())
+    }
+
+    /// Builds the world and the policy for `scenario`, each operation costing what `cost`
+    /// says.
+    #[must_use]
+    pub fn with_cost(scenario: &'a Scenario, kind: PolicyKind, cost: CostModel) -> Self {
         let clock = ManualClock::new();
         let guest = GuestModel::new(scenario.guest);
         let host = HostModel::new(scenario.host, guest.total());
-        let world = World::new(guest, host, clock.clone());
+        let world = World::with_cost(guest, host, clock.clone(), cost);
         let policy = kind.build(&world, &clock, scenario.config);
         let low_seen = world.borrow().guest.low_memory();
         Self {
@@ -94,6 +122,9 @@ impl<'a> Runner<'a> {
             ticks: 0,
             tick_bound_hits: 0,
             last_reason: None,
+            continue_now: false,
+            peak: (Frames::ZERO, Vec::new()),
+            chain: None,
         }
     }
 
@@ -137,7 +168,9 @@ impl<'a> Runner<'a> {
                 .into_iter()
                 .flatten()
                 .min()
-                .unwrap_or(u64::MAX);
+                .unwrap_or(u64::MAX)
+                // A tick that took modelled time may have run past instants: they happen now.
+                .max(self.now());
             if t > end {
                 break;
             }
@@ -163,7 +196,13 @@ impl<'a> Runner<'a> {
             if due {
                 next_tick = t - t % poll + poll;
             }
-            self.instant(due);
+            self.instant(self.chain.unwrap_or(t), due);
+            if std::mem::take(&mut self.continue_now) {
+                self.chain.get_or_insert(t);
+                next_tick = self.now();
+            } else {
+                self.chain = None;
+            }
             let w = self.world.borrow();
             if trim_wake.is_none() && w.guest.low_memory() && !w.guest.pageable_resident().is_zero()
             {
@@ -194,9 +233,9 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs the policy at this instant if its poll is due or a low-memory wake is, and
-    /// records the row.
-    fn instant(&mut self, due: bool) {
+    /// Runs the policy now if its poll is due or a low-memory wake is, and records the row
+    /// stamped `t` (the instant, or the poll that started the work it continues).
+    fn instant(&mut self, t: u64, due: bool) {
         let mut ran = false;
         let mut woke = false;
         let mut calls = 0u64;
@@ -221,20 +260,46 @@ impl<'a> Runner<'a> {
         }
         if ran {
             self.last_reason = last.reason;
-            let row = self.row(last.reason, woke, calls);
+            let row = self.row(t, last.reason, woke, calls);
+            if row.balloon > self.peak.0 {
+                self.peak = (row.balloon, self.census());
+            }
             self.timeline.push(row);
         }
     }
 
-    /// One policy tick, repeated at once while it reports more work (bounded).
+    /// The stored chunks now, for the bookkeeping figures.
+    fn census(&self) -> Vec<ChunkCount> {
+        self.world
+            .borrow()
+            .guest
+            .chunk_census()
+            .into_iter()
+            .map(|(size, mdl_frames, chunks)| ChunkCount {
+                page_size: size.name().to_owned(),
+                mdl_frames,
+                chunks,
+            })
+            .collect()
+    }
+
+    /// One policy tick, repeated at once while it reports more work and took no modelled
+    /// time (bounded); after a tick that took time and left work, the runner continues at
+    /// the next instant ([`Runner::continue_now`]).
     fn tick_policy(&mut self) -> PolicyTick {
         let mut last = PolicyTick::default();
         let mut calls = 0u32;
+        let start = self.now();
         for _ in 0..MAX_TICKS_PER_INSTANT {
             last = self.policy.tick();
             self.ticks += 1;
             calls = calls.saturating_add(last.calls);
             if !last.more_work {
+                last.calls = calls;
+                return last;
+            }
+            if self.now() > start {
+                self.continue_now = true;
                 last.calls = calls;
                 return last;
             }
@@ -260,12 +325,14 @@ impl<'a> Runner<'a> {
         ))
     }
 
-    fn row(&self, reason: Option<ClampReason>, woke: bool, calls: u64) -> TimelineRow {
+    fn row(&self, t: u64, reason: Option<ClampReason>, woke: bool, calls: u64) -> TimelineRow {
         let ceiling = self.ceiling();
         let w = self.world.borrow();
         let g = &w.guest;
         TimelineRow {
-            t: Duration::from_nanos(self.now()),
+            t: Duration::from_nanos(t),
+            t_end: Duration::from_nanos(self.now()),
+            cost: w.meter,
             target: w.host.effective_target(),
             balloon: self.policy.balloon(),
             ceiling: ceiling.map(|c| c.value),
@@ -284,10 +351,10 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Seconds until the balloon first came within 2 MiB of min(target, ceiling), counted
-    /// once the host has asked for something (a non-zero goal); if it never did, the first
-    /// row within 2 MiB of the zero goal.
-    fn seconds_to_target(&self) -> Option<f64> {
+    /// The first row at which the balloon came within 2 MiB of min(target, ceiling),
+    /// counted once the host has asked for something (a non-zero goal); if it never did,
+    /// the first row within 2 MiB of the zero goal.
+    fn reached_target(&self) -> Option<&TimelineRow> {
         let goal = |r: &TimelineRow| r.ceiling.map_or(r.target, |c| c.min(r.target));
         let close = |r: &TimelineRow| {
             let g = goal(r);
@@ -297,13 +364,14 @@ impl<'a> Runner<'a> {
         self.timeline
             .iter()
             .find(|r| close(r) && (!any_goal || !goal(r).is_zero()))
-            .map(|r| r.t.as_nanos() as f64 / 1e9)
     }
 
     fn finish(mut self) -> RunResult {
         let final_ceiling = self.ceiling();
         let final_balloon = self.policy.balloon();
-        let seconds_to_target = self.seconds_to_target();
+        let reached = self.reached_target();
+        let seconds_to_target = reached.map(|r| r.t.as_nanos() as f64 / 1e9);
+        let modelled_seconds_to_target = reached.map(|r| r.t_end.as_nanos() as f64 / 1e9);
         self.policy.shutdown();
         let w = self.world.borrow();
         let g = &w.guest;
@@ -371,6 +439,23 @@ impl<'a> Runner<'a> {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
+            modelled_seconds_to_target,
+            modelled_busy_seconds: w.meter.total() as f64 / 1e9,
+            modelled_cost_seconds: w.meter.seconds(),
+            balloon_trimmed_mib: g.balloon_trimmed_frames().mib_floor(),
+            peak_balloon_frames: self.peak.0.get(),
+            peak_chunks: self.peak.1.clone(),
+            guest_requests: g
+                .request_outcomes()
+                .into_iter()
+                .map(|r| RequestReport {
+                    id: r.id,
+                    pinned: r.pinned,
+                    asked_at_s: r.asked_at.as_nanos() as f64 / 1e9,
+                    failures: r.failures,
+                    satisfied_at_s: r.satisfied_at.map(|t| t.as_nanos() as f64 / 1e9),
+                })
+                .collect(),
         };
         drop(w);
         RunResult {
@@ -386,7 +471,7 @@ mod tests {
 
     fn run_text(text: &str) -> [RunResult; 2] {
         let s = Scenario::parse(text, "t").unwrap();
-        PolicyKind::ALL.map(|k| run(&s, k))
+        PolicyKind::DEFAULT_PAIR.map(|k| run(&s, k))
     }
 
     #[test]

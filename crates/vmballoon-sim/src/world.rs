@@ -14,8 +14,9 @@ use std::rc::Rc;
 
 use vmballoon_core::fake::ManualClock;
 use vmballoon_core::platform::Clock;
-use vmballoon_core::units::Instant;
+use vmballoon_core::units::{Duration, Instant};
 
+use crate::cost::{CostMeter, CostModel, Work};
 use crate::guest::GuestModel;
 use crate::host::HostModel;
 
@@ -94,6 +95,13 @@ pub struct World {
     pub checker: Checker,
     /// Simulated time (shared with the engine's clock).
     pub clock: ManualClock,
+    /// What each operation costs ([`crate::cost`]).
+    pub cost: CostModel,
+    /// Modelled time spent so far, by kind of work.
+    pub meter: CostMeter,
+    /// Whether the policy's page allocations are zeroed (no modelled policy does; the
+    /// report uses it for the zeroing sensitivity).
+    pub zeroing: bool,
 }
 
 /// The shared handle on a [`World`].
@@ -101,14 +109,39 @@ pub type SharedWorld = Rc<RefCell<World>>;
 
 impl World {
     /// A world from its two models; `clock` is the simulated time every handle reads.
+    /// Nothing costs time in it ([`CostModel::free`]): time moves only when its owner
+    /// advances the clock. The runner uses [`World::with_cost`].
     #[must_use]
     pub fn new(guest: GuestModel, host: HostModel, clock: ManualClock) -> SharedWorld {
+        Self::with_cost(guest, host, clock, CostModel::free())
+    }
+
+    /// A world whose operations cost what `cost` says.
+    #[must_use]
+    pub fn with_cost(
+        guest: GuestModel,
+        host: HostModel,
+        clock: ManualClock,
+        cost: CostModel,
+    ) -> SharedWorld {
         Rc::new(RefCell::new(Self {
             guest,
             host,
             checker: Checker::new(clock.clone()),
             clock,
+            cost,
+            meter: CostMeter::default(),
+            zeroing: false,
         }))
+    }
+
+    /// Charges `ns` of modelled time to `work`: the shared clock moves on by as much.
+    pub fn charge(&mut self, work: Work, ns: u64) {
+        if ns == 0 {
+            return;
+        }
+        self.meter.add(work, ns);
+        self.clock.advance(Duration::from_nanos(ns));
     }
 
     /// Simulated time now.

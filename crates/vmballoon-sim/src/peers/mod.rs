@@ -1,0 +1,177 @@
+//! Peer balloon algorithms: VMware's public drivers, modelled from `protocol.md` so the
+//! benchmark can run them side by side with vmballoon on the same simulated host and
+//! guest ([`crate::bench`], `cargo xtask bench`).
+//!
+//! * [`LinuxVmwPolicy`] (`--policy linux-vmw`): the current Linux `vmw_balloon.c`
+//!   (`protocol.md` §6.0, §6.3);
+//! * [`OvtClassicPolicy`] (`--policy ovt-classic`): open-vm-tools' shared `vmballoon.c`
+//!   with its adaptive rates (`protocol.md` §7).
+//!
+//! Both are ported to the simulated Windows guest the way the naive model is: they
+//! allocate through the same [`FakeGuest`] (`MmAllocatePagesForMdlEx` semantics: no
+//! waiting, no zeroing, one MDL per allocation call) and talk to the same [`FakeHost`](crate::FakeHost)
+//! through the core's `Channel`, which counts every call and turns per-entry statuses into
+//! done / refused / not-needed exactly as for the engine. The host model refuses pages only
+//! with PPN_PINNED, so the drivers' differences in handling other per-entry codes never
+//! arise; each model still follows its driver's rule for what the channel reports.
+//!
+//! What the ports share (this module): the page counts per size ([`Held`]), the
+//! uncoordinated pop ([`pop_all`]), page-at-a-time allocation over the MDL allocator
+//! ([`allocate_pages`]) and taking ballooned pages back by count ([`dequeue`]).
+
+pub mod linux_vmw;
+pub mod ovt;
+
+pub use linux_vmw::LinuxVmwPolicy;
+pub use ovt::OvtClassicPolicy;
+
+use vmballoon_core::platform::{PageAllocator, StorePosition};
+use vmballoon_core::units::{Frames, PageSize};
+
+use crate::guest::{FakeGuest, GuestChunk};
+
+/// Pages the host holds, per page size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held([u64; 2]);
+
+impl Held {
+    /// Frames held (a 2 MiB page counts 512).
+    #[must_use]
+    pub fn frames(&self) -> Frames {
+        let [small, large] = self.0;
+        Frames::new(small).saturating_add(PageSize::Large.frames().saturating_mul(large))
+    }
+
+    /// Pages of `size` held.
+    #[must_use]
+    pub fn pages(&self, size: PageSize) -> u64 {
+        self.0.get(size.index()).copied().unwrap_or(0)
+    }
+
+    /// `n` more pages of `size`.
+    pub fn add(&mut self, size: PageSize, n: usize) {
+        if let Some(h) = self.0.get_mut(size.index()) {
+            *h = h.saturating_add(n as u64);
+        }
+    }
+
+    /// `n` fewer pages of `size`.
+    pub fn sub(&mut self, size: PageSize, n: usize) {
+        if let Some(h) = self.0.get_mut(size.index()) {
+            *h = h.saturating_sub(n as u64);
+        }
+    }
+
+    /// Nothing held.
+    pub fn clear(&mut self) {
+        self.0 = [0; 2];
+    }
+}
+
+/// Frees every stored page without UNLOCK (the host no longer holds them, or is told
+/// first by START): Linux `vmballoon_pop`, OVT's reset. Returns the frames freed.
+pub fn pop_all(guest: &mut FakeGuest) -> u64 {
+    let mut frames = 0u64;
+    for size in PageSize::ALL {
+        while let Some(chunk) = guest.take(size) {
+            frames =
+                frames.saturating_add((chunk.len() as u64).saturating_mul(size.frames().get()));
+            guest.free(chunk);
+        }
+    }
+    frames
+}
+
+/// How a page-at-a-time driver's allocation loop maps onto the MDL allocator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alloc {
+    /// Take free pages only, never wait (Linux `__GFP_NORETRY`/no reclaim, OVT NOSLEEP
+    /// and LPAGE, `MM_ALLOCATE_NO_WAIT`).
+    NoWait,
+    /// May wait for the working-set manager to page out pageable memory (OVT CANSLEEP).
+    Waiting,
+}
+
+/// Allocates up to `pages` pages of `size` as a driver that allocates page by page until
+/// the first failure would: as many as the guest can give. The MDL allocator charges the
+/// whole request up front and returns nothing when the charge fails, so a request that
+/// comes back empty is retried with half as many pages, down to one; a short chunk ends
+/// the loop (free pages are exhausted). The pieces are merged into one chunk. `None` when
+/// not one page could be had.
+pub fn allocate_pages(
+    guest: &mut FakeGuest,
+    size: PageSize,
+    pages: usize,
+    how: Alloc,
+) -> Option<GuestChunk> {
+    let mut out: Option<GuestChunk> = None;
+    let mut want = pages;
+    let mut ask = pages;
+    while want > 0 && ask > 0 {
+        let got = match (how, size) {
+            (Alloc::Waiting, PageSize::Small) => guest.allocate_waiting(ask),
+            _ => guest.allocate(size, ask),
+        };
+        let Some(chunk) = got else {
+            ask /= 2;
+            continue;
+        };
+        let n = chunk.len();
+        want = want.saturating_sub(n);
+        out = Some(match out {
+            None => chunk,
+            Some(mut acc) => {
+                if let Err(c) = guest.append(&mut acc, chunk) {
+                    // Same size by construction; never drop pages all the same.
+                    guest.free(c);
+                }
+                acc
+            }
+        });
+        if n < ask {
+            break;
+        }
+        ask = want;
+    }
+    out
+}
+
+/// Takes up to `n` ballooned pages of `size` from the store (several stored chunks merged
+/// into one; what is left of the last one is stored back first). `None` when none is
+/// stored.
+pub fn dequeue(guest: &mut FakeGuest, size: PageSize, n: usize) -> Option<GuestChunk> {
+    let mut out: Option<GuestChunk> = None;
+    let mut want = n;
+    while want > 0 {
+        let Some(mut chunk) = guest.take(size) else {
+            break;
+        };
+        let piece = if chunk.len() > want {
+            let front = guest.take_front(&mut chunk, want);
+            guest.store(chunk, StorePosition::First);
+            front
+        } else {
+            chunk
+        };
+        want = want.saturating_sub(piece.len());
+        out = Some(match out {
+            None => piece,
+            Some(mut acc) => {
+                if let Err(p) = guest.append(&mut acc, piece) {
+                    guest.store(p, StorePosition::First);
+                }
+                acc
+            }
+        });
+    }
+    out
+}
+
+/// Stores `chunk` if it has pages, frees it (its MDL) otherwise.
+pub fn keep_or_free(guest: &mut FakeGuest, chunk: GuestChunk, position: StorePosition) {
+    if chunk.is_empty() {
+        guest.free(chunk);
+    } else {
+        guest.store(chunk, position);
+    }
+}
