@@ -49,7 +49,7 @@ pub const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
 /// (bounded by the engine at 250 ms plus its backdoor calls) and START(0).
 pub const DEFLATE_TIMEOUT_BASE: Duration = Duration::from_secs(2);
 
-/// Added per GiB of balloon: returning pages to Mm takes well under a second per GiB [inf].
+/// Added per GiB of balloon: returning pages to Mm takes well under a second per GiB (inferred, not measured).
 pub const DEFLATE_TIMEOUT_PER_GIB: Duration = Duration::from_millis(250);
 
 /// The most the power callback waits: it holds up the transition (and every other
