@@ -271,6 +271,11 @@ mod tests {
 
     const GIB: u64 = 1024;
 
+    /// The plan of an idle tick, where a signalled snapshot counts as guest pressure.
+    fn idle(balloon: Frames, c: Ceiling, s: &MemorySnapshot, config: &Config) -> Plan {
+        plan(balloon, c, s, config, Motion::Idle, pressure(s))
+    }
+
     /// A signalled snapshot counts as guest pressure in these tests.
     fn pressure(s: &MemorySnapshot) -> Pressure {
         if s.low_memory {
@@ -427,18 +432,12 @@ mod tests {
                 reason: ClampReason::ResidentAvailable
             }
         );
-        assert_eq!(
-            plan(balloon, c, &s, &config, Motion::Idle, pressure(&s)),
-            Plan::Hold
-        );
+        assert_eq!(idle(balloon, c, &s, &config), Plan::Hold);
         let mut s = snap(4 * GIB, 4000);
         s.committed = None;
         let c = ceiling(Frames::from_mib(1000), balloon, &s, &config);
         assert_eq!(c.reason, ClampReason::Commit);
-        assert_eq!(
-            plan(balloon, c, &s, &config, Motion::Idle, pressure(&s)),
-            Plan::Hold
-        );
+        assert_eq!(idle(balloon, c, &s, &config), Plan::Hold);
     }
 
     #[test]
@@ -466,20 +465,10 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(Frames::new(999), c, &s, &config, Motion::Idle, pressure(&s)),
+            idle(Frames::new(999), c, &s, &config),
             Plan::Inflate(Frames::new(1))
         );
-        assert_eq!(
-            plan(
-                Frames::new(1000),
-                c,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
-            Plan::Hold
-        );
+        assert_eq!(idle(Frames::new(1000), c, &s, &config), Plan::Hold);
     }
 
     #[test]
@@ -490,26 +479,9 @@ mod tests {
             value: Frames::new(1000),
             reason: ClampReason::HostTarget,
         };
+        assert_eq!(idle(Frames::new(1511), c, &s, &config), Plan::Hold);
         assert_eq!(
-            plan(
-                Frames::new(1511),
-                c,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
-            Plan::Hold
-        );
-        assert_eq!(
-            plan(
-                Frames::new(1512),
-                c,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
+            idle(Frames::new(1512), c, &s, &config),
             Plan::Deflate(Frames::new(512), ClampReason::HostTarget)
         );
         // A zero target always empties the balloon, slack or not.
@@ -518,14 +490,7 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(
-                Frames::new(3),
-                zero,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
+            idle(Frames::new(3), zero, &s, &config),
             Plan::Deflate(Frames::new(3), ClampReason::HostTarget)
         );
     }
@@ -575,36 +540,12 @@ mod tests {
             reason: ClampReason::ResidentAvailable,
         };
         assert_eq!(
-            plan(
-                Frames::new(10_001),
-                c,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
+            idle(Frames::new(10_001), c, &s, &config),
             Plan::Deflate(Frames::new(1), ClampReason::ResidentAvailable)
         );
+        assert_eq!(idle(Frames::new(9_489), c, &s, &config), Plan::Hold);
         assert_eq!(
-            plan(
-                Frames::new(9_489),
-                c,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
-            Plan::Hold
-        );
-        assert_eq!(
-            plan(
-                Frames::new(9_488),
-                c,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
+            idle(Frames::new(9_488), c, &s, &config),
             Plan::Inflate(Frames::new(512))
         );
     }
@@ -619,45 +560,21 @@ mod tests {
             reason: ClampReason::HostTarget,
         };
         assert_eq!(
-            plan(
-                Frames::from_mib(1000),
-                c,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
+            idle(Frames::from_mib(1000), c, &s, &config),
             Plan::Deflate(Frames::from_mib(64), ClampReason::LowMemory)
         );
         assert_eq!(
-            plan(
-                Frames::from_mib(10),
-                c,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
+            idle(Frames::from_mib(10), c, &s, &config),
             Plan::Deflate(Frames::from_mib(10), ClampReason::LowMemory)
         );
-        assert_eq!(
-            plan(Frames::ZERO, c, &s, &config, Motion::Idle, pressure(&s)),
-            Plan::Hold
-        );
+        assert_eq!(idle(Frames::ZERO, c, &s, &config), Plan::Hold);
         // A larger deficit to a guest bound is restored whole.
         let tight = Ceiling {
             value: Frames::from_mib(500),
             reason: ClampReason::ResidentAvailable,
         };
         assert_eq!(
-            plan(
-                Frames::from_mib(1000),
-                tight,
-                &s,
-                &config,
-                Motion::Idle,
-                pressure(&s)
-            ),
+            idle(Frames::from_mib(1000), tight, &s, &config),
             Plan::Deflate(Frames::from_mib(500), ClampReason::LowMemory)
         );
         // With DeflateOnLowMemory = 0 the signal does not deflate, but still blocks inflation.
@@ -666,26 +583,9 @@ mod tests {
             Frames::from_mib(4 * GIB),
         )
         .config;
+        assert_eq!(idle(Frames::from_mib(1000), c, &s, &off), Plan::Hold);
         assert_eq!(
-            plan(
-                Frames::from_mib(1000),
-                c,
-                &s,
-                &off,
-                Motion::Idle,
-                pressure(&s)
-            ),
-            Plan::Hold
-        );
-        assert_eq!(
-            plan(
-                Frames::from_mib(1000),
-                tight,
-                &s,
-                &off,
-                Motion::Idle,
-                pressure(&s)
-            ),
+            idle(Frames::from_mib(1000), tight, &s, &off),
             Plan::Deflate(Frames::from_mib(500), ClampReason::ResidentAvailable)
         );
     }
@@ -740,7 +640,7 @@ mod tests {
             ..MemorySnapshot::default()
         };
         let c = ceiling(Frames::MAX, Frames::MAX, &s, &config);
-        let _ = plan(Frames::MAX, c, &s, &config, Motion::Idle, pressure(&s));
+        let _ = idle(Frames::MAX, c, &s, &config);
         let z = MemorySnapshot::default();
         let c = ceiling(Frames::ZERO, Frames::ZERO, &z, &config);
         assert_eq!(
