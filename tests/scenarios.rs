@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use vmballoon_sim::serde_json;
-use vmballoon_sim::{PolicyKind, Scenario, runner};
+use vmballoon_sim::{PolicyKind, Scenario, Summary, runner};
 
 /// Seconds within which vmballoon must first come within 2 MiB of min(target, ceiling).
 const TARGET_BOUND_S: f64 = 30.0;
@@ -132,19 +132,7 @@ fn check(file: &str) {
     let naive = runner::run(&scenario, PolicyKind::Naive).summary;
 
     for s in [&vm, &naive] {
-        let who = format!("{file} / {}", s.policy);
-        assert_eq!(s.protocol_violations, 0, "{who}: {:#?}", s.violations);
-        assert_eq!(s.leaked_frames, 0, "{who}: leaked frames");
-        assert_eq!(
-            s.balloon_frames_after_shutdown, 0,
-            "{who}: frames after unload"
-        );
-        assert!(
-            s.model_errors.is_empty(),
-            "{who}: model: {:#?}",
-            s.model_errors
-        );
-        assert!(s.hypercalls > 0, "{who}: no hypercall");
+        assert_clean(file, s);
     }
 
     match e.satisfiable {
@@ -574,26 +562,36 @@ fn assert_well_formed(xml: &str) {
     assert!(stack.is_empty(), "unclosed: {stack:?}");
 }
 
+/// Every policy keeps the protocol, frees every frame and leaves the models consistent.
+fn assert_clean(file: &str, s: &Summary) {
+    let who = format!("{file} / {}", s.policy);
+    assert_eq!(s.protocol_violations, 0, "{who}: {:#?}", s.violations);
+    assert_eq!(s.leaked_frames, 0, "{who}: leaked frames");
+    assert_eq!(
+        s.balloon_frames_after_shutdown, 0,
+        "{who}: frames after unload"
+    );
+    assert!(
+        s.model_errors.is_empty(),
+        "{who}: model: {:#?}",
+        s.model_errors
+    );
+    assert!(s.hypercalls > 0, "{who}: no hypercall");
+}
+
 // ---- the peer models (issue 6) ------------------------------------------------------
 
 /// Every peer model keeps the protocol and frees every frame on every scenario.
 fn check_peer(kind: PolicyKind) {
     for e in EXPECT {
         let s = runner::run(&load(e.file), kind).summary;
-        let who = format!("{} / {}", e.file, s.policy);
-        assert_eq!(s.protocol_violations, 0, "{who}: {:#?}", s.violations);
-        assert_eq!(s.leaked_frames, 0, "{who}: leaked frames");
+        assert_clean(e.file, &s);
+        let policy = &s.policy;
         assert_eq!(
-            s.balloon_frames_after_shutdown, 0,
-            "{who}: frames after unload"
+            s.final_ceiling_mib, None,
+            "{}/{policy}: peers have no ceiling",
+            e.file
         );
-        assert!(
-            s.model_errors.is_empty(),
-            "{who}: model: {:#?}",
-            s.model_errors
-        );
-        assert!(s.hypercalls > 0, "{who}: no hypercall");
-        assert_eq!(s.final_ceiling_mib, None, "{who}: peers have no ceiling");
     }
 }
 
