@@ -144,7 +144,7 @@ impl Backoff {
 
     fn fail(&mut self, now: Instant, base: Duration) {
         self.step = if self.step == Duration::ZERO {
-            base
+            base.min(MAX_BACKOFF)
         } else {
             self.step.saturating_mul(2).min(MAX_BACKOFF)
         };
@@ -535,6 +535,12 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             .channel
             .transfer(Direction::Lock, size, got, |i| pages.pfn(&chunk, i));
         report.calls = report.calls.saturating_add(t.calls);
+        if let Some(e) = t.stop.filter(|e| e.is_reset()) {
+            // The host has forgotten every page, these included: none may be stored.
+            self.pages.free(chunk);
+            self.note_error(now, e, report);
+            return false;
+        }
 
         // Refused 4 KiB pages are held until the end of the cycle so the allocator does not
         // hand them straight back (protocol.md §3 rule 3); 2 MiB ones are freed at once.
@@ -679,6 +685,16 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             .channel
             .transfer(Direction::Unlock, size, n, |i| pages.pfn(&chunk, i));
         report.calls = report.calls.saturating_add(t.calls);
+        if let Some(e) = t.stop.filter(|e| e.is_reset()) {
+            // The host has forgotten every page: the whole chunk goes back to the OS.
+            let frames = size.frames().saturating_mul(count as u64);
+            report.popped = report.popped.saturating_add(frames);
+            self.stats.add(Counter::FramesPopped, frames.get());
+            self.add_held(size, count, false);
+            self.pages.free(chunk);
+            self.note_error(now, e, report);
+            return false;
+        }
         let done = t.done.len();
         // Only pages the host gave back are freed; the rest stay ballooned.
         let keep = t.done.complement_within(count);
@@ -741,6 +757,11 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 report.host_reset = true;
                 self.state = SessionState::ResetPending;
                 self.stats.add(Counter::HostResets, 1);
+                // The host has forgotten every page: give them all back now, without
+                // UNLOCK, rather than at the next tick, so no stored page is one the host
+                // does not hold (the `store` contract) and the guest gets its memory sooner.
+                let popped = self.pop_all();
+                report.popped = report.popped.saturating_add(popped);
             }
             Error::Busy { .. }
             | Error::Host { .. }

@@ -454,19 +454,61 @@ fn reset_mid_batch_pops_every_page_without_unlock_and_restarts() {
     let r = rig.tick();
     assert!(r.host_reset);
     assert_eq!(r.state, SessionState::ResetPending);
-    assert_eq!(r.balloon, Frames::new(512));
-    // Next tick: no UNLOCK; pages are freed, then START, GUEST_ID, TARGET, and inflate.
+    // The host forgot every page: they go back to the OS at once, without UNLOCK, and
+    // nothing stays stored that the host does not hold.
+    assert_eq!(r.popped, Frames::new(512));
+    assert_eq!(r.balloon, Frames::ZERO);
+    assert_eq!(rig.world.stored_frames(), Frames::ZERO);
+    // Next tick: START, GUEST_ID, TARGET, and inflate again.
     rig.expect(handshake(BATCHED_4K)).expect([
         target(4096, 1000),
         batch(Command::BatchedLock, 512, 1000),
         batch(Command::BatchedLock, 488, 1000),
     ]);
     let r = rig.tick();
-    assert_eq!(r.popped, Frames::new(512));
+    assert_eq!(r.popped, Frames::ZERO);
     assert!(r.started.is_some());
     assert_eq!(r.balloon, Frames::new(1000));
     assert_eq!(rig.balloon.stats().get(Counter::HostResets), 1);
     assert_eq!(rig.balloon.stats().get(Counter::FramesPopped), 512);
+    rig.finish();
+}
+
+#[test]
+fn reset_mid_single_page_chunk_stores_nothing_the_host_forgot() {
+    // Legacy host: the first two LOCKs succeed, the third is answered RESET. The two pages
+    // the host took are forgotten with everything else: freed, never stored.
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect([
+        Expect::call(0, FULL, 0).replies(0, 0, 0),
+        Expect::call(4, 4, 0).replies(0, 0, 0),
+        target(4096, 5),
+        Expect::call(2, 0, 0).replies(0, 5, 0),
+        Expect::call(2, 1, 0).replies(0, 5, 0),
+        Expect::call(2, 2, 0).replies(RESET, 0, 0),
+    ]);
+    let r = rig.tick();
+    assert!(r.host_reset);
+    assert_eq!(r.balloon, Frames::ZERO);
+    assert_eq!(rig.world.balloon_frames(), Frames::ZERO);
+    rig.finish();
+}
+
+#[test]
+fn reset_on_unlock_frees_the_chunk_it_was_deflating() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+    ]);
+    rig.tick();
+    rig.expect([target(4096, 0), Expect::command(7).replies(RESET, 0, 0)]);
+    let r = rig.tick();
+    assert!(r.host_reset);
+    assert_eq!(r.popped, Frames::new(1024));
+    assert_eq!(r.balloon, Frames::ZERO);
+    assert_eq!(rig.world.balloon_frames(), Frames::ZERO);
     rig.finish();
 }
 
