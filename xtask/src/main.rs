@@ -6,6 +6,7 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fuzz;
 mod qemu;
 mod util;
 mod windows;
@@ -37,6 +38,12 @@ enum Task {
     /// Every balloon policy on the benchmark scenarios, plus core CPU per frame:
     /// target/bench/report.md and SVG charts.
     Bench,
+    /// Fuzz every cargo-fuzz target in fuzz/ for N seconds each (nightly, libFuzzer).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,7 @@ fn main() -> ExitCode {
         Task::Package { args } => windows::package(&args),
         Task::QemuPeer => qemu::run(),
         Task::Bench => bench::run(),
+        Task::Fuzz { seconds } => fuzz::run(seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +93,7 @@ fn ci() -> util::Result {
     )?;
     util::step("test", Command::new(&cargo).args(["test", "--workspace"]))?;
     qemu::run()?;
+    fuzz::smoke()?;
     for target in util::CROSS_TARGETS {
         util::step(
             &format!("build core+backdoor for {target}"),

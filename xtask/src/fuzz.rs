@@ -1,0 +1,193 @@
+//! `cargo xtask fuzz --seconds N`: builds the cargo-fuzz project in `fuzz/` and runs each
+//! target for N seconds, one after the other (libFuzzer, nightly toolchain), then prints
+//! the executions per target. `cargo xtask ci` runs a [`SMOKE_SECONDS`] smoke.
+//!
+//! * Needs the nightly toolchain (`-Zsanitizer=address`); rustup does not install
+//!   anything by itself on these machines (`RUSTUP_AUTO_INSTALL=0`), so a missing nightly
+//!   is an error that says how to get it.
+//! * Installs `cargo-fuzz` from crates.io (`cargo install cargo-fuzz --locked`) when
+//!   `cargo +nightly fuzz` is missing.
+//! * Each target starts from `fuzz/seeds/<target>` (committed) and grows
+//!   `fuzz/corpus/<target>` (ignored by git, kept between runs on one machine). A crash
+//!   stops the task with the input libFuzzer saved under `fuzz/artifacts/<target>/`;
+//!   minimize it with `cargo +nightly fuzz tmin <target> <input>` and keep it as a
+//!   regression test (`tests/properties.rs`). Logs: `target/fuzz/<target>.log`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::util::{self, Result};
+
+/// The fuzz targets (`fuzz/fuzz_targets/<name>.rs`).
+pub const TARGETS: [&str; 4] = [
+    "channel_reply",
+    "engine_script",
+    "scenario_parse",
+    "memsnap",
+];
+
+/// Seconds per target of the smoke in `cargo xtask ci`.
+pub const SMOKE_SECONDS: u64 = 10;
+
+/// What one target did.
+struct Outcome {
+    target: &'static str,
+    executions: u64,
+    seconds: f64,
+    corpus: usize,
+}
+
+/// Runs every target for `seconds` each.
+pub fn run(seconds: u64) -> Result {
+    if seconds == 0 {
+        return Err("fuzz: --seconds must be at least 1".to_owned());
+    }
+    let root = crate::root();
+    ensure_nightly()?;
+    ensure_cargo_fuzz()?;
+    util::step("cargo fuzz build", nightly_cargo().args(["fuzz", "build"]))?;
+    let logs = root.join("target").join("fuzz");
+    fs::create_dir_all(&logs).map_err(|e| format!("create {}: {e}", logs.display()))?;
+    let mut outcomes = Vec::new();
+    for target in TARGETS {
+        outcomes.push(run_target(&root, &logs, target, seconds)?);
+    }
+    eprintln!(
+        "\n  {:<16} {:>12} {:>9} {:>10} {:>8}",
+        "target", "executions", "seconds", "exec/s", "corpus"
+    );
+    for o in &outcomes {
+        eprintln!(
+            "  {:<16} {:>12} {:>9.1} {:>10.0} {:>8}",
+            o.target,
+            o.executions,
+            o.seconds,
+            o.executions as f64 / o.seconds.max(0.001),
+            o.corpus
+        );
+    }
+    Ok(())
+}
+
+/// The CI smoke: [`SMOKE_SECONDS`] per target.
+pub fn smoke() -> Result {
+    run(SMOKE_SECONDS)
+}
+
+/// `cargo +nightly` without what the outer (stable) cargo put in the environment, so
+/// that rustup picks the nightly toolchain for cargo-fuzz and the builds it starts.
+fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("+nightly");
+    for var in [
+        "CARGO",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn ensure_nightly() -> Result {
+    let out = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    let list = String::from_utf8_lossy(&out.stdout);
+    if list.lines().any(|l| l.starts_with("nightly")) {
+        Ok(())
+    } else {
+        Err(
+            "fuzz: the nightly toolchain is missing (cargo-fuzz needs -Zsanitizer); \
+             install it with `rustup toolchain install nightly --profile minimal`"
+                .to_owned(),
+        )
+    }
+}
+
+fn ensure_cargo_fuzz() -> Result {
+    let present = nightly_cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    util::step(
+        "cargo install cargo-fuzz",
+        Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]),
+    )
+}
+
+fn run_target(root: &Path, logs: &Path, target: &'static str, seconds: u64) -> Result<Outcome> {
+    let fuzz = root.join("fuzz");
+    let corpus = fuzz.join("corpus").join(target);
+    let seeds = fuzz.join("seeds").join(target);
+    fs::create_dir_all(&corpus).map_err(|e| format!("create {}: {e}", corpus.display()))?;
+    let mut cmd = nightly_cargo();
+    cmd.current_dir(root)
+        .args(["fuzz", "run", target])
+        .arg(&corpus)
+        .arg(&seeds)
+        .arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        // A run of one input past a minute is a hang: a finding too.
+        .arg("-timeout=60")
+        .arg("-print_final_stats=1");
+    let dict = fuzz.join(format!("{target}.dict"));
+    if dict.exists() {
+        cmd.arg(format!("-dict={}", dict.display()));
+    }
+    eprintln!("==> fuzz {target} for {seconds}s");
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .map_err(|e| format!("fuzz {target}: cannot run cargo fuzz: {e}"))?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = logs.join(format!("{target}.log"));
+    fs::write(&log, &text).map_err(|e| format!("write {}: {e}", log.display()))?;
+    if !out.status.success() {
+        let artifact = text
+            .lines()
+            .find_map(|l| l.split("Test unit written to ").nth(1))
+            .map_or_else(|| "no input saved".to_owned(), |p| p.trim().to_owned());
+        let cause = text
+            .lines()
+            .find(|l| l.contains("panicked at") || l.contains("ERROR: libFuzzer"))
+            .unwrap_or("see the log");
+        return Err(format!(
+            "fuzz target {target} failed ({}): {cause}\n  input: {artifact}\n  log: {}",
+            out.status,
+            log.display()
+        ));
+    }
+    let executions = stat(&text, "stat::number_of_executed_units:")
+        .ok_or_else(|| format!("fuzz {target}: no execution count in {}", log.display()))?;
+    eprintln!("    {target}: {executions} executions in {elapsed:.1}s");
+    Ok(Outcome {
+        target,
+        executions,
+        seconds: elapsed,
+        corpus: count_files(&corpus),
+    })
+}
+
+fn stat(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn count_files(dir: &PathBuf) -> usize {
+    fs::read_dir(dir).map_or(0, |d| d.filter_map(std::result::Result::ok).count())
+}
