@@ -7,6 +7,7 @@
 //! * [`memsnap`]: `ZwQuerySystemInformation` replies → core `MemorySnapshot`;
 //! * [`events`] and [`etw`]: the `VmBalloon` ETW events and when they are written;
 //! * [`modules`]: is VMware's `vmmemctl.sys` loaded?
+//! * [`regvalue`]: what a registry read's NTSTATUS means for the config validator;
 //! * [`schedule`]: how long the worker waits, when it re-reads the registry, and how long
 //!   a power transition waits for the balloon to empty.
 //!
@@ -18,6 +19,7 @@ pub mod etw;
 pub mod events;
 pub mod memsnap;
 pub mod modules;
+pub mod regvalue;
 pub mod schedule;
 
 #[cfg(all(windows, not(test)))]

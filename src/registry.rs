@@ -4,7 +4,7 @@
 
 use core::ptr;
 
-use vmballoon_core::config::{Param, RawConfig, RawValue};
+use vmballoon_core::config::{Param, RawConfig};
 use wdk_sys::{
     KEY_READ, NTSTATUS, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_TYPE_MISMATCH, UNICODE_STRING,
     WDF_NO_OBJECT_ATTRIBUTES, WDFDRIVER, WDFKEY, call_unsafe_wdf_function_binding,
@@ -13,24 +13,15 @@ use wdk_sys::{
 /// Longest value name, in UTF-16 units.
 const NAME_MAX: usize = 32;
 
-/// What one `WdfRegistryQueryULong` means for the validator: an absent value takes its
-/// default silently; a value that is not a `REG_DWORD` (`STATUS_OBJECT_TYPE_MISMATCH`, which
-/// KMDF returns for every other type, larger ones included [src: KMDF
-/// `FxRegKey::_QueryULong`]) is reported as a wrong type. Any other failure (`STATUS_INSUFFICIENT_RESOURCES`,
-/// `STATUS_ACCESS_DENIED`, ...) says nothing about the value, so the read as a whole fails
-/// and the settings in effect stay: a transient error must not replace an administrator's
-/// cap with the default (no cap).
-fn raw_value(status: NTSTATUS, value: u32) -> Result<RawValue, NTSTATUS> {
-    match status {
-        s if s >= 0 => Ok(RawValue::Dword(value)),
-        STATUS_OBJECT_NAME_NOT_FOUND => Ok(RawValue::Missing),
-        STATUS_OBJECT_TYPE_MISMATCH => Ok(RawValue::WrongType),
-        s => Err(s),
-    }
-}
+use crate::regvalue::raw_value;
+
+// The portable decoder's constants are the WDK's.
+const _: () =
+    assert!(crate::regvalue::STATUS_OBJECT_NAME_NOT_FOUND == STATUS_OBJECT_NAME_NOT_FOUND);
+const _: () = assert!(crate::regvalue::STATUS_OBJECT_TYPE_MISMATCH == STATUS_OBJECT_TYPE_MISMATCH);
 
 /// Reads every parameter (PASSIVE_LEVEL). `Err` when the key cannot be opened or a value
-/// cannot be read (see [`raw_value`]); the caller then keeps the settings in effect.
+/// cannot be read (see [`crate::regvalue::raw_value`]); the caller then keeps the settings in effect.
 pub fn read(driver: WDFDRIVER) -> Result<RawConfig, NTSTATUS> {
     let mut key: WDFKEY = ptr::null_mut();
     // SAFETY: `driver` is our live WDFDRIVER; `key` is a live local; KEY_READ is what
