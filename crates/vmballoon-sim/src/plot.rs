@@ -166,13 +166,20 @@ fn draw(
                 .legend(move |(x, y)| Cross::new((x + 10, y), 4, red.stroke_width(2)));
         }
     }
+    draw_legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The legend every chart of the simulator uses: upper right, on a translucent white box.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(180, 180, 180))
         .label_font(("sans-serif", 14))
-        .draw()?;
-    root.present()?;
-    Ok(())
+        .draw()
 }

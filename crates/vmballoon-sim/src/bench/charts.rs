@@ -144,13 +144,7 @@ fn grouped_log_bars(
         for ((px, py), label) in at {
             root.draw(&Text::new(label, (px, py + 8), ("sans-serif", 14)))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font(("sans-serif", 14))
-            .draw()?;
+        crate::plot::draw_legend(&mut chart)?;
         root.present()?;
     }
     Ok(out)
@@ -257,13 +251,7 @@ fn timeline_chart(
                     PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(w))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font(("sans-serif", 14))
-            .draw()?;
+        crate::plot::draw_legend(&mut chart)?;
         root.present()?;
     }
     Ok(out)
@@ -335,13 +323,7 @@ fn failures_chart(suite: &Suite) -> DrawResult<String> {
         for ((px, py), dy, label) in at {
             root.draw(&Text::new(label, (px, py + dy), ("sans-serif", 13)))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font(("sans-serif", 14))
-            .draw()?;
+        crate::plot::draw_legend(&mut chart)?;
         root.present()?;
     }
     Ok(out)
