@@ -43,7 +43,7 @@ pub mod wdf {
 #[macro_export]
 macro_rules! __wdf_table_call {
     ($pfn:ident, $index:ident, $($arg:ident),*) => {{
-        // SAFETY (mirror, type-checked only, never run): WDF fills the table before
+        // SAFETY: (mirror, type-checked only, never run) WDF fills the table before
         // DriverEntry and it holds `WdfFunctionCount` entries, as in the generated code.
         let table = unsafe {
             ::core::slice::from_raw_parts(
@@ -51,11 +51,11 @@ macro_rules! __wdf_table_call {
                 $crate::wdf::__private::get_wdf_function_count(),
             )
         };
-        // SAFETY (mirror): entry `$index` has the `$pfn` signature by WDF's table layout.
+        // SAFETY: (mirror) entry `$index` has the `$pfn` signature by WDF's table layout.
         let f: $crate::$pfn =
             unsafe { ::core::mem::transmute(table[$crate::_WDFFUNCENUM::$index as usize]) };
         match f {
-            // SAFETY (mirror): the caller's `unsafe` block carries the function's contract.
+            // SAFETY: (mirror) the caller's `unsafe` block carries the function's contract.
             Some(f) => unsafe { f($crate::WdfDriverGlobals, $($arg),*) },
             None => unreachable!("Option should never be None"),
         }
