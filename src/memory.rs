@@ -116,7 +116,9 @@ impl MemorySource for KernelMemory {
             .or(fields);
         // SAFETY: the event pointer stays valid while our handle is open.
         let low = unsafe { KeReadStateEvent(self.low_memory.as_ptr()) } != 0;
-        fields.into_snapshot(low)
+        // MaximumCommitCondition is wired by the glue's commit watch; until then it reads as
+        // clear, which only means the commit term of the ceiling is the sole commit guard.
+        fields.into_snapshot(low, false)
     }
 }
 

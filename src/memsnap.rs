@@ -185,7 +185,11 @@ impl Partial {
     ///
     /// # Errors
     /// [`MemoryError::Unavailable`] without a total.
-    pub fn into_snapshot(self, low_memory: bool) -> Result<MemorySnapshot, MemoryError> {
+    pub fn into_snapshot(
+        self,
+        low_memory: bool,
+        high_commit: bool,
+    ) -> Result<MemorySnapshot, MemoryError> {
         let total = self.total.ok_or(MemoryError::Unavailable)?;
         Ok(MemorySnapshot {
             total,
@@ -194,6 +198,7 @@ impl Partial {
             commit_limit: self.commit_limit,
             committed: self.committed,
             low_memory,
+            high_commit,
             // Windows gives only the aggregate (resident available), no breakdown (§3.2).
             pinned: Default::default(),
         })
@@ -553,14 +558,14 @@ mod tests {
         assert_eq!(merged.resident_available, Some(Frames::from_mib(1024)));
         let fallback = failed(InfoClass::MemoryUsage, -1).fields.or(perf);
         assert!(!fallback.is_complete());
-        assert_eq!(fallback.into_snapshot(false), Err(MemoryError::Unavailable));
+        assert_eq!(fallback.into_snapshot(false, false), Err(MemoryError::Unavailable));
         let mut basic = vec![0u8; BASIC_SIZE];
         put(&mut basic, 0x08, &4096u32.to_le_bytes());
         put(&mut basic, 0x0C, &1_048_576u32.to_le_bytes());
         let snap = parse_basic(&basic, 0x40)
             .fields
             .or(fallback)
-            .into_snapshot(true)
+            .into_snapshot(true, false)
             .unwrap();
         assert_eq!(snap.total, Frames::from_mib(4096));
         assert_eq!(snap.resident_available, Some(Frames::new(7)));

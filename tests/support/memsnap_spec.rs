@@ -127,7 +127,7 @@ pub fn check(buf: &[u8], return_length: u32, low_memory: bool) -> Result<(), Str
         }
         merged = merged.or(got.fields);
     }
-    let snap = merged.into_snapshot(low_memory);
+    let snap = merged.into_snapshot(low_memory, false);
     match (merged.total, snap) {
         (None, Err(_)) => {}
         (Some(total), Ok(s))

@@ -494,6 +494,7 @@ impl FakeWorld {
             commit_limit: Some(Frames::new(w.commit_limit)),
             committed: Some(Frames::new(w.committed_base + pinned + w.balloon_out)),
             low_memory: w.low_memory,
+            high_commit: false,
             pinned: crate::platform::PinnedBreakdown {
                 virtual_lock: Some(Frames::new(pinned)),
                 os_nonpaged: Some(Frames::new(w.os_locked)),

@@ -112,6 +112,10 @@ pub struct MemorySnapshot {
     pub committed: Option<Frames>,
     /// `\KernelObjects\LowMemoryCondition` is signalled.
     pub low_memory: bool,
+    /// `\KernelObjects\MaximumCommitCondition` is signalled: the commit charge is near
+    /// the commit limit (`windows-memory.md` §3). Treated like `low_memory`: guest
+    /// pressure that the balloon answers by deflating.
+    pub high_commit: bool,
     /// Pinned memory by kind, where known.
     pub pinned: PinnedBreakdown,
 }

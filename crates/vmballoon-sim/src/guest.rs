@@ -837,6 +837,15 @@ impl GuestModel {
         self.available() < self.low_threshold()
     }
 
+    /// Whether `\KernelObjects\MaximumCommitCondition` is signalled. The documentation says
+    /// only "near the maximum commit limit"; the model signals it while less commit than the
+    /// LowMemoryCondition threshold is left (an assumption: the simulator's scenarios must
+    /// hold whether it fires earlier or later).
+    #[must_use]
+    pub fn high_commit(&self) -> bool {
+        self.commit_free() < self.low_threshold().get()
+    }
+
     /// The lowest resident available memory seen so far.
     #[must_use]
     pub fn min_resident_available(&self) -> Frames {
@@ -906,6 +915,7 @@ impl GuestModel {
             commit_limit: Some(self.commit_limit()),
             committed: Some(self.committed()),
             low_memory: self.low_memory(),
+            high_commit: self.high_commit(),
             pinned: PinnedBreakdown {
                 virtual_lock: kind(PinKind::VirtualLock),
                 awe: kind(PinKind::Awe),
