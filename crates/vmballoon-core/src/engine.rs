@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::mask::PageMask;
 use crate::platform::{
-    Clock, HELD_REFUSED_CAPACITY, MemorySnapshot, MemorySource, PageAllocator, StorePosition,
+    Clock, MemorySnapshot, MemorySource, PARK_CAPACITY, PageAllocator, Shelf, StorePosition,
 };
 use crate::policy::{self, Ceiling, ClampReason, Motion, Plan, Pressure};
 use crate::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode, Session};
@@ -30,7 +30,14 @@ use crate::units::{Duration, Frames, Instant, PageSize};
 
 /// Refused pages of one size per cycle after which inflation stops (4 KiB) or falls back
 /// to 4 KiB pages (2 MiB): `VMW_BALLOON_MAX_REFUSED`, OVT `BALLOON_ERROR_PAGES`.
-pub const MAX_REFUSED_PER_CYCLE: usize = HELD_REFUSED_CAPACITY;
+pub const MAX_REFUSED_PER_CYCLE: usize = 16;
+
+/// Whole blocks migration trades for scattered pages per tick: 32 MiB, a bounded amount of
+/// work (two or three backdoor calls per block).
+pub const MIGRATION_BLOCKS_PER_TICK: u32 = 16;
+
+/// Longest pause between migration attempts that found no whole block free.
+pub const MAX_MIGRATION_BACKOFF: Duration = Duration::from_secs(64);
 
 /// Batches per tick before the engine returns with [`TickReport::more_work`] set, so the
 /// driver's worker can notice an unload or a low-memory wake between them. 1024 batches
@@ -102,6 +109,8 @@ pub struct TickReport {
     pub inflated: Frames,
     /// Frames unlocked this tick.
     pub deflated: Frames,
+    /// Frames migrated from scattered units to whole blocks this tick.
+    pub migrated: Frames,
     /// Frames the host refused this tick.
     pub refused: Frames,
     /// What held the balloon below the host target or reversed it this tick, if anything
@@ -143,10 +152,14 @@ impl Backoff {
     }
 
     fn fail(&mut self, now: Instant, base: Duration) {
+        self.fail_up_to(now, base, MAX_BACKOFF);
+    }
+
+    fn fail_up_to(&mut self, now: Instant, base: Duration, max: Duration) {
         self.step = if self.step == Duration::ZERO {
-            base.min(MAX_BACKOFF)
+            base.min(max)
         } else {
-            self.step.saturating_mul(2).min(MAX_BACKOFF)
+            self.step.saturating_mul(2).min(max)
         };
         self.until = now.saturating_add(self.step);
     }
@@ -166,11 +179,27 @@ impl Backoff {
 #[derive(Clone, Copy, Debug, Default)]
 struct Cycle {
     batches: u32,
+    /// 2 MiB LOCKs are allowed (granted, enabled, and not refused too often this cycle).
     large_ok: bool,
+    /// Whole-block allocations are worth trying (none has failed this cycle).
+    blocks_ok: bool,
+    /// Refused pages this cycle, per lock size.
     refused: [usize; 2],
-    held: usize,
     direction: Option<Direction>,
     low_memory_step_done: bool,
+}
+
+/// What became of the units of one batch.
+#[derive(Clone, Copy, Debug, Default)]
+struct Outcome {
+    /// Frames that changed hands (locked or unlocked).
+    moved: Frames,
+    /// Frames whose UNLOCK failed (still held).
+    failed: Frames,
+    /// 4 KiB entries the host refused (LOCK).
+    refused: usize,
+    /// The host said it needs no more pages (PPN_NOTNEEDED).
+    not_needed: bool,
 }
 
 /// The balloon: the engine and the platform it runs on.
@@ -180,8 +209,10 @@ pub struct Balloon<B, P: PageAllocator, M, C> {
     memory: M,
     clock: C,
     config: Config,
-    /// Pages held by the host, per [`PageSize`].
-    held: [u64; 2],
+    /// Frames the host holds of the units on each [`Shelf`].
+    held: [Frames; Shelf::COUNT],
+    /// Frames the host holds of parked units.
+    parked_held: Frames,
     /// Guest RAM from the last snapshot (TARGET's limit).
     total: Frames,
     state: SessionState,
@@ -192,6 +223,8 @@ pub struct Balloon<B, P: PageAllocator, M, C> {
     start_backoff: Backoff,
     /// After an allocation failure: exponential, up to [`MAX_BACKOFF`].
     alloc_backoff: Backoff,
+    /// After a migration found no whole block: exponential, up to [`MAX_MIGRATION_BACKOFF`].
+    migration_backoff: Backoff,
     inflate_hold_until: Instant,
     /// When the balloon last grew (for [`SELF_INDUCED_WINDOW`]).
     last_growth: Option<Instant>,
@@ -207,12 +240,14 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             memory,
             clock,
             config,
-            held: [0; 2],
+            held: [Frames::ZERO; Shelf::COUNT],
+            parked_held: Frames::ZERO,
             total: Frames::ZERO,
             state: SessionState::Unstarted,
             host_backoff: Backoff::default(),
             start_backoff: Backoff::default(),
             alloc_backoff: Backoff::default(),
+            migration_backoff: Backoff::default(),
             inflate_hold_until: Instant::default(),
             last_growth: None,
             stats: Stats::new(),
@@ -222,17 +257,32 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// Frames the host holds.
     #[must_use]
     pub fn size(&self) -> Frames {
-        let [small, large] = self.held;
-        PageSize::Small
-            .frames()
-            .saturating_mul(small)
-            .saturating_add(PageSize::Large.frames().saturating_mul(large))
+        self.held
+            .iter()
+            .fold(self.parked_held, |sum, h| sum.saturating_add(*h))
     }
 
-    /// Pages of `size` the host holds.
+    /// Frames the host holds of the units on `shelf` (parked units not included).
+    #[must_use]
+    pub fn held_on(&self, shelf: Shelf) -> Frames {
+        self.held
+            .get(shelf.index())
+            .copied()
+            .unwrap_or(Frames::ZERO)
+    }
+
+    /// Pages of `size` the host holds (4 KiB: every frame held as a 4 KiB page, parked
+    /// units included; 2 MiB: the blocks held as 2 MiB pages).
     #[must_use]
     pub fn pages_held(&self, size: PageSize) -> u64 {
-        self.held.get(size.index()).copied().unwrap_or(0)
+        match size {
+            PageSize::Small => self
+                .held_on(Shelf::Scattered)
+                .saturating_add(self.held_on(Shelf::Block))
+                .saturating_add(self.parked_held)
+                .get(),
+            PageSize::Large => self.held_on(Shelf::Large).whole_pages(PageSize::Large),
+        }
     }
 
     /// The session state.
@@ -302,7 +352,8 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         )
     }
 
-    /// One poll: reset if needed, TARGET, then inflate or deflate batch by batch.
+    /// One poll: reset if needed, TARGET, then inflate or deflate batch by batch, then
+    /// migrate scattered units to whole blocks, then settle the units parked this tick.
     pub fn tick(&mut self) -> TickReport {
         let now = self.clock.now();
         let mut report = TickReport::new(now);
@@ -318,14 +369,16 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         if !self.channel.reset_pending() {
             self.run(now, &mut report);
         }
-        self.pages.free_refused();
+        if !self.channel.reset_pending() {
+            self.settle_parked(now, &mut report);
+        }
         self.finish(&mut report);
         report
     }
 
     /// Returns every page to the OS: START(0) first, so the host ends the session before
     /// the guest touches pages it just freed (Linux unload order, `protocol.md` §3 rule
-    /// 5), then frees every page without UNLOCK. Returns the frames freed.
+    /// 5), then frees every unit without UNLOCK. Returns the frames freed.
     pub fn shutdown(&mut self) -> Frames {
         if self.channel.session().is_some() {
             // Failure is irrelevant: the pages are freed either way, and a host that did not
@@ -336,20 +389,30 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         self.pop_all()
     }
 
-    /// Frees every ballooned page without UNLOCK (the host no longer holds them).
+    /// Frees every unit — stored, staged or parked — without UNLOCK (the host no longer
+    /// holds any of them). Returns the frames the host held.
     fn pop_all(&mut self) -> Frames {
-        let mut popped = Frames::ZERO;
-        for size in PageSize::ALL {
-            while let Some(chunk) = self.pages.take(size) {
-                let n = self.pages.page_count(&chunk);
-                popped = popped.saturating_add(size.frames().saturating_mul(n as u64));
-                self.pages.free(chunk);
+        let popped = self.size();
+        for shelf in Shelf::ALL {
+            while let Some(unit) = self.pages.take(shelf) {
+                self.pages.free(unit);
             }
         }
-        self.pages.free_refused();
-        self.held = [0; 2];
+        self.free_staged();
+        while let Some((unit, _)) = self.pages.unpark() {
+            self.pages.free(unit);
+        }
+        self.held = [Frames::ZERO; Shelf::COUNT];
+        self.parked_held = Frames::ZERO;
         self.stats.add(Counter::FramesPopped, popped.get());
         popped
+    }
+
+    /// Frees every staged unit (none of which the host holds).
+    fn free_staged(&mut self) {
+        while let Some(unit) = self.pages.unstage() {
+            self.pages.free(unit);
+        }
     }
 
     /// The reset sequence (`protocol.md` §3 rule 1; Linux `vmballoon_reset`).
@@ -398,7 +461,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         }
     }
 
-    /// TARGET, then the batches.
+    /// TARGET, then the batches, then migration.
     fn run(&mut self, now: Instant, report: &mut TickReport) {
         if self.host_backoff.active(now) && !self.guest_needs_memory(now, report.snapshot) {
             return;
@@ -408,21 +471,20 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         if self.total.is_zero() {
             return;
         }
+        report.calls = report.calls.saturating_add(1);
         if let Err(e) = self.channel.get_target(self.total) {
-            report.calls = report.calls.saturating_add(1);
             self.note_error(now, e, report);
             if !self.guest_needs_memory(now, report.snapshot) {
                 return;
             }
-        } else {
-            report.calls = report.calls.saturating_add(1);
         }
         let mut cycle = Cycle {
-            large_ok: self.channel.session().is_some_and(|s| s.large_pages)
-                && self.config.use_large_pages,
+            large_ok: self.large_pages_granted(),
+            blocks_ok: true,
             ..Cycle::default()
         };
         let deadline = now.saturating_add(TICK_BUDGET);
+        let mut settled = false;
         loop {
             if self.channel.reset_pending() {
                 break;
@@ -450,9 +512,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             let plan = policy::plan(balloon, ceiling, &snap, &self.config, motion, pressure);
             let keep_going = match plan {
                 Plan::Hold => {
-                    if snap.low_memory && ceiling.value > balloon {
+                    if Self::signalled(&snap) && ceiling.value > balloon {
                         report.reason = Some(ClampReason::LowMemory);
                     }
+                    settled = pressure == Pressure::None && report.error.is_none();
                     false
                 }
                 Plan::Inflate(frames) => self.inflate_batch(now, frames, &mut cycle, report),
@@ -465,6 +528,21 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             }
             cycle.batches = cycle.batches.saturating_add(1);
         }
+        // Migration runs on idle ticks only: not right after the balloon moved.
+        if settled && cycle.direction.is_none() && !report.more_work {
+            self.migrate(now, &mut cycle, report);
+        }
+    }
+
+    /// Whether the session grants 2 MiB pages and the settings allow them.
+    fn large_pages_granted(&self) -> bool {
+        self.channel.session().is_some_and(|s| s.large_pages) && self.config.use_large_pages
+    }
+
+    /// Whether Windows signals memory pressure (LowMemoryCondition or
+    /// MaximumCommitCondition) in `snap`.
+    const fn signalled(snap: &MemorySnapshot) -> bool {
+        snap.low_memory || snap.high_commit
     }
 
     /// Whether the guest needs memory back regardless of the host (low memory, or a
@@ -480,9 +558,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         (low && self.config.deflate_on_low_memory) || c.value < balloon
     }
 
-    /// What a signalled `LowMemoryCondition` means now (see [`SELF_INDUCED_WINDOW`]).
+    /// What a signalled `LowMemoryCondition` / `MaximumCommitCondition` means now (see
+    /// [`SELF_INDUCED_WINDOW`]).
     fn pressure(&self, now: Instant, snap: &MemorySnapshot) -> Pressure {
-        if !snap.low_memory {
+        if !Self::signalled(snap) {
             return Pressure::None;
         }
         match self.last_growth {
@@ -491,7 +570,16 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         }
     }
 
+    /// Whether another unit may be parked (a 4 KiB transfer can leave one partly held).
+    fn can_park(&self) -> bool {
+        self.pages.parked() < PARK_CAPACITY
+    }
+
     /// One inflate batch toward `frames` more. Returns whether to continue.
+    ///
+    /// Whole blocks first, on every host (as one 2 MiB page each when the host grants them,
+    /// else as 512 4 KiB pages): a balloon of whole blocks gives back whole blocks. Scattered
+    /// 4 KiB pages only for less than a block, or when no whole block is free.
     fn inflate_batch(
         &mut self,
         now: Instant,
@@ -510,53 +598,241 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             report.reason = Some(ClampReason::AllocationFailed);
             return false;
         }
-        if self.host_backoff.active(now) {
+        if self.host_backoff.active(now) || !self.can_park() {
             return false;
         }
-        // 2 MiB pages only while a whole one fits: inflation never overshoots the ceiling.
-        let size = if cycle.large_ok && frames >= PageSize::Large.frames() {
-            PageSize::Large
-        } else {
-            PageSize::Small
-        };
-        let want = usize::try_from(frames.whole_pages(size))
+        let blocks = frames.whole_pages(PageSize::Large);
+        if cycle.blocks_ok && blocks > 0 {
+            if cycle.large_ok {
+                return self.inflate_large(now, blocks, cycle, report);
+            }
+            let Some(block) = self.pages.allocate_block() else {
+                self.block_allocation_failed(cycle, report);
+                return true;
+            };
+            self.stats.add(Counter::BlockUnits, 1);
+            return self.lock_small(now, Shelf::Block, block, cycle, report);
+        }
+        let want = usize::try_from(frames.get())
             .unwrap_or(BATCH_CAPACITY)
             .min(BATCH_CAPACITY);
-        let Some(mut chunk) = self.pages.allocate(size, want) else {
-            return self.allocation_failed(now, size, cycle, report);
+        let Some(unit) = self.pages.allocate_scattered(want) else {
+            return self.allocation_failed(now, report);
         };
-        let got = self.pages.page_count(&chunk).min(want);
+        let got = self.unit_len(&unit);
         if got == 0 {
-            self.pages.free(chunk);
-            return self.allocation_failed(now, size, cycle, report);
+            self.pages.free(unit);
+            return self.allocation_failed(now, report);
         }
+        self.stats.add(Counter::ScatteredUnits, 1);
+        if !self.lock_small(now, Shelf::Scattered, unit, cycle, report) {
+            return false;
+        }
+        if got < want {
+            self.stats.add(Counter::ShortAllocations, 1);
+            return self.allocation_failed(now, report);
+        }
+        self.alloc_backoff.succeed();
+        true
+    }
+
+    /// A whole-block allocation failed: the rest of this cycle uses scattered pages. Not a
+    /// clamp: scattered pages take over.
+    fn block_allocation_failed(&mut self, cycle: &mut Cycle, report: &mut TickReport) {
+        cycle.blocks_ok = false;
+        report.alloc_failures = report.alloc_failures.saturating_add(1);
+        self.stats.add(Counter::AllocFail2m, 1);
+    }
+
+    /// Frames in `unit`, as an entry count (at most 512 for every unit the contract allows).
+    fn unit_len(&self, unit: &P::Unit) -> usize {
+        usize::try_from(self.pages.frames(unit).get()).unwrap_or(usize::MAX)
+    }
+
+    /// Up to `blocks` whole blocks (at most one batch) locked as 2 MiB pages.
+    fn inflate_large(
+        &mut self,
+        now: Instant,
+        blocks: u64,
+        cycle: &mut Cycle,
+        report: &mut TickReport,
+    ) -> bool {
+        let want = usize::try_from(blocks)
+            .unwrap_or(BATCH_CAPACITY)
+            .min(BATCH_CAPACITY);
+        let mut staged = 0usize;
+        while staged < want {
+            let Some(block) = self.pages.allocate_block() else {
+                break;
+            };
+            self.pages.stage(block);
+            staged = staged.saturating_add(1);
+        }
+        self.stats.add(Counter::BlockUnits, staged as u64);
+        if staged < want {
+            self.block_allocation_failed(cycle, report);
+        }
+        if staged == 0 {
+            return true;
+        }
+        let error_before = report.error;
+        let Some(out) = self.transfer_large(now, Direction::Lock, staged, report) else {
+            return false;
+        };
+        self.count_refused(PageSize::Large, out.refused, cycle, report);
+        self.note_inflated(now, PageSize::Large, out.moved, report);
+        if report.error != error_before || out.not_needed {
+            return false;
+        }
+        if cycle
+            .refused
+            .get(PageSize::Large.index())
+            .copied()
+            .unwrap_or(0)
+            >= MAX_REFUSED_PER_CYCLE
+        {
+            // Too many refusals: go on with blocks held as 4 KiB pages.
+            cycle.large_ok = false;
+        }
+        if !out.moved.is_zero() {
+            self.alloc_backoff.succeed();
+        }
+        // The host took nothing and refused nothing: no progress.
+        !out.moved.is_zero() || out.refused > 0
+    }
+
+    /// Moves the `count` staged blocks as 2 MiB pages (LOCK or UNLOCK) and puts each where
+    /// it now belongs: LOCK taken → the Large shelf, LOCK refused or not done → back to the
+    /// OS (2 MiB refusals are not held: `protocol.md` §3 rule 3); UNLOCK done → back to the
+    /// OS, UNLOCK failed → set aside on the Large shelf. `None` after a RESET (every unit
+    /// has then been freed).
+    fn transfer_large(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        count: usize,
+        report: &mut TickReport,
+    ) -> Option<Outcome> {
         let pages = &self.pages;
         let t = self
             .channel
-            .transfer(Direction::Lock, size, got, |i| pages.pfn(&chunk, i));
+            .transfer(direction, PageSize::Large, count, |i| {
+                pages.staged_pfn(i, 0)
+            });
         report.calls = report.calls.saturating_add(t.calls);
         if let Some(e) = t.stop.filter(|e| e.is_reset()) {
             // The host has forgotten every page, these included: none may be stored.
-            self.pages.free(chunk);
+            self.free_staged();
+            self.note_error(now, e, report);
+            return None;
+        }
+        let per = PageSize::Large.frames();
+        let mut out = Outcome {
+            refused: t.refused.len(),
+            ..Outcome::default()
+        };
+        for i in 0..count {
+            let Some(unit) = self.pages.unstage() else {
+                break;
+            };
+            let done = t.done.contains(i);
+            match (direction, done) {
+                (Direction::Lock, true) => {
+                    self.pages.store(Shelf::Large, unit, StorePosition::First);
+                    self.add_held(Shelf::Large, per, true);
+                    out.moved = out.moved.saturating_add(per);
+                }
+                (Direction::Lock, false) => self.pages.free(unit),
+                (Direction::Unlock, true) => {
+                    self.pages.free(unit);
+                    self.add_held(Shelf::Large, per, false);
+                    out.moved = out.moved.saturating_add(per);
+                }
+                (Direction::Unlock, false) => {
+                    self.pages.store(Shelf::Large, unit, StorePosition::Last);
+                    out.failed = out.failed.saturating_add(per);
+                }
+            }
+        }
+        // Anything still staged (a count the store could not match) goes back to the OS:
+        // none of it is held.
+        self.free_staged();
+        out.not_needed = t.not_needed;
+        if let Some(e) = t.stop {
+            self.note_error(now, e, report);
+        }
+        Some(out)
+    }
+
+    /// Locks one unit as 4 KiB pages and puts it where it belongs: all taken → `shelf`;
+    /// some refused, or only part taken → parked until the end of the tick (refused pages
+    /// stay out of the OS's hands for the cycle, and the accepted ones are unlocked before
+    /// the unit is freed whole); nothing taken and nothing refused → back to the OS.
+    /// Returns whether to continue.
+    fn lock_small(
+        &mut self,
+        now: Instant,
+        shelf: Shelf,
+        unit: P::Unit,
+        cycle: &mut Cycle,
+        report: &mut TickReport,
+    ) -> bool {
+        let len = self.unit_len(&unit).min(BATCH_CAPACITY);
+        self.pages.stage(unit);
+        let pages = &self.pages;
+        let t = self
+            .channel
+            .transfer(Direction::Lock, PageSize::Small, len, |i| {
+                pages.staged_pfn(0, i)
+            });
+        report.calls = report.calls.saturating_add(t.calls);
+        if let Some(e) = t.stop.filter(|e| e.is_reset()) {
+            self.free_staged();
             self.note_error(now, e, report);
             return false;
         }
-
-        // Refused 4 KiB pages are held until the end of the cycle so the allocator does not
-        // hand them straight back (protocol.md §3 rule 3); 2 MiB ones are freed at once.
-        let mut hold = PageMask::EMPTY;
-        if size == PageSize::Small {
-            for i in t
-                .refused
-                .iter()
-                .take(HELD_REFUSED_CAPACITY.saturating_sub(cycle.held))
-            {
-                hold.insert(i);
-            }
-            cycle.held = cycle.held.saturating_add(hold.len());
-            self.stats.add(Counter::RefusedHeld, hold.len() as u64);
+        let Some(unit) = self.pages.unstage() else {
+            return false;
+        };
+        let done = t.done.len();
+        let taken = Frames::new(done as u64);
+        if done == len {
+            self.pages.store(shelf, unit, StorePosition::First);
+            self.add_held(shelf, taken, true);
+        } else if done == 0 && t.refused.is_empty() {
+            self.pages.free(unit);
+        } else {
+            self.park(unit, t.done);
+            self.stats.add(Counter::RefusedHeld, t.refused.len() as u64);
         }
-        let refused = t.refused.len();
+        self.count_refused(PageSize::Small, t.refused.len(), cycle, report);
+        self.note_inflated(now, PageSize::Small, taken, report);
+        if let Some(e) = t.stop {
+            self.note_error(now, e, report);
+            return false;
+        }
+        // NOTNEEDED ends the pass (LNX-old, OVT); so do too many refusals this cycle
+        // (`VMW_BALLOON_MAX_REFUSED`), and a batch the host took nothing of.
+        let refused = cycle.refused.get(PageSize::Small.index()).copied();
+        !t.not_needed && refused.unwrap_or(0) < MAX_REFUSED_PER_CYCLE && done > 0
+    }
+
+    /// Parks `unit`, of which the host holds `held`.
+    fn park(&mut self, unit: P::Unit, held: PageMask) {
+        self.parked_held = self
+            .parked_held
+            .saturating_add(Frames::new(held.len() as u64));
+        self.pages.park(unit, held);
+        self.stats.add(Counter::UnitsParked, 1);
+    }
+
+    fn count_refused(
+        &mut self,
+        size: PageSize,
+        refused: usize,
+        cycle: &mut Cycle,
+        report: &mut TickReport,
+    ) {
         if let Some(r) = cycle.refused.get_mut(size.index()) {
             *r = r.saturating_add(refused);
         }
@@ -565,71 +841,40 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         report.refused = report
             .refused
             .saturating_add(size.frames().saturating_mul(refused as u64));
-
-        let done = t.done.len();
-        self.pages.retain(&mut chunk, &t.done, &hold);
-        if done == 0 {
-            self.pages.free(chunk);
-        } else {
-            self.pages.store(chunk, StorePosition::First);
-        }
-        self.add_held(size, done, true);
-        if done > 0 {
-            self.last_growth = Some(now);
-        }
-        self.stats
-            .add(Counter::for_size(Counter::Inflated4k, size), done as u64);
-        report.inflated = report
-            .inflated
-            .saturating_add(size.frames().saturating_mul(done as u64));
-
-        if let Some(e) = t.stop {
-            self.note_error(now, e, report);
-            return false;
-        }
-        if t.not_needed {
-            return false;
-        }
-        let refused_so_far = cycle.refused.get(size.index()).copied().unwrap_or(0);
-        if refused_so_far >= MAX_REFUSED_PER_CYCLE {
-            // Too many refusals: 2 MiB falls back to 4 KiB; 4 KiB stops for this cycle.
-            cycle.large_ok = false;
-            return size == PageSize::Large;
-        }
-        if got < want {
-            self.stats.add(Counter::ShortAllocations, 1);
-            return self.allocation_failed(now, size, cycle, report);
-        }
-        if done == 0 {
-            // The host took nothing and refused nothing we could hold: no progress.
-            return false;
-        }
-        self.alloc_backoff.succeed();
-        true
     }
 
-    /// A 2 MiB allocation failure falls back to 4 KiB pages in the same tick; a 4 KiB one
-    /// ends the inflation and backs off.
-    fn allocation_failed(
+    fn note_inflated(
         &mut self,
         now: Instant,
         size: PageSize,
-        cycle: &mut Cycle,
+        frames: Frames,
         report: &mut TickReport,
-    ) -> bool {
-        report.alloc_failures = report.alloc_failures.saturating_add(1);
-        self.stats
-            .add(Counter::for_size(Counter::AllocFail4k, size), 1);
-        if size == PageSize::Large {
-            cycle.large_ok = false;
-            return true;
+    ) {
+        if frames.is_zero() {
+            return;
         }
+        self.last_growth = Some(now);
+        self.stats.add(
+            Counter::for_size(Counter::Inflated4k, size),
+            frames.whole_pages(size),
+        );
+        report.inflated = report.inflated.saturating_add(frames);
+    }
+
+    /// A 4 KiB allocation failure (or a short one) ends the inflation and backs off.
+    fn allocation_failed(&mut self, now: Instant, report: &mut TickReport) -> bool {
+        report.alloc_failures = report.alloc_failures.saturating_add(1);
+        self.stats.add(Counter::AllocFail4k, 1);
         self.alloc_backoff.fail(now, self.config.poll_interval);
         report.reason = Some(ClampReason::AllocationFailed);
         false
     }
 
     /// One deflate batch toward `frames` fewer. Returns whether to continue.
+    ///
+    /// Only whole units go back. Following the host (`HostTarget`), the balloon never goes
+    /// below the target: a unit larger than what is left is not taken (round down).
+    /// Protecting the guest, at least `frames` go back (round up).
     fn deflate_batch(
         &mut self,
         now: Instant,
@@ -659,91 +904,295 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         } else if self.host_backoff.active(now) {
             return false;
         }
-        // Following the host, never go below its target: 2 MiB pages only while a whole one
-        // is surplus. Protecting the guest, round up: give back at least what is needed.
         let exact = reason == ClampReason::HostTarget;
-        let Some((size, mut chunk)) = self.take_for_deflate(frames, exact) else {
+        let Some(out) = self.unlock_some(now, frames, exact, report) else {
             return false;
         };
-        let count = self.pages.page_count(&chunk);
-        let per_page = size.frames().get();
-        let needed = if exact {
-            frames.whole_pages(size)
-        } else {
-            frames.get().div_ceil(per_page)
-        };
-        let n = usize::try_from(needed)
-            .unwrap_or(usize::MAX)
-            .min(count)
-            .min(BATCH_CAPACITY);
-        if n == 0 {
-            self.pages.store(chunk, StorePosition::First);
-            return false;
-        }
-        let pages = &self.pages;
-        let t = self
-            .channel
-            .transfer(Direction::Unlock, size, n, |i| pages.pfn(&chunk, i));
-        report.calls = report.calls.saturating_add(t.calls);
-        if let Some(e) = t.stop.filter(|e| e.is_reset()) {
-            // The host has forgotten every page: the whole chunk goes back to the OS.
-            let frames = size.frames().saturating_mul(count as u64);
-            report.popped = report.popped.saturating_add(frames);
-            self.stats.add(Counter::FramesPopped, frames.get());
-            self.add_held(size, count, false);
-            self.pages.free(chunk);
-            self.note_error(now, e, report);
-            return false;
-        }
-        let done = t.done.len();
-        // Only pages the host gave back are freed; the rest stay ballooned.
-        let keep = t.done.complement_within(count);
-        self.pages.retain(&mut chunk, &keep, &PageMask::EMPTY);
-        let failed = n.saturating_sub(done);
-        if self.pages.page_count(&chunk) == 0 {
-            self.pages.free(chunk);
-        } else if failed > 0 {
-            // Set aside, so one page the host will not return cannot block every deflate.
-            self.pages.store(chunk, StorePosition::Last);
-        } else {
-            self.pages.store(chunk, StorePosition::First);
-        }
-        self.add_held(size, done, false);
-        self.stats
-            .add(Counter::for_size(Counter::Deflated4k, size), done as u64);
-        self.stats.add(Counter::UnlockFailures, failed as u64);
-        report.deflated = report
-            .deflated
-            .saturating_add(size.frames().saturating_mul(done as u64));
-        if let Some(e) = t.stop {
-            self.note_error(now, e, report);
-            return false;
-        }
-        // A batch with UNLOCK failures ends the pass: the next tick starts with other chunks
-        // (this one was set aside), so a page the host keeps never spins the loop.
-        failed == 0 && done > 0 && reason != ClampReason::LowMemory
+        // A batch with UNLOCK failures ends the pass: the next tick starts with other units
+        // (this one was set aside or parked), so a page the host keeps never spins the loop.
+        out.failed.is_zero()
+            && !out.moved.is_zero()
+            && report.error.is_none()
+            && reason != ClampReason::LowMemory
     }
 
-    /// The next chunk to deflate: 4 KiB pages first, then 2 MiB (Linux deflate order), a
-    /// 2 MiB page only when `exact` allows a whole one.
-    fn take_for_deflate(&mut self, frames: Frames, exact: bool) -> Option<(PageSize, P::Chunk)> {
-        for size in PageSize::ALL {
-            if exact && frames < size.frames() {
+    /// Unlocks the next unit(s) toward `frames` (one 4 KiB unit, or up to a batch of 2 MiB
+    /// pages), scattered units first. `None` when nothing could be taken.
+    fn unlock_some(
+        &mut self,
+        now: Instant,
+        frames: Frames,
+        exact: bool,
+        report: &mut TickReport,
+    ) -> Option<Outcome> {
+        for shelf in Shelf::ALL {
+            if shelf == Shelf::Large {
+                let per = PageSize::Large.frames().get();
+                let n = if exact {
+                    frames.get() / per
+                } else {
+                    frames.get().div_ceil(per)
+                };
+                let n = usize::try_from(n)
+                    .unwrap_or(BATCH_CAPACITY)
+                    .min(BATCH_CAPACITY);
+                let mut staged = 0usize;
+                while staged < n {
+                    let Some(unit) = self.pages.take(Shelf::Large) else {
+                        break;
+                    };
+                    self.pages.stage(unit);
+                    staged = staged.saturating_add(1);
+                }
+                if staged == 0 {
+                    continue;
+                }
+                let out = self.transfer_large(now, Direction::Unlock, staged, report)?;
+                self.note_deflated(PageSize::Large, out, report);
+                return Some(out);
+            }
+            // A 4 KiB UNLOCK can fail in part, leaving a unit to park.
+            if !self.can_park() {
                 continue;
             }
-            if let Some(chunk) = self.pages.take(size) {
-                return Some((size, chunk));
+            let Some(unit) = self.pages.take(shelf) else {
+                continue;
+            };
+            if exact && self.pages.frames(&unit) > frames {
+                self.pages.store(shelf, unit, StorePosition::First);
+                continue;
             }
+            let out = self.unlock_small(now, shelf, unit, report)?;
+            self.note_deflated(PageSize::Small, out, report);
+            return Some(out);
         }
         None
     }
 
-    fn add_held(&mut self, size: PageSize, pages: usize, inflate: bool) {
-        if let Some(h) = self.held.get_mut(size.index()) {
-            *h = if inflate {
-                h.saturating_add(pages as u64)
+    /// Unlocks every frame of one stored 4 KiB unit from `shelf`: all given back → back to
+    /// the OS; none → set aside on its shelf; some → parked with the frames the host still
+    /// holds. `None` after a RESET.
+    fn unlock_small(
+        &mut self,
+        now: Instant,
+        shelf: Shelf,
+        unit: P::Unit,
+        report: &mut TickReport,
+    ) -> Option<Outcome> {
+        let len = self.unit_len(&unit).min(BATCH_CAPACITY);
+        self.pages.stage(unit);
+        let pages = &self.pages;
+        let t = self
+            .channel
+            .transfer(Direction::Unlock, PageSize::Small, len, |i| {
+                pages.staged_pfn(0, i)
+            });
+        report.calls = report.calls.saturating_add(t.calls);
+        if let Some(e) = t.stop.filter(|e| e.is_reset()) {
+            // The host has forgotten every page: the whole unit goes back to the OS.
+            self.free_staged();
+            self.note_error(now, e, report);
+            return None;
+        }
+        let unit = self.pages.unstage()?;
+        let done = t.done.len();
+        let all = Frames::new(len as u64);
+        let moved = Frames::new(done as u64);
+        if done == 0 {
+            self.pages.store(shelf, unit, StorePosition::Last);
+        } else {
+            self.add_held(shelf, all, false);
+            if done == len {
+                self.pages.free(unit);
             } else {
-                h.saturating_sub(pages as u64)
+                // Off the shelf, into the park: the host still holds the rest.
+                self.park(unit, t.done.complement_within(len));
+            }
+        }
+        if let Some(e) = t.stop {
+            self.note_error(now, e, report);
+        }
+        Some(Outcome {
+            moved,
+            failed: all.saturating_sub(moved),
+            ..Outcome::default()
+        })
+    }
+
+    fn note_deflated(&mut self, size: PageSize, out: Outcome, report: &mut TickReport) {
+        self.stats.add(
+            Counter::for_size(Counter::Deflated4k, size),
+            out.moved.whole_pages(size),
+        );
+        self.stats
+            .add(Counter::UnlockFailures, out.failed.whole_pages(size));
+        report.deflated = report.deflated.saturating_add(out.moved);
+    }
+
+    /// Ends the tick's business with parked units: one whose host holds nothing goes back
+    /// to the OS; one the host holds part of is unlocked (what the host still holds), then
+    /// freed whole. An UNLOCK that fails again leaves it parked for the next tick.
+    fn settle_parked(&mut self, now: Instant, report: &mut TickReport) {
+        let parked = self.pages.parked();
+        for _ in 0..parked {
+            let Some((unit, held)) = self.pages.unpark() else {
+                return;
+            };
+            if held.is_empty() {
+                self.pages.free(unit);
+                continue;
+            }
+            if self.host_backoff.active(now) || self.channel.reset_pending() {
+                self.pages.park(unit, held);
+                continue;
+            }
+            let len = self.unit_len(&unit).min(BATCH_CAPACITY);
+            self.pages.stage(unit);
+            let pages = &self.pages;
+            let t = self
+                .channel
+                .transfer(Direction::Unlock, PageSize::Small, len, |i| {
+                    if held.contains(i) {
+                        pages.staged_pfn(0, i)
+                    } else {
+                        None
+                    }
+                });
+            report.calls = report.calls.saturating_add(t.calls);
+            if let Some(e) = t.stop.filter(|e| e.is_reset()) {
+                self.free_staged();
+                self.note_error(now, e, report);
+                return;
+            }
+            let Some(unit) = self.pages.unstage() else {
+                return;
+            };
+            let mut left = held;
+            for i in t.done.iter() {
+                left.remove(i);
+            }
+            let moved = Frames::new(held.len().saturating_sub(left.len()) as u64);
+            self.parked_held = self.parked_held.saturating_sub(moved);
+            if left.is_empty() {
+                self.pages.free(unit);
+            } else {
+                self.pages.park(unit, left);
+            }
+            self.stats.add(Counter::Deflated4k, moved.get());
+            report.deflated = report.deflated.saturating_add(moved);
+            if let Some(e) = t.stop {
+                self.note_error(now, e, report);
+                return;
+            }
+        }
+    }
+
+    /// Migration: while the balloon holds scattered units and Windows has whole blocks
+    /// free, trade them — take a whole block, give back at least as many scattered frames,
+    /// then lock the block — so the balloon ends up holding whole blocks and the guest gets
+    /// its scattered pages back (a balloon that does not fragment guest memory). At most
+    /// [`MIGRATION_BLOCKS_PER_TICK`] blocks per tick.
+    ///
+    /// The block is allocated before anything is given back, so no page moves when no
+    /// whole block is free; for the few calls in between, the balloon has that one block
+    /// more of guest memory than it holds. The block is locked only if the balloon, block
+    /// included, stays within a fresh ceiling.
+    fn migrate(&mut self, now: Instant, cycle: &mut Cycle, report: &mut TickReport) {
+        if self.migration_backoff.active(now) || self.host_backoff.active(now) || !cycle.blocks_ok
+        {
+            return;
+        }
+        let block_frames = PageSize::Large.frames();
+        for _ in 0..MIGRATION_BLOCKS_PER_TICK {
+            // Only a block's worth of scattered pages is traded: the balloon never grows.
+            if self.held_on(Shelf::Scattered) < block_frames || !self.can_park() {
+                return;
+            }
+            let Some(block) = self.pages.allocate_block() else {
+                self.migration_backoff.fail_up_to(
+                    now,
+                    self.config.poll_interval,
+                    MAX_MIGRATION_BACKOFF,
+                );
+                return;
+            };
+            self.pages.stage(block);
+            // Give back scattered units worth a block (whole units: round up).
+            let mut given = Frames::ZERO;
+            while given < block_frames && self.can_park() {
+                let Some(unit) = self.pages.take(Shelf::Scattered) else {
+                    break;
+                };
+                // The block stays staged at index 0; the unit is staged after it.
+                let Some(out) = self.unlock_after_staged(now, unit, report) else {
+                    return;
+                };
+                self.note_deflated(PageSize::Small, out, report);
+                given = given.saturating_add(out.moved);
+                if !out.failed.is_zero() || report.error.is_some() {
+                    break;
+                }
+            }
+            let Some(block) = self.pages.unstage() else {
+                return;
+            };
+            // Lock the block only within a fresh ceiling, counting it as taken already.
+            let fits = self.memory.snapshot().ok().is_some_and(|snap| {
+                let with = self.size().saturating_add(block_frames);
+                with <= policy::ceiling(self.channel.target(), with, &snap, &self.config).value
+            });
+            if given.is_zero() || !fits || report.error.is_some() {
+                self.pages.free(block);
+                return;
+            }
+            self.migration_backoff.succeed();
+            self.stats.add(Counter::MigratedBlocks, 1);
+            report.migrated = report.migrated.saturating_add(block_frames);
+            let ok = if cycle.large_ok {
+                self.pages.stage(block);
+                let out = self.transfer_large(now, Direction::Lock, 1, report);
+                if let Some(out) = out {
+                    self.count_refused(PageSize::Large, out.refused, cycle, report);
+                    self.note_inflated(now, PageSize::Large, out.moved, report);
+                }
+                report.error.is_none()
+            } else {
+                self.lock_small(now, Shelf::Block, block, cycle, report)
+            };
+            if !ok {
+                return;
+            }
+        }
+    }
+
+    /// Unlocks one 4 KiB unit while a block is staged ahead of it (migration).
+    fn unlock_after_staged(
+        &mut self,
+        now: Instant,
+        unit: P::Unit,
+        report: &mut TickReport,
+    ) -> Option<Outcome> {
+        // `unlock_small` stages at the end and reads staged(0): hand it the unit with the
+        // block out of the way, then put the block back first.
+        let block = self.pages.unstage();
+        let out = self.unlock_small(now, Shelf::Scattered, unit, report);
+        if let Some(block) = block {
+            if out.is_none() {
+                // RESET: everything was popped; the block goes back too.
+                self.pages.free(block);
+                return None;
+            }
+            self.pages.stage(block);
+        }
+        out
+    }
+
+    fn add_held(&mut self, shelf: Shelf, frames: Frames, inflate: bool) {
+        if let Some(h) = self.held.get_mut(shelf.index()) {
+            *h = if inflate {
+                h.saturating_add(frames)
+            } else {
+                h.saturating_sub(frames)
             };
         }
     }

@@ -233,8 +233,8 @@ use std::cell::Cell;
 
 use crate::mask::PageMask;
 use crate::platform::{
-    Clock, HELD_REFUSED_CAPACITY, MemoryError, MemorySnapshot, MemorySource, PageAllocator,
-    StorePosition,
+    Clock, MemoryError, MemorySnapshot, MemorySource, PARK_CAPACITY, PageAllocator, Shelf,
+    StorePosition, UnitKind,
 };
 use crate::units::{Duration, Frames, Instant, PageSize};
 
@@ -264,19 +264,135 @@ impl Clock for ManualClock {
     }
 }
 
-/// A chunk handed out by [`FakePages`]. Dropping one that still has pages is a leak, which
-/// the world reports.
+/// The storage of units the [`PageAllocator`] contract asks of a platform, for the test
+/// doubles and the simulator: three shelves, the batch under way and the parked units.
+/// It checks the engine's side of the contract (no more than [`PARK_CAPACITY`] parked
+/// units) by panicking, like every test double here.
 #[derive(Debug)]
-pub struct FakeChunk {
-    size: PageSize,
-    pfns: Vec<u64>,
+pub struct VecStore<U> {
+    shelves: [VecDeque<U>; Shelf::COUNT],
+    staged: VecDeque<U>,
+    parked: VecDeque<(U, PageMask)>,
+}
+
+impl<U> Default for VecStore<U> {
+    fn default() -> Self {
+        Self {
+            shelves: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+            staged: VecDeque::new(),
+            parked: VecDeque::new(),
+        }
+    }
+}
+
+impl<U> VecStore<U> {
+    /// Empty.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`PageAllocator::store`].
+    pub fn store(&mut self, shelf: Shelf, unit: U, position: StorePosition) {
+        let list = &mut self.shelves[shelf.index()];
+        match position {
+            StorePosition::First => list.push_front(unit),
+            StorePosition::Last => list.push_back(unit),
+        }
+    }
+
+    /// [`PageAllocator::take`].
+    pub fn take(&mut self, shelf: Shelf) -> Option<U> {
+        self.shelves[shelf.index()].pop_front()
+    }
+
+    /// [`PageAllocator::stage`].
+    pub fn stage(&mut self, unit: U) {
+        assert!(
+            self.staged.len() < BATCH_CAPACITY,
+            "more than a batch of units staged"
+        );
+        self.staged.push_back(unit);
+    }
+
+    /// Staged unit `i`.
+    #[must_use]
+    pub fn staged(&self, i: usize) -> Option<&U> {
+        self.staged.get(i)
+    }
+
+    /// [`PageAllocator::unstage`].
+    pub fn unstage(&mut self) -> Option<U> {
+        self.staged.pop_front()
+    }
+
+    /// [`PageAllocator::park`].
+    pub fn park(&mut self, unit: U, held: PageMask) {
+        assert!(
+            self.parked.len() < PARK_CAPACITY,
+            "more than PARK_CAPACITY units parked"
+        );
+        self.parked.push_back((unit, held));
+    }
+
+    /// [`PageAllocator::unpark`].
+    pub fn unpark(&mut self) -> Option<(U, PageMask)> {
+        self.parked.pop_front()
+    }
+
+    /// [`PageAllocator::parked`].
+    #[must_use]
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// The units on `shelf`, in take order.
+    pub fn shelf(&self, shelf: Shelf) -> impl Iterator<Item = &U> {
+        self.shelves[shelf.index()].iter()
+    }
+
+    /// The parked units and what the host holds of each.
+    pub fn parked_units(&self) -> impl Iterator<Item = &(U, PageMask)> {
+        self.parked.iter()
+    }
+
+    /// Every unit: on a shelf, staged or parked.
+    pub fn all(&self) -> impl Iterator<Item = &U> {
+        self.shelves
+            .iter()
+            .flatten()
+            .chain(self.staged.iter())
+            .chain(self.parked.iter().map(|(u, _)| u))
+    }
+}
+
+/// A unit handed out by [`FakePages`]: its 4 KiB frames. Dropping one that still has pages
+/// is a leak, which the world reports.
+#[derive(Debug)]
+pub struct FakeUnit {
+    kind: UnitKind,
+    frames: Vec<u64>,
     leaks: Rc<Cell<u64>>,
 }
 
-impl Drop for FakeChunk {
+impl FakeUnit {
+    /// Its kind.
+    #[must_use]
+    pub const fn kind(&self) -> UnitKind {
+        self.kind
+    }
+
+    /// Its frames.
+    #[must_use]
+    pub fn frames(&self) -> &[u64] {
+        &self.frames
+    }
+}
+
+impl Drop for FakeUnit {
     fn drop(&mut self) {
-        let frames = self.size.frames().get() * self.pfns.len() as u64;
-        self.leaks.set(self.leaks.get() + frames);
+        self.leaks
+            .set(self.leaks.get() + self.frames.len() as u64);
     }
 }
 
@@ -293,11 +409,11 @@ struct World {
     commit_limit: u64,
     low_memory: bool,
     snapshot_fails: bool,
+    /// Per [`PageSize`]: 4 KiB = scattered allocations, 2 MiB = whole blocks.
     fail_allocations: [u32; 2],
     short_allocations: [u32; 2],
-    stored: [VecDeque<FakeChunk>; 2],
-    held: Vec<u64>,
-    /// Frames taken from the free pool by the balloon (in flight, stored or held).
+    store: VecStore<FakeUnit>,
+    /// Frames taken from the free pool by the balloon (in flight, stored or parked).
     balloon_out: u64,
     leaks: Rc<Cell<u64>>,
     allocations: [u64; 2],
@@ -344,8 +460,7 @@ impl FakeWorld {
                 snapshot_fails: false,
                 fail_allocations: [0; 2],
                 short_allocations: [0; 2],
-                stored: [VecDeque::new(), VecDeque::new()],
-                held: Vec::new(),
+                store: VecStore::new(),
                 balloon_out: 0,
                 leaks: Rc::new(Cell::new(0)),
                 allocations: [0; 2],
@@ -439,46 +554,53 @@ impl FakeWorld {
         self.world.borrow().allocations[size.index()]
     }
 
-    /// Frames the balloon has taken from the OS (in flight, stored or held).
+    /// Frames the balloon has taken from the OS (staged, stored or parked).
     #[must_use]
     pub fn balloon_frames(&self) -> Frames {
         Frames::new(self.world.borrow().balloon_out)
     }
 
-    /// Frames in stored chunks.
+    /// Frames of every unit the platform keeps (on a shelf, staged or parked).
     #[must_use]
     pub fn stored_frames(&self) -> Frames {
         let w = self.world.borrow();
-        let n: u64 = w
-            .stored
-            .iter()
-            .flatten()
-            .map(|c| c.size.frames().get() * c.pfns.len() as u64)
-            .sum();
-        Frames::new(n)
+        Frames::new(w.store.all().map(|u| u.frames.len() as u64).sum())
     }
 
-    /// Refused frames currently held.
+    /// Frames of parked units that the host does not hold (refused pages held back from the
+    /// OS until the end of the cycle, and the like).
     #[must_use]
-    pub fn held_frames(&self) -> usize {
-        self.world.borrow().held.len()
+    pub fn held_back_frames(&self) -> usize {
+        let w = self.world.borrow();
+        w.store
+            .parked_units()
+            .map(|(u, held)| u.frames.len() - held.len())
+            .sum()
     }
 
-    /// Asserts that every frame that left the allocator is stored or held (nothing in
-    /// flight, nothing dropped).
+    /// Units parked.
+    #[must_use]
+    pub fn parked_units(&self) -> usize {
+        self.world.borrow().store.parked()
+    }
+
+    /// Frames on `shelf`.
+    #[must_use]
+    pub fn shelf_frames(&self, shelf: Shelf) -> Frames {
+        let w = self.world.borrow();
+        Frames::new(w.store.shelf(shelf).map(|u| u.frames.len() as u64).sum())
+    }
+
+    /// Asserts that every frame that left the allocator is kept by the platform (nothing
+    /// dropped, nothing staged between ticks).
     pub fn assert_no_leaks(&self) {
         let w = self.world.borrow();
-        assert_eq!(w.leaks.get(), 0, "chunks dropped with pages in them");
-        let stored: u64 = w
-            .stored
-            .iter()
-            .flatten()
-            .map(|c| c.size.frames().get() * c.pfns.len() as u64)
-            .sum();
+        assert_eq!(w.leaks.get(), 0, "units dropped with pages in them");
+        assert!(w.store.staged(0).is_none(), "a unit left staged after a tick");
+        let kept: u64 = w.store.all().map(|u| u.frames.len() as u64).sum();
         assert_eq!(
-            w.balloon_out,
-            stored + w.held.len() as u64,
-            "balloon frames neither stored, held nor freed"
+            w.balloon_out, kept,
+            "balloon frames neither stored, parked nor freed"
         );
     }
 
@@ -518,139 +640,148 @@ impl Drop for FakeWorld {
 }
 
 impl World {
-    fn take_free(&mut self, size: PageSize, pages: usize) -> Vec<u64> {
+    /// Up to `n` free 4 KiB frames, lowest first.
+    fn take_frames(&mut self, n: usize) -> Vec<u64> {
         let mut out = Vec::new();
-        match size {
-            PageSize::Small => {
-                for (i, f) in self.free.iter_mut().enumerate().skip(self.low_free) {
-                    if out.len() == pages {
-                        break;
-                    }
-                    if *f {
-                        *f = false;
-                        out.push(i as u64);
-                        self.low_free = i + 1;
-                    }
-                }
+        for (i, f) in self.free.iter_mut().enumerate().skip(self.low_free) {
+            if out.len() == n {
+                break;
             }
-            PageSize::Large => {
-                let mut block = 0;
-                while out.len() < pages && (block + 1) * 512 <= self.free.len() {
-                    let range = block * 512..(block + 1) * 512;
-                    if self.free[range.clone()].iter().all(|f| *f) {
-                        self.free[range].iter_mut().for_each(|f| *f = false);
-                        out.push(block as u64 * 512);
-                    }
-                    block += 1;
-                }
+            if *f {
+                *f = false;
+                out.push(i as u64);
+                self.low_free = i + 1;
             }
         }
-        let frames = out.len() as u64 * size.frames().get();
-        self.free_count -= frames;
-        self.balloon_out += frames;
+        self.free_count -= out.len() as u64;
+        self.balloon_out += out.len() as u64;
         out
     }
 
-    fn give_back(&mut self, size: PageSize, first: u64) {
-        let n = size.frames().get();
-        for f in &mut self.free[first as usize..(first + n) as usize] {
-            assert!(!*f, "double free of pfn {first:#x}");
-            *f = true;
+    /// The lowest whole free aligned block's 512 frames.
+    fn take_block(&mut self) -> Option<Vec<u64>> {
+        let blocks = self.free.len() / 512;
+        let b = (0..blocks).find(|b| self.free[b * 512..(b + 1) * 512].iter().all(|f| *f))?;
+        self.free[b * 512..(b + 1) * 512]
+            .iter_mut()
+            .for_each(|f| *f = false);
+        self.free_count -= 512;
+        self.balloon_out += 512;
+        Some((b as u64 * 512..(b as u64 + 1) * 512).collect())
+    }
+
+    fn give_back(&mut self, frame: u64) {
+        let f = &mut self.free[frame as usize];
+        assert!(!*f, "double free of pfn {frame:#x}");
+        *f = true;
+        self.free_count += 1;
+        self.balloon_out -= 1;
+        self.low_free = self.low_free.min(frame as usize);
+    }
+
+    /// Counts one allocation call of `size`; `None` if it is scripted to fail, else how many
+    /// pages of `want` it may return.
+    fn scripted(&mut self, size: PageSize, want: usize) -> Option<usize> {
+        let i = size.index();
+        self.allocations[i] += 1;
+        if self.fail_allocations[i] > 0 {
+            self.fail_allocations[i] -= 1;
+            return None;
         }
-        self.free_count += n;
-        self.balloon_out -= n;
-        self.low_free = self.low_free.min(first as usize);
+        if self.short_allocations[i] > 0 {
+            self.short_allocations[i] -= 1;
+            return Some(want.div_ceil(2));
+        }
+        Some(want)
+    }
+}
+
+impl FakePages {
+    fn unit(&self, w: &World, kind: UnitKind, frames: Vec<u64>) -> FakeUnit {
+        FakeUnit {
+            kind,
+            frames,
+            leaks: Rc::clone(&w.leaks),
+        }
     }
 }
 
 impl PageAllocator for FakePages {
-    type Chunk = FakeChunk;
+    type Unit = FakeUnit;
 
-    fn allocate(&mut self, size: PageSize, pages: usize) -> Option<FakeChunk> {
+    fn allocate_block(&mut self) -> Option<FakeUnit> {
+        let mut w = self.0.world.borrow_mut();
+        // A short block allocation is no block at all (whole chunks only, §1.4).
+        if w.scripted(PageSize::Large, 1)? == 0 {
+            return None;
+        }
+        let frames = w.take_block()?;
+        Some(self.unit(&w, UnitKind::Block, frames))
+    }
+
+    fn allocate_scattered(&mut self, pages: usize) -> Option<FakeUnit> {
         assert!(
             (1..=BATCH_CAPACITY).contains(&pages),
-            "allocate({pages}) out of 1..=512"
+            "allocate_scattered({pages}) out of 1..=512"
         );
         let mut w = self.0.world.borrow_mut();
-        w.allocations[size.index()] += 1;
-        if w.fail_allocations[size.index()] > 0 {
-            w.fail_allocations[size.index()] -= 1;
+        let want = w.scripted(PageSize::Small, pages)?;
+        let frames = w.take_frames(want);
+        if frames.is_empty() {
             return None;
         }
-        let mut want = pages;
-        if w.short_allocations[size.index()] > 0 {
-            w.short_allocations[size.index()] -= 1;
-            want = pages.div_ceil(2);
-        }
-        let pfns = w.take_free(size, want);
-        if pfns.is_empty() {
-            return None;
-        }
-        Some(FakeChunk {
-            size,
-            pfns,
-            leaks: Rc::clone(&w.leaks),
-        })
+        Some(self.unit(&w, UnitKind::Scattered, frames))
     }
 
-    fn page_count(&self, chunk: &FakeChunk) -> usize {
-        chunk.pfns.len()
+    fn frames(&self, unit: &FakeUnit) -> Frames {
+        Frames::new(unit.frames.len() as u64)
     }
 
-    fn page_size(&self, chunk: &FakeChunk) -> PageSize {
-        chunk.size
+    fn pfn(&self, unit: &FakeUnit, index: usize) -> Option<Pfn> {
+        unit.frames.get(index).and_then(|&p| Pfn::new(p))
     }
 
-    fn pfn(&self, chunk: &FakeChunk, index: usize) -> Option<Pfn> {
-        chunk.pfns.get(index).and_then(|&p| Pfn::new(p))
-    }
-
-    fn retain(&mut self, chunk: &mut FakeChunk, keep: &PageMask, hold: &PageMask) {
-        assert!(
-            keep.union(hold).len() == keep.len() + hold.len(),
-            "keep and hold overlap"
-        );
+    fn free(&mut self, mut unit: FakeUnit) {
         let mut w = self.0.world.borrow_mut();
-        let mut kept = Vec::new();
-        for (i, &pfn) in chunk.pfns.iter().enumerate() {
-            if keep.contains(i) {
-                kept.push(pfn);
-            } else if hold.contains(i) && w.held.len() < HELD_REFUSED_CAPACITY {
-                assert_eq!(chunk.size, PageSize::Small, "only 4 KiB pages are held");
-                w.held.push(pfn);
-            } else {
-                w.give_back(chunk.size, pfn);
-            }
-        }
-        chunk.pfns = kept;
-    }
-
-    fn free(&mut self, mut chunk: FakeChunk) {
-        let mut w = self.0.world.borrow_mut();
-        for pfn in std::mem::take(&mut chunk.pfns) {
-            w.give_back(chunk.size, pfn);
+        for frame in std::mem::take(&mut unit.frames) {
+            w.give_back(frame);
         }
     }
 
-    fn free_refused(&mut self) {
-        let mut w = self.0.world.borrow_mut();
-        for pfn in std::mem::take(&mut w.held) {
-            w.give_back(PageSize::Small, pfn);
-        }
+    fn store(&mut self, shelf: Shelf, unit: FakeUnit, position: StorePosition) {
+        assert!(!unit.frames.is_empty(), "empty unit stored");
+        assert_eq!(unit.kind, shelf.kind(), "unit stored on the wrong shelf");
+        self.0.world.borrow_mut().store.store(shelf, unit, position);
     }
 
-    fn store(&mut self, chunk: FakeChunk, position: StorePosition) {
-        assert!(!chunk.pfns.is_empty(), "empty chunk stored");
-        let mut w = self.0.world.borrow_mut();
-        let list = &mut w.stored[chunk.size.index()];
-        match position {
-            StorePosition::First => list.push_front(chunk),
-            StorePosition::Last => list.push_back(chunk),
-        }
+    fn take(&mut self, shelf: Shelf) -> Option<FakeUnit> {
+        self.0.world.borrow_mut().store.take(shelf)
     }
 
-    fn take(&mut self, size: PageSize) -> Option<FakeChunk> {
-        self.0.world.borrow_mut().stored[size.index()].pop_front()
+    fn stage(&mut self, unit: FakeUnit) {
+        self.0.world.borrow_mut().store.stage(unit);
+    }
+
+    fn staged_pfn(&self, unit: usize, index: usize) -> Option<Pfn> {
+        let w = self.0.world.borrow();
+        let unit = w.store.staged(unit)?;
+        self.pfn(unit, index)
+    }
+
+    fn unstage(&mut self) -> Option<FakeUnit> {
+        self.0.world.borrow_mut().store.unstage()
+    }
+
+    fn park(&mut self, unit: FakeUnit, held: PageMask) {
+        self.0.world.borrow_mut().store.park(unit, held);
+    }
+
+    fn unpark(&mut self) -> Option<(FakeUnit, PageMask)> {
+        self.0.world.borrow_mut().store.unpark()
+    }
+
+    fn parked(&self) -> usize {
+        self.0.world.borrow().store.parked()
     }
 }
 
@@ -724,20 +855,19 @@ impl Backdoor for OpenHost {
     }
 }
 
-/// A chunk of [`RangePages`]: a run of consecutive pages.
+/// A unit of [`RangePages`]: a run of consecutive frames.
 #[derive(Debug)]
-pub struct RangeChunk {
-    size: PageSize,
+pub struct RangeUnit {
     first: u64,
-    pages: usize,
+    frames: u64,
 }
 
-/// An allocator that hands out consecutive page ranges from an endless supply and keeps
-/// stored chunks in two stacks: the cheapest possible platform.
+/// An allocator that hands out consecutive frame ranges (blocks 2 MiB-aligned) from an
+/// endless supply and stores units in plain vectors: the cheapest possible platform.
 #[derive(Debug, Default)]
 pub struct RangePages {
     next: u64,
-    stored: [Vec<RangeChunk>; 2],
+    store: VecStore<RangeUnit>,
     out_frames: u64,
 }
 
@@ -753,64 +883,72 @@ impl RangePages {
     pub fn out_frames(&self) -> u64 {
         self.out_frames
     }
+
+    fn range(&mut self, align: u64, frames: u64) -> RangeUnit {
+        self.next = self.next.div_ceil(align) * align;
+        let first = self.next;
+        self.next += frames;
+        self.out_frames += frames;
+        RangeUnit { first, frames }
+    }
 }
 
 impl PageAllocator for RangePages {
-    type Chunk = RangeChunk;
+    type Unit = RangeUnit;
 
-    fn allocate(&mut self, size: PageSize, pages: usize) -> Option<RangeChunk> {
-        let per = size.frames().get();
-        // Align 2 MiB pages.
-        self.next = self.next.div_ceil(per) * per;
-        let first = self.next;
-        self.next += per * pages as u64;
-        self.out_frames += per * pages as u64;
-        Some(RangeChunk { size, first, pages })
+    fn allocate_block(&mut self) -> Option<RangeUnit> {
+        Some(self.range(512, 512))
     }
 
-    fn page_count(&self, chunk: &RangeChunk) -> usize {
-        chunk.pages
+    fn allocate_scattered(&mut self, pages: usize) -> Option<RangeUnit> {
+        Some(self.range(1, pages as u64))
     }
 
-    fn page_size(&self, chunk: &RangeChunk) -> PageSize {
-        chunk.size
+    fn frames(&self, unit: &RangeUnit) -> Frames {
+        Frames::new(unit.frames)
     }
 
-    fn pfn(&self, chunk: &RangeChunk, index: usize) -> Option<Pfn> {
-        if index >= chunk.pages {
+    fn pfn(&self, unit: &RangeUnit, index: usize) -> Option<Pfn> {
+        if index as u64 >= unit.frames {
             return None;
         }
-        Pfn::new(chunk.first + index as u64 * chunk.size.frames().get())
+        Pfn::new(unit.first + index as u64)
     }
 
-    fn retain(&mut self, chunk: &mut RangeChunk, keep: &PageMask, _hold: &PageMask) {
-        // Ranges stay contiguous only for prefixes and suffixes, which is all the engine
-        // produces with an always-willing host (a deflate keeps the untouched tail).
-        let kept = keep.len();
-        let dropped = chunk.pages - kept;
-        if kept > 0 && !keep.contains(0) {
-            chunk.first += dropped as u64 * chunk.size.frames().get();
-        }
-        self.out_frames -= dropped as u64 * chunk.size.frames().get();
-        chunk.pages = kept;
+    fn free(&mut self, unit: RangeUnit) {
+        self.out_frames -= unit.frames;
     }
 
-    fn free(&mut self, chunk: RangeChunk) {
-        self.out_frames -= chunk.pages as u64 * chunk.size.frames().get();
+    fn store(&mut self, shelf: Shelf, unit: RangeUnit, position: StorePosition) {
+        self.store.store(shelf, unit, position);
     }
 
-    fn free_refused(&mut self) {}
-
-    fn store(&mut self, chunk: RangeChunk, position: StorePosition) {
-        let list = &mut self.stored[chunk.size.index()];
-        match position {
-            StorePosition::First => list.push(chunk),
-            StorePosition::Last => list.insert(0, chunk),
-        }
+    fn take(&mut self, shelf: Shelf) -> Option<RangeUnit> {
+        self.store.take(shelf)
     }
 
-    fn take(&mut self, size: PageSize) -> Option<RangeChunk> {
-        self.stored[size.index()].pop()
+    fn stage(&mut self, unit: RangeUnit) {
+        self.store.stage(unit);
+    }
+
+    fn staged_pfn(&self, unit: usize, index: usize) -> Option<Pfn> {
+        self.pfn(self.store.staged(unit)?, index)
+    }
+
+    fn unstage(&mut self) -> Option<RangeUnit> {
+        self.store.unstage()
+    }
+
+    fn park(&mut self, unit: RangeUnit, held: PageMask) {
+        self.store.park(unit, held);
+    }
+
+    fn unpark(&mut self) -> Option<(RangeUnit, PageMask)> {
+        self.store.unpark()
+    }
+
+    fn parked(&self) -> usize {
+        self.store.parked()
     }
 }
 

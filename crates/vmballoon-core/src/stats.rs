@@ -97,13 +97,14 @@ pub enum Counter {
     Refused4k,
     /// 2 MiB pages the host refused.
     Refused2m,
-    /// Refused 4 KiB pages held until the end of the cycle.
+    /// Refused 4 KiB pages held back from the OS until the end of the cycle (inside their
+    /// unit, which is parked).
     RefusedHeld,
     /// Pages whose UNLOCK failed (kept in the balloon).
     UnlockFailures,
     /// 4 KiB allocations that returned nothing.
     AllocFail4k,
-    /// 2 MiB allocations that returned nothing (then 4 KiB pages are used).
+    /// Whole-block allocations that returned nothing (then scattered 4 KiB pages are used).
     AllocFail2m,
     /// Allocations that returned fewer pages than asked.
     ShortAllocations,
@@ -123,11 +124,19 @@ pub enum Counter {
     HostBackoffs,
     /// Ticks cut short by the per-tick work bound (continued at once).
     TicksContinued,
+    /// Units allocated as whole 2 MiB blocks.
+    BlockUnits,
+    /// Units allocated as scattered 4 KiB pages (no whole block was free).
+    ScatteredUnits,
+    /// Whole blocks taken in trade for scattered pages (migration).
+    MigratedBlocks,
+    /// Units parked because the host held only part of them.
+    UnitsParked,
 }
 
 impl Counter {
     /// Number of counters.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 24;
 
     /// Every counter, in table order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -151,6 +160,10 @@ impl Counter {
         Self::GuardDeflates,
         Self::HostBackoffs,
         Self::TicksContinued,
+        Self::BlockUnits,
+        Self::ScatteredUnits,
+        Self::MigratedBlocks,
+        Self::UnitsParked,
     ];
 
     /// The counter's name.
@@ -177,6 +190,10 @@ impl Counter {
             Self::GuardDeflates => "guard-deflates",
             Self::HostBackoffs => "host-backoffs",
             Self::TicksContinued => "ticks-continued",
+            Self::BlockUnits => "block-units",
+            Self::ScatteredUnits => "scattered-units",
+            Self::MigratedBlocks => "migrated-blocks",
+            Self::UnitsParked => "units-parked",
         }
     }
 

@@ -64,7 +64,9 @@ impl Rig {
         self.world.assert_no_leaks();
         assert_eq!(
             self.world.balloon_frames(),
-            self.balloon.size(),
+            self.balloon
+                .size()
+                .saturating_add(Frames::new(self.world.held_back_frames() as u64)),
             "accounting drift"
         );
         r
@@ -129,11 +131,10 @@ fn kb_340369_balloon_stops_at_the_ceiling_and_follows_pinned_memory() {
 
     // SQL pins 256 MiB more: the floor is restored without waiting for the host.
     let more = rig.world.pin(256).unwrap();
-    // The most recent chunk (118 large pages) first, then 10 of the older one.
+    // 128 whole blocks, the most recent first, in one batch.
     rig.expect([
         target(4096, KB_TARGET),
-        batch(Command::Batched2mUnlock, 118, KB_TARGET),
-        batch(Command::Batched2mUnlock, 10, KB_TARGET),
+        batch(Command::Batched2mUnlock, 128, KB_TARGET),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, mib(1004));
@@ -287,6 +288,7 @@ fn low_memory_right_after_growth_stops_inflation_without_deflating() {
 fn large_page_allocation_failure_falls_back_to_4k_in_the_same_tick() {
     let mut rig = Rig::kb();
     rig.world.fail_allocations(PageSize::Large, 1);
+    // No whole block: scattered 4 KiB units for the rest of the tick.
     rig.expect(handshake(FULL)).expect([
         target(4096, 1024),
         batch(Command::BatchedLock, 512, 1024),
@@ -311,7 +313,10 @@ fn large_pages_are_not_used_when_disabled_by_registry() {
     rig.expect(handshake(FULL))
         .expect([target(4096, 512), batch(Command::BatchedLock, 512, 512)]);
     rig.tick();
-    assert_eq!(rig.world.allocations(PageSize::Large), 0);
+    // Still a whole block (fragmentation-neutral), locked as 512 4 KiB pages.
+    assert_eq!(rig.world.allocations(PageSize::Large), 1);
+    assert_eq!(rig.balloon.pages_held(PageSize::Large), 0);
+    assert_eq!(rig.balloon.held_on(Shelf::Block), Frames::new(512));
     rig.finish();
 }
 
@@ -353,10 +358,15 @@ fn repeated_allocation_failures_back_off_exponentially() {
 fn short_allocation_locks_what_it_got_then_backs_off() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.world.short_allocations(PageSize::Small, 1);
-    rig.expect(handshake(BATCHED_4K))
-        .expect([target(4096, 1000), batch(Command::BatchedLock, 256, 1000)]);
+    // A whole block, then a scattered unit for the remaining 488 frames that comes back
+    // with half of them.
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1000),
+        batch(Command::BatchedLock, 512, 1000),
+        batch(Command::BatchedLock, 244, 1000),
+    ]);
     let r = rig.tick();
-    assert_eq!(r.balloon, Frames::new(256));
+    assert_eq!(r.balloon, Frames::new(756));
     assert_eq!(r.reason, Some(ClampReason::AllocationFailed));
     assert_eq!(rig.balloon.stats().get(Counter::ShortAllocations), 1);
     rig.finish();
@@ -365,21 +375,28 @@ fn short_allocation_locks_what_it_got_then_backs_off() {
 #[test]
 fn refused_pages_are_held_for_the_cycle_then_returned() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    // The block with 3 refused pages stays whole (refused pages out of the OS's hands) until
+    // the end of the tick, when its 509 accepted pages are unlocked and it is freed whole.
     rig.expect(handshake(BATCHED_4K)).expect([
         target(4096, 600),
         batch(Command::BatchedLock, 512, 600).entry_statuses(&[PINNED, 2, PINNED]),
         batch(Command::BatchedLock, 91, 600),
+        batch(Command::BatchedUnlock, 509, 600),
     ]);
     let r = rig.tick();
-    assert_eq!(r.balloon, Frames::new(600));
+    assert_eq!(r.balloon, Frames::new(91));
     assert_eq!(r.refused, Frames::new(3));
     assert_eq!(
-        rig.world.held_frames(),
+        rig.world.held_back_frames(),
         0,
         "held refused pages go back at the end of the tick"
     );
+    assert_eq!(rig.world.parked_units(), 0);
     assert_eq!(rig.balloon.stats().get(Counter::Refused4k), 3);
     assert_eq!(rig.balloon.stats().get(Counter::RefusedHeld), 3);
+    // Next tick: the rest, as scattered pages (less than a block is missing).
+    rig.expect([target(4096, 600), batch(Command::BatchedLock, 509, 600)]);
+    assert_eq!(rig.tick().balloon, Frames::new(600));
     rig.finish();
 }
 
@@ -389,14 +406,15 @@ fn sixteen_refused_pages_stop_the_cycle() {
     rig.expect(handshake(BATCHED_4K)).expect([
         target(4096, 1000),
         batch(Command::BatchedLock, 512, 1000).entry_statuses(&[PINNED; 20]),
+        batch(Command::BatchedUnlock, 492, 1000),
     ]);
     let r = rig.tick();
-    assert_eq!(r.balloon, Frames::new(492));
+    assert_eq!(r.balloon, Frames::ZERO, "the block goes back whole");
     assert_eq!(r.refused, Frames::new(20));
     assert_eq!(
         rig.balloon.stats().get(Counter::RefusedHeld),
-        16,
-        "at most 16 held"
+        20,
+        "held inside their unit"
     );
     rig.finish();
 }
@@ -434,12 +452,18 @@ fn refused_large_pages_fall_back_to_small_pages() {
 #[test]
 fn host_not_needed_stops_inflating() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    // The block the host took 511 pages of is unlocked and freed whole at the end of the
+    // tick (units are never split), so the balloon is back to 0 until the next tick.
     rig.expect(handshake(BATCHED_4K)).expect([
         target(4096, 1000),
         batch(Command::BatchedLock, 512, 1000).entry_statuses(&[0, 6]),
+        batch(Command::BatchedUnlock, 511, 1000),
     ]);
     let r = rig.tick();
-    assert_eq!(r.balloon, Frames::new(511));
+    assert_eq!(r.inflated, Frames::new(511));
+    assert_eq!(r.deflated, Frames::new(511));
+    assert_eq!(r.balloon, Frames::ZERO);
+    assert_eq!(rig.balloon.stats().get(Counter::UnitsParked), 1);
     rig.finish();
 }
 
@@ -565,14 +589,14 @@ fn host_target_deflate_respects_the_2mib_slack() {
     );
     rig.expect([
         target(4096, 400),
-        // Most recently ballooned chunk first (488 pages), then part of the older one.
+        // The scattered unit (488 pages) goes; the block (512) would take the balloon below
+        // the target, so it stays: host-target deflates round down to whole units.
         batch(Command::BatchedUnlock, 488, 400),
-        batch(Command::BatchedUnlock, 112, 400),
     ]);
     let r = rig.tick();
-    assert_eq!(r.balloon, Frames::new(400));
+    assert_eq!(r.balloon, Frames::new(512));
     assert_eq!(r.reason, None);
-    rig.expect([target(4096, 0), batch(Command::BatchedUnlock, 400, 0)]);
+    rig.expect([target(4096, 0), batch(Command::BatchedUnlock, 512, 0)]);
     assert_eq!(rig.tick().balloon, Frames::ZERO);
     rig.finish();
 }
@@ -586,11 +610,13 @@ fn unlock_failure_keeps_pages_and_sets_the_chunk_aside() {
         batch(Command::BatchedLock, 512, 1024),
     ]);
     rig.tick();
-    // Deflate to 0: the first page of the most recent chunk is not given back
-    // (PPN_UNLOCKED). The pass stops; the chunk's remaining page is set aside.
+    // Deflate to 0: the first page of the most recent block is not given back
+    // (PPN_UNLOCKED). The pass stops; the block is parked with the page the host kept, and
+    // the end-of-tick retry fails too.
     rig.expect([
         target(4096, 0),
         batch(Command::BatchedUnlock, 512, 0).entry_statuses(&[4]),
+        batch(Command::BatchedUnlock, 1, 0).entry_statuses(&[4]),
     ]);
     let r = rig.tick();
     assert_eq!(
@@ -599,16 +625,16 @@ fn unlock_failure_keeps_pages_and_sets_the_chunk_aside() {
         "the page the host kept stays ballooned"
     );
     assert_eq!(rig.balloon.stats().get(Counter::UnlockFailures), 1);
-    // Next tick the other chunk goes first; the set-aside page fails again and stops.
+    assert_eq!(rig.world.parked_units(), 1);
+    // Next tick the other block goes; the parked one's page comes back and the block is
+    // freed whole.
     rig.expect([
         target(4096, 0),
         batch(Command::BatchedUnlock, 512, 0),
-        batch(Command::BatchedUnlock, 1, 0).entry_statuses(&[4]),
+        batch(Command::BatchedUnlock, 1, 0),
     ]);
-    assert_eq!(rig.tick().balloon, Frames::new(1));
-    // And the tick after, it comes back.
-    rig.expect([target(4096, 0), batch(Command::BatchedUnlock, 1, 0)]);
     assert_eq!(rig.tick().balloon, Frames::ZERO);
+    assert_eq!(rig.world.parked_units(), 0);
     rig.finish();
 }
 
