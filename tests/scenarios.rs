@@ -566,6 +566,7 @@ fn assert_well_formed(xml: &str) {
 fn assert_clean(file: &str, s: &Summary) {
     let who = format!("{file} / {}", s.policy);
     assert_eq!(s.protocol_violations, 0, "{who}: {:#?}", s.violations);
+    assert_eq!(s.contract_violations, 0, "{who}: {:#?}", s.violations);
     assert_eq!(s.leaked_frames, 0, "{who}: leaked frames");
     assert_eq!(
         s.balloon_frames_after_shutdown, 0,

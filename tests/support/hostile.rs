@@ -34,12 +34,12 @@ use vmballoon_core::engine::{Balloon, SessionState, TickReport};
 use vmballoon_core::fake::ManualClock;
 use vmballoon_core::mask::PageMask;
 use vmballoon_core::platform::{
-    Clock, MemoryError, MemorySnapshot, MemorySource, PageAllocator, StorePosition,
+    Clock, MemoryError, MemorySnapshot, MemorySource, PageAllocator, Shelf, StorePosition,
 };
 use vmballoon_core::policy::{self, ClampReason, SLACK};
 use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, BatchPage, Command, RawReply};
 use vmballoon_core::units::{Frames, Instant, PageSize, Pfn};
-use vmballoon_sim::guest::{FakeGuest, GuestChunk, GuestModel, GuestSpec, Owner, PinKind};
+use vmballoon_sim::guest::{FakeGuest, GuestModel, GuestSpec, GuestUnit, Owner, PinKind};
 use vmballoon_sim::host::{FakeHost, HostModel, HostSpec};
 use vmballoon_sim::world::{SharedWorld, World};
 
@@ -125,7 +125,7 @@ pub struct Faults {
     pub fail_snapshots: u32,
     /// The next N snapshots report `LowMemoryCondition` whatever the guest's state.
     pub force_low_memory: u32,
-    /// The next N allocations of each size (4 KiB, 2 MiB) return nothing.
+    /// The next N allocations of each kind (scattered 4 KiB, whole block) return nothing.
     pub fail_alloc: [u32; 2],
     /// The next N allocations of each size return about half of what was asked.
     pub short_alloc: [u32; 2],
@@ -207,8 +207,9 @@ pub struct Oracle {
     /// Frames taken out of the allocator and not stored or returned (allocated or taken
     /// chunks in the engine's hands).
     pub out: u64,
-    /// Refused frames held until the end of the cycle.
-    pub held: u64,
+    /// Frames of units parked (the host holds part of them, or none: refused pages held
+    /// back from the OS until the end of the cycle).
+    pub parked: u64,
     /// Whether the last snapshot the engine got said `LowMemoryCondition` (`None`: it failed).
     pub last_low: Option<bool>,
     /// Faults still to fire.
@@ -632,125 +633,147 @@ pub struct Pages {
     oracle: Rc<RefCell<Oracle>>,
 }
 
-fn chunk_frames(p: &FakeGuest, c: &GuestChunk) -> u64 {
-    (p.page_count(c) as u64).saturating_mul(p.page_size(c).frames().get())
+fn unit_frames(p: &FakeGuest, u: &GuestUnit) -> u64 {
+    p.frames(u).get()
+}
+
+impl Pages {
+    /// The oracle's checks before an allocation of `want` frames (kind `size`: 4 KiB =
+    /// scattered, 2 MiB = a whole block); `None` if a fault makes it fail, else how many
+    /// pages to ask for.
+    fn before_allocation(&mut self, size: PageSize, pages: usize) -> Option<usize> {
+        let mut o = self.oracle.borrow_mut();
+        match o.last_low {
+            Some(false) => {}
+            Some(true) => o.violation("allocation under LowMemoryCondition".to_owned()),
+            None => o.violation("allocation without a memory snapshot".to_owned()),
+        }
+        if !(1..=BATCH_CAPACITY).contains(&pages) {
+            o.violation(format!("allocate({pages}) outside 1..=512"));
+        }
+        let w = self.world.borrow();
+        // The ceiling counts every frame the balloon has taken from the guest (stored,
+        // staged, parked or in hand); the balloon that must stay under it is what the host
+        // holds or will be offered: parked frames the host does not hold (refused pages
+        // held back until the end of the tick) are not offered again.
+        let footprint = w.guest.stored_frames().get().saturating_add(o.out);
+        let offered = footprint.saturating_sub(w.guest.parked_unheld_frames().get());
+        let snap = w.guest.snapshot();
+        let t = o.t_known;
+        let bound = safe_ceiling(t, footprint, &snap, &o.config).min(t);
+        let want = (pages as u64).saturating_mul(size.frames().get());
+        if offered.saturating_add(want) > bound {
+            o.violation(format!(
+                "allocation of {want} frames on a balloon of {offered}: past min(target \
+                 {t}, ceiling) = {bound}"
+            ));
+        }
+        drop(w);
+        o.t_plan = t;
+        let i = size.index();
+        if o.faults.fail_alloc[i] > 0 {
+            o.faults.fail_alloc[i] -= 1;
+            return None;
+        }
+        if o.faults.short_alloc[i] > 0 {
+            o.faults.short_alloc[i] -= 1;
+            // A short block allocation is no block at all (whole chunks only).
+            return (size == PageSize::Small).then(|| pages.div_ceil(2));
+        }
+        Some(pages)
+    }
+
+    fn out(&self, f: u64) {
+        self.oracle.borrow_mut().out += f;
+    }
+
+    fn back(&self, f: u64, what: &str) {
+        let mut o = self.oracle.borrow_mut();
+        if f > o.out {
+            let m = format!("{what} of {f} frames with only {} out", o.out);
+            o.violation(m);
+        }
+        o.out = o.out.saturating_sub(f);
+    }
 }
 
 impl PageAllocator for Pages {
-    type Chunk = GuestChunk;
+    type Unit = GuestUnit;
 
-    fn allocate(&mut self, size: PageSize, pages: usize) -> Option<GuestChunk> {
+    fn allocate_block(&mut self) -> Option<GuestUnit> {
+        self.before_allocation(PageSize::Large, 1)?;
+        let unit = self.inner.allocate_block()?;
+        self.out(unit_frames(&self.inner, &unit));
+        Some(unit)
+    }
+
+    fn allocate_scattered(&mut self, pages: usize) -> Option<GuestUnit> {
+        let ask = self.before_allocation(PageSize::Small, pages)?;
+        let unit = self.inner.allocate_scattered(ask)?;
+        self.out(unit_frames(&self.inner, &unit));
+        Some(unit)
+    }
+
+    fn frames(&self, unit: &GuestUnit) -> Frames {
+        self.inner.frames(unit)
+    }
+
+    fn pfn(&self, unit: &GuestUnit, index: usize) -> Option<Pfn> {
+        self.inner.pfn(unit, index)
+    }
+
+    fn free(&mut self, unit: GuestUnit) {
+        self.back(unit_frames(&self.inner, &unit), "free");
+        self.inner.free(unit);
+    }
+
+    fn store(&mut self, shelf: Shelf, unit: GuestUnit, position: StorePosition) {
+        self.back(unit_frames(&self.inner, &unit), "store");
+        self.inner.store(shelf, unit, position);
+    }
+
+    fn take(&mut self, shelf: Shelf) -> Option<GuestUnit> {
+        let unit = self.inner.take(shelf)?;
+        self.out(unit_frames(&self.inner, &unit));
+        Some(unit)
+    }
+
+    fn stage(&mut self, unit: GuestUnit) {
+        // Staged units are in the platform's keeping (and in the guest's stored frames).
+        self.back(unit_frames(&self.inner, &unit), "stage");
+        self.inner.stage(unit);
+    }
+
+    fn staged_pfn(&self, unit: usize, index: usize) -> Option<Pfn> {
+        self.inner.staged_pfn(unit, index)
+    }
+
+    fn unstage(&mut self) -> Option<GuestUnit> {
+        let unit = self.inner.unstage()?;
+        self.out(unit_frames(&self.inner, &unit));
+        Some(unit)
+    }
+
+    fn park(&mut self, unit: GuestUnit, held: PageMask) {
+        let f = unit_frames(&self.inner, &unit);
+        self.back(f, "park");
+        self.oracle.borrow_mut().parked += f;
+        self.inner.park(unit, held);
+    }
+
+    fn unpark(&mut self) -> Option<(GuestUnit, PageMask)> {
+        let (unit, held) = self.inner.unpark()?;
+        let f = unit_frames(&self.inner, &unit);
         {
             let mut o = self.oracle.borrow_mut();
-            match o.last_low {
-                Some(false) => {}
-                Some(true) => o.violation("allocation under LowMemoryCondition".to_owned()),
-                None => o.violation("allocation without a memory snapshot".to_owned()),
-            }
-            if !(1..=BATCH_CAPACITY).contains(&pages) {
-                o.violation(format!("allocate({pages}) outside 1..=512"));
-            }
-            if o.out != 0 {
-                let m = format!("allocation with {} frames still out", o.out);
-                o.violation(m);
-            }
-            let w = self.world.borrow();
-            let stored = w.guest.stored_frames().get();
-            let snap = w.guest.snapshot();
-            let t = o.t_known;
-            let bound = safe_ceiling(t, stored, &snap, &o.config).min(t);
-            let want = (pages as u64).saturating_mul(size.frames().get());
-            if stored.saturating_add(want) > bound {
-                o.violation(format!(
-                    "allocation of {want} frames on a balloon of {stored}: past min(target \
-                     {t}, ceiling) = {bound}"
-                ));
-            }
-            o.t_plan = t;
-            let i = size.index();
-            if o.faults.fail_alloc[i] > 0 {
-                o.faults.fail_alloc[i] -= 1;
-                return None;
-            }
+            o.parked = o.parked.saturating_sub(f);
         }
-        let ask = {
-            let mut o = self.oracle.borrow_mut();
-            let i = size.index();
-            if o.faults.short_alloc[i] > 0 {
-                o.faults.short_alloc[i] -= 1;
-                pages.div_ceil(2)
-            } else {
-                pages
-            }
-        };
-        let chunk = self.inner.allocate(size, ask)?;
-        let f = chunk_frames(&self.inner, &chunk);
-        self.oracle.borrow_mut().out += f;
-        Some(chunk)
+        self.out(f);
+        Some((unit, held))
     }
 
-    fn page_count(&self, chunk: &GuestChunk) -> usize {
-        self.inner.page_count(chunk)
-    }
-
-    fn page_size(&self, chunk: &GuestChunk) -> PageSize {
-        self.inner.page_size(chunk)
-    }
-
-    fn pfn(&self, chunk: &GuestChunk, index: usize) -> Option<Pfn> {
-        self.inner.pfn(chunk, index)
-    }
-
-    fn retain(&mut self, chunk: &mut GuestChunk, keep: &PageMask, hold: &PageMask) {
-        let n = self.inner.page_count(chunk);
-        let size = self.inner.page_size(chunk);
-        let before = chunk_frames(&self.inner, chunk);
-        let held = (0..n)
-            .filter(|&i| hold.contains(i) && !keep.contains(i))
-            .count() as u64;
-        self.inner.retain(chunk, keep, hold);
-        let after = chunk_frames(&self.inner, chunk);
-        let mut o = self.oracle.borrow_mut();
-        o.out = o.out.saturating_sub(before.saturating_sub(after));
-        o.held += held.saturating_mul(size.frames().get());
-    }
-
-    fn free(&mut self, chunk: GuestChunk) {
-        let f = chunk_frames(&self.inner, &chunk);
-        {
-            let mut o = self.oracle.borrow_mut();
-            if f > o.out {
-                let m = format!("free of {f} frames with only {} out", o.out);
-                o.violation(m);
-            }
-            o.out = o.out.saturating_sub(f);
-        }
-        self.inner.free(chunk);
-    }
-
-    fn free_refused(&mut self) {
-        self.oracle.borrow_mut().held = 0;
-        self.inner.free_refused();
-    }
-
-    fn store(&mut self, chunk: GuestChunk, position: StorePosition) {
-        let f = chunk_frames(&self.inner, &chunk);
-        {
-            let mut o = self.oracle.borrow_mut();
-            if f > o.out {
-                let m = format!("store of {f} frames with only {} out", o.out);
-                o.violation(m);
-            }
-            o.out = o.out.saturating_sub(f);
-        }
-        self.inner.store(chunk, position);
-    }
-
-    fn take(&mut self, size: PageSize) -> Option<GuestChunk> {
-        let chunk = self.inner.take(size)?;
-        let f = chunk_frames(&self.inner, &chunk);
-        self.oracle.borrow_mut().out += f;
-        Some(chunk)
+    fn parked(&self) -> usize {
+        self.inner.parked()
     }
 }
 
@@ -974,10 +997,10 @@ impl Harness {
         if dropped != 0 {
             return fail(format!("{dropped} frames leaked in dropped chunks"));
         }
-        if o.out != 0 || o.held != 0 {
+        if o.out != 0 {
             return fail(format!(
-                "after the tick {} frames still out of the store, {} held refused",
-                o.out, o.held
+                "after the tick {} frames still out of the store",
+                o.out
             ));
         }
         if w.guest.balloon_frames().get() != stored {
@@ -986,11 +1009,22 @@ impl Harness {
                 w.guest.balloon_frames().get()
             ));
         }
-        if size != stored || r.balloon.get() != size {
+        let unheld = w.guest.parked_unheld_frames().get();
+        if size.saturating_add(unheld) != stored || r.balloon.get() != size {
             return fail(format!(
-                "accounting: engine size {size}, report {}, stored {stored}",
+                "accounting: engine size {size}, report {}, stored {stored} (of which {unheld} \
+                 parked and not held)",
                 r.balloon.get()
             ));
+        }
+        if w.contract.count() > 0 {
+            let v: Vec<String> = w
+                .contract
+                .violations()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            return fail(format!("{} contract violations: {v:?}", w.contract.count()));
         }
         let host = w.host.held_frames().get();
         let pending = self.engine.channel().reset_pending();
@@ -1158,11 +1192,12 @@ impl Harness {
         if !self.engine.size().is_zero() || self.engine.state() != SessionState::Unstarted {
             problems.push("the engine still has a balloon or a session".to_owned());
         }
-        if w.checker.count() > 0 {
+        if w.checker.count() > 0 || w.contract.count() > 0 {
             let v: Vec<String> = w
                 .checker
                 .violations()
                 .iter()
+                .chain(w.contract.violations())
                 .map(ToString::to_string)
                 .collect();
             problems.push(format!("violations: {v:?}"));

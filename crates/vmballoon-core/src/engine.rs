@@ -483,6 +483,26 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             blocks_ok: true,
             ..Cycle::default()
         };
+        let settled = self.pass(now, &mut cycle, report);
+        // Migration runs on idle ticks only: not right after the balloon moved. A trade that
+        // gave scattered pages back but found no whole block is refilled at once, with
+        // scattered pages again.
+        if settled
+            && cycle.direction.is_none()
+            && !report.more_work
+            && self.migrate(now, &mut cycle, report)
+        {
+            let mut refill = Cycle {
+                large_ok: cycle.large_ok,
+                ..Cycle::default()
+            };
+            self.pass(now, &mut refill, report);
+        }
+    }
+
+    /// Batches until the plan holds or a bound is hit. Returns whether the pass ended
+    /// settled: the plan holds with no pressure and no error.
+    fn pass(&mut self, now: Instant, cycle: &mut Cycle, report: &mut TickReport) -> bool {
         let deadline = now.saturating_add(TICK_BUDGET);
         let mut settled = false;
         loop {
@@ -518,9 +538,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                     settled = pressure == Pressure::None && report.error.is_none();
                     false
                 }
-                Plan::Inflate(frames) => self.inflate_batch(now, frames, &mut cycle, report),
+                Plan::Inflate(frames) => self.inflate_batch(now, frames, cycle, report),
                 Plan::Deflate(frames, reason) => {
-                    self.deflate_batch(now, frames, reason, &mut cycle, report)
+                    self.deflate_batch(now, frames, reason, cycle, report)
                 }
             };
             if !keep_going {
@@ -528,10 +548,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             }
             cycle.batches = cycle.batches.saturating_add(1);
         }
-        // Migration runs on idle ticks only: not right after the balloon moved.
-        if settled && cycle.direction.is_none() && !report.more_work {
-            self.migrate(now, &mut cycle, report);
-        }
+        settled
     }
 
     /// Whether the session grants 2 MiB pages and the settings allow them.
@@ -1087,26 +1104,60 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         }
     }
 
+    /// Room under a fresh ceiling (the host's current target included), or `None` when the
+    /// balloon is above it, Windows signals memory pressure, or no snapshot can be taken.
+    fn room(&mut self) -> Option<Frames> {
+        let snap = self.memory.snapshot().ok()?;
+        if Self::signalled(&snap) {
+            return None;
+        }
+        let balloon = self.size();
+        let c = policy::ceiling(self.channel.target(), balloon, &snap, &self.config);
+        c.value.checked_sub(balloon)
+    }
+
     /// Migration: while the balloon holds scattered units and Windows has whole blocks
-    /// free, trade them — take a whole block, give back at least as many scattered frames,
-    /// then lock the block — so the balloon ends up holding whole blocks and the guest gets
-    /// its scattered pages back (a balloon that does not fragment guest memory). At most
-    /// [`MIGRATION_BLOCKS_PER_TICK`] blocks per tick.
+    /// free, trade them — give back scattered units worth at least a block, then take a
+    /// whole block in their place — so the balloon ends up holding whole blocks and the
+    /// guest gets its scattered pages back (a balloon that does not fragment guest memory).
+    /// At most [`MIGRATION_BLOCKS_PER_TICK`] blocks per tick, on idle ticks only.
     ///
-    /// The block is allocated before anything is given back, so no page moves when no
-    /// whole block is free; for the few calls in between, the balloon has that one block
-    /// more of guest memory than it holds. The block is locked only if the balloon, block
-    /// included, stays within a fresh ceiling.
-    fn migrate(&mut self, now: Instant, cycle: &mut Cycle, report: &mut TickReport) {
-        if self.migration_backoff.active(now) || self.host_backoff.active(now) || !cycle.blocks_ok
-        {
-            return;
+    /// The scattered units go back first, so the balloon never holds more than before; the
+    /// block is taken only if a fresh ceiling leaves room for it. When no whole block could
+    /// be had, migration pauses, doubling up to [`MAX_MIGRATION_BACKOFF`], and returns
+    /// `true`: the caller refills what was given back, with scattered pages.
+    fn migrate(&mut self, now: Instant, cycle: &mut Cycle, report: &mut TickReport) -> bool {
+        if self.migration_backoff.active(now) || self.host_backoff.active(now) || !cycle.blocks_ok {
+            return false;
         }
         let block_frames = PageSize::Large.frames();
         for _ in 0..MIGRATION_BLOCKS_PER_TICK {
-            // Only a block's worth of scattered pages is traded: the balloon never grows.
-            if self.held_on(Shelf::Scattered) < block_frames || !self.can_park() {
-                return;
+            // Only a block's worth of scattered pages is traded, and only by a balloon within
+            // its ceiling: the trade never takes it above what it holds now.
+            if self.held_on(Shelf::Scattered) < block_frames
+                || !self.can_park()
+                || self.room().is_none()
+            {
+                return false;
+            }
+            let mut given = Frames::ZERO;
+            while given < block_frames && self.can_park() {
+                let Some(unit) = self.pages.take(Shelf::Scattered) else {
+                    break;
+                };
+                let Some(out) = self.unlock_small(now, Shelf::Scattered, unit, report) else {
+                    return false;
+                };
+                self.note_deflated(PageSize::Small, out, report);
+                given = given.saturating_add(out.moved);
+                if !out.failed.is_zero() || report.error.is_some() {
+                    return report.error.is_none() && !given.is_zero();
+                }
+            }
+            // The block is taken like any inflation: only if a fresh ceiling (the target as
+            // the host now reports it) leaves room for it.
+            if self.room().is_none_or(|room| room < block_frames) {
+                return !given.is_zero();
             }
             let Some(block) = self.pages.allocate_block() else {
                 self.migration_backoff.fail_up_to(
@@ -1114,39 +1165,11 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                     self.config.poll_interval,
                     MAX_MIGRATION_BACKOFF,
                 );
-                return;
+                return true;
             };
-            self.pages.stage(block);
-            // Give back scattered units worth a block (whole units: round up).
-            let mut given = Frames::ZERO;
-            while given < block_frames && self.can_park() {
-                let Some(unit) = self.pages.take(Shelf::Scattered) else {
-                    break;
-                };
-                // The block stays staged at index 0; the unit is staged after it.
-                let Some(out) = self.unlock_after_staged(now, unit, report) else {
-                    return;
-                };
-                self.note_deflated(PageSize::Small, out, report);
-                given = given.saturating_add(out.moved);
-                if !out.failed.is_zero() || report.error.is_some() {
-                    break;
-                }
-            }
-            let Some(block) = self.pages.unstage() else {
-                return;
-            };
-            // Lock the block only within a fresh ceiling, counting it as taken already.
-            let fits = self.memory.snapshot().ok().is_some_and(|snap| {
-                let with = self.size().saturating_add(block_frames);
-                with <= policy::ceiling(self.channel.target(), with, &snap, &self.config).value
-            });
-            if given.is_zero() || !fits || report.error.is_some() {
-                self.pages.free(block);
-                return;
-            }
             self.migration_backoff.succeed();
             self.stats.add(Counter::MigratedBlocks, 1);
+            self.stats.add(Counter::BlockUnits, 1);
             report.migrated = report.migrated.saturating_add(block_frames);
             let ok = if cycle.large_ok {
                 self.pages.stage(block);
@@ -1160,31 +1183,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 self.lock_small(now, Shelf::Block, block, cycle, report)
             };
             if !ok {
-                return;
+                return false;
             }
         }
-    }
-
-    /// Unlocks one 4 KiB unit while a block is staged ahead of it (migration).
-    fn unlock_after_staged(
-        &mut self,
-        now: Instant,
-        unit: P::Unit,
-        report: &mut TickReport,
-    ) -> Option<Outcome> {
-        // `unlock_small` stages at the end and reads staged(0): hand it the unit with the
-        // block out of the way, then put the block back first.
-        let block = self.pages.unstage();
-        let out = self.unlock_small(now, Shelf::Scattered, unit, report);
-        if let Some(block) = block {
-            if out.is_none() {
-                // RESET: everything was popped; the block goes back too.
-                self.pages.free(block);
-                return None;
-            }
-            self.pages.stage(block);
-        }
-        out
+        false
     }
 
     fn add_held(&mut self, shelf: Shelf, frames: Frames, inflate: bool) {

@@ -430,9 +430,17 @@ pub fn give_back_metrics(r: &RunResult) -> GiveBackMetrics {
     }
 }
 
-/// The driver's fixed nonpaged bookkeeping besides the chunk MDLs: the two scratch MDLs
-/// preallocated at start (`src/pages.rs`: 512 and 16 PFN entries).
-pub const SCRATCH_MDL_FRAMES: [u64; 2] = [512, 16];
+/// The driver's fixed nonpaged bookkeeping besides the units (`src/pages.rs`): the staging
+/// array of one batch (512 pointers) and the parking array (`PARK_CAPACITY` entries of a
+/// pointer and a 64-byte page mask), allocated at start.
+pub const FIXED_BOOKKEEPING_BYTES: [u64; 2] = [
+    512 * 8,
+    vmballoon_core::platform::PARK_CAPACITY as u64 * (8 + 64),
+];
+
+/// The driver's own list node per unit (an MDL is never modified, so units are not chained
+/// through `MDL.Next`): the next pointer and the MDL pointer.
+pub const UNIT_NODE_BYTES: u64 = 16;
 
 /// Nonpaged bookkeeping of a balloon in the driver's MDL layout.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -466,12 +474,14 @@ pub fn bookkeeping(s: &Summary, pool: PoolModel) -> Option<Bookkeeping> {
     let mut chunk_bytes = 0u64;
     for c in &s.peak_chunks {
         chunks = chunks.saturating_add(c.chunks);
-        chunk_bytes = chunk_bytes
-            .saturating_add(pool.bytes(mdl_bytes(c.mdl_frames)).saturating_mul(c.chunks));
+        let unit = pool
+            .bytes(mdl_bytes(c.mdl_frames))
+            .saturating_add(pool.bytes(UNIT_NODE_BYTES));
+        chunk_bytes = chunk_bytes.saturating_add(unit.saturating_mul(c.chunks));
     }
-    let fixed_bytes = SCRATCH_MDL_FRAMES
+    let fixed_bytes = FIXED_BOOKKEEPING_BYTES
         .iter()
-        .map(|&f| pool.bytes(mdl_bytes(f)))
+        .map(|&b| pool.bytes(b))
         .sum::<u64>();
     let balloon_gib = s.peak_balloon_frames as f64 / GIB_FRAMES as f64;
     let per_gib = (chunk_bytes.saturating_add(fixed_bytes)) as f64 / balloon_gib;

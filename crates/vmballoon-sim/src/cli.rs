@@ -119,11 +119,12 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), String> {
     let mut text = report::table(&title, &scenario.description, &summaries);
     text.push_str(&verdict(&summaries));
     for s in &summaries {
-        if s.protocol_violations > 0 || !s.model_errors.is_empty() {
+        if s.protocol_violations > 0 || s.contract_violations > 0 || !s.model_errors.is_empty() {
             text.push_str(&format!(
-                "\n{}: {} protocol violations, {} model errors:\n",
+                "\n{}: {} protocol violations, {} contract violations, {} model errors:\n",
                 s.policy,
                 s.protocol_violations,
+                s.contract_violations,
                 s.model_errors.len()
             ));
             for v in s.violations.iter().chain(&s.model_errors).take(10) {

@@ -69,13 +69,14 @@
 //!   high-memory thresholds (3× the low one) where neither event is signalled.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
+use vmballoon_core::fake::VecStore;
 use vmballoon_core::mask::PageMask;
 use vmballoon_core::platform::{
-    HELD_REFUSED_CAPACITY, MemoryError, MemorySnapshot, MemorySource, PageAllocator,
-    PinnedBreakdown, StorePosition,
+    MemoryError, MemorySnapshot, MemorySource, PageAllocator, PinnedBreakdown, Shelf,
+    StorePosition, UnitKind,
 };
 use vmballoon_core::units::{Duration, Frames, Instant, PageSize, Pfn};
 
@@ -84,6 +85,11 @@ use crate::world::{SharedWorld, World};
 
 /// Frames in one 2 MiB block.
 pub const BLOCK_FRAMES: u64 = 512;
+
+/// How many refused 4 KiB pages a peer model holds per cycle ([`PeerPages::retain`]): the
+/// refused-page limit of every VMware driver (`VMW_BALLOON_MAX_REFUSED`,
+/// `BALLOON_ERROR_PAGES`: 16, `protocol.md` §3 rule 3).
+pub const PEER_HELD_REFUSED: usize = 16;
 
 /// The largest guest the model accepts: 64 GiB (16 Mi frames, 64 MiB of frame table).
 pub const MAX_RAM: Frames = Frames::from_mib(64 * 1024);
@@ -296,8 +302,9 @@ pub enum Outcome {
     Failed,
 }
 
-/// A chunk of balloon pages: one MDL in the driver. Dropping a chunk that still has pages
-/// is a leak; the model counts it (see [`GuestModel::dropped_frames`]).
+/// A chunk of balloon pages of a peer model ([`PeerPages`]): a page list the peer may split
+/// and free page by page, as Linux frees single pages. Dropping a chunk that still has
+/// pages is a leak; the model counts it (see [`GuestModel::dropped_frames`]).
 #[derive(Debug)]
 pub struct GuestChunk {
     size: PageSize,
@@ -346,6 +353,71 @@ impl Drop for GuestChunk {
     }
 }
 
+/// A unit of vmballoon's balloon ([`FakeGuest`]): one MDL from `MmAllocatePagesForMdlEx`,
+/// its 4 KiB frames in MDL order. It can only go back whole ([`PageAllocator::free`]).
+/// Dropping one that still has pages is a leak; the model counts it.
+#[derive(Debug)]
+pub struct GuestUnit {
+    kind: UnitKind,
+    pfns: Vec<u64>,
+    dropped: Rc<Cell<u64>>,
+}
+
+impl GuestUnit {
+    /// Its kind.
+    #[must_use]
+    pub const fn kind(&self) -> UnitKind {
+        self.kind
+    }
+
+    /// Its 4 KiB frames, in MDL order.
+    #[must_use]
+    pub fn pfns(&self) -> &[u64] {
+        &self.pfns
+    }
+}
+
+impl Drop for GuestUnit {
+    fn drop(&mut self) {
+        let frames = self.pfns.len() as u64;
+        self.dropped.set(self.dropped.get().saturating_add(frames));
+    }
+}
+
+/// The parts of an `MmAllocatePagesForMdlEx` call the model distinguishes
+/// (`windows-memory.md` §1.2, §1.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MdlRequest {
+    /// 4 KiB frames asked for (`TotalBytes`), at most 512 for a balloon unit.
+    pub frames: u64,
+    /// `MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS` with a 2 MiB `SkipBytes` and
+    /// `MM_ALLOCATE_FAST_LARGE_PAGES`: whole, aligned, already free 2 MiB blocks only.
+    pub whole_blocks: bool,
+    /// `MM_ALLOCATE_PREFER_CONTIGUOUS`: "so as to minimise fragmentation" — the model takes
+    /// 4 KiB pages from the most used partly free block first.
+    pub prefer_contiguous: bool,
+}
+
+/// An MDL the model handed out and that has not come back: how many frames it describes
+/// and a digest of its PFN array, so that a free of anything but that exact MDL is seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Outstanding {
+    frames: usize,
+    digest: u64,
+}
+
+/// FNV-1a over the PFN array.
+fn digest(pfns: &[u64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in pfns {
+        for b in p.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// The Windows memory manager model. See the [module docs](self) for the rules.
 #[derive(Debug)]
 pub struct GuestModel {
@@ -368,6 +440,10 @@ pub struct GuestModel {
     stored_frames: u64,
     held: Vec<(u64, PageSize)>,
     held_peak: usize,
+    /// vmballoon's units, kept as the driver keeps them.
+    units: VecStore<GuestUnit>,
+    /// MDLs handed out to vmballoon and not yet freed, by first PFN.
+    outstanding: BTreeMap<u64, Outstanding>,
     dropped: Rc<Cell<u64>>,
     alloc_failures: u64,
     min_resident_available: u64,
@@ -414,6 +490,8 @@ impl GuestModel {
             stored_frames: 0,
             held: Vec::new(),
             held_peak: 0,
+            units: VecStore::new(),
+            outstanding: BTreeMap::new(),
             dropped: Rc::new(Cell::new(0)),
             alloc_failures: 0,
             min_resident_available: u64::MAX,
@@ -801,10 +879,28 @@ impl GuestModel {
         Frames::new(self.balloon.saturating_add(self.held_refused))
     }
 
-    /// Frames in stored chunks.
+    /// Frames the balloon keeps: the peers' stored chunks and vmballoon's units (on a
+    /// shelf, staged or parked).
     #[must_use]
-    pub const fn stored_frames(&self) -> Frames {
-        Frames::new(self.stored_frames)
+    pub fn stored_frames(&self) -> Frames {
+        Frames::new(self.stored_frames).saturating_add(self.unit_frames())
+    }
+
+    /// Frames of vmballoon's units (on a shelf, staged or parked).
+    #[must_use]
+    pub fn unit_frames(&self) -> Frames {
+        Frames::new(self.units.all().map(|u| u.pfns.len() as u64).sum())
+    }
+
+    /// Frames of vmballoon's parked units that the host does not hold.
+    #[must_use]
+    pub fn parked_unheld_frames(&self) -> Frames {
+        Frames::new(
+            self.units
+                .parked_units()
+                .map(|(u, held)| (u.pfns.len() as u64).saturating_sub(held.len() as u64))
+                .sum(),
+        )
     }
 
     /// Resident pageable frames.
@@ -955,6 +1051,96 @@ impl GuestModel {
         }
         self.note_resident();
         Some(got)
+    }
+
+    /// `MmAllocatePagesForMdlEx` for vmballoon's balloon (see [`MdlRequest`]), charged as
+    /// the module docs say. Returns the PFN array of the MDL, which stays outstanding until
+    /// [`GuestModel::mdl_free`] gets exactly it back.
+    pub fn mdl_allocate(&mut self, req: MdlRequest) -> Option<Vec<u64>> {
+        let size = if req.whole_blocks {
+            PageSize::Large
+        } else {
+            PageSize::Small
+        };
+        if let Some(c) = self.mdl_calls.get_mut(size.index()) {
+            *c = c.saturating_add(1);
+        }
+        let cap = vmballoon_core::protocol::BATCH_CAPACITY as u64;
+        let frames = req.frames.min(cap);
+        // Whole chunks only: TotalBytes a multiple of SkipBytes (§1.4).
+        let fits = if req.whole_blocks {
+            frames > 0 && frames.is_multiple_of(BLOCK_FRAMES)
+        } else {
+            frames > 0
+        };
+        let got = if !fits || !self.charges_fit(frames) {
+            Vec::new()
+        } else if req.whole_blocks {
+            self.take_blocks(frames / BLOCK_FRAMES, Owner::Balloon)
+                .into_iter()
+                .flat_map(|first| first..first.saturating_add(BLOCK_FRAMES))
+                .collect()
+        } else {
+            // PREFER_CONTIGUOUS or not, the model places 4 KiB pages best-fit (the module
+            // docs): the most used partly free block first.
+            let _ = req.prefer_contiguous;
+            self.take_small(frames, Owner::Balloon)
+        };
+        let Some(&first) = got.first() else {
+            if let Some(c) = self.mdl_failures.get_mut(size.index()) {
+                *c = c.saturating_add(1);
+            }
+            return None;
+        };
+        self.outstanding.insert(
+            first,
+            Outstanding {
+                frames: got.len(),
+                digest: digest(&got),
+            },
+        );
+        self.note_resident();
+        Some(got)
+    }
+
+    /// `MmFreePagesFromMdl` and `ExFreePool` of an MDL: documented only for an MDL that
+    /// `MmAllocatePagesForMdlEx` returned, freed whole, once (`windows-memory.md` §1.3).
+    /// Anything else — an MDL the model did not hand out or already took back, or one
+    /// whose PFN array changed (a part of it, other pages) — is a contract breach: it is
+    /// described in the `Err` and nothing is freed (what Windows would do is undefined).
+    ///
+    /// # Errors
+    /// The breach, in one sentence.
+    pub fn mdl_free(&mut self, pfns: &[u64]) -> Result<(), String> {
+        let Some(&first) = pfns.first() else {
+            return Err("MmFreePagesFromMdl on an empty MDL".to_owned());
+        };
+        let Some(out) = self.outstanding.get(&first).copied() else {
+            return Err(format!(
+                "MmFreePagesFromMdl on an MDL the memory manager did not hand out, or freed \
+                 twice (first pfn {first:#x}, {} frames)",
+                pfns.len()
+            ));
+        };
+        if out.frames != pfns.len() || out.digest != digest(pfns) {
+            return Err(format!(
+                "MmFreePagesFromMdl on a modified MDL (first pfn {first:#x}: {} frames, \
+                 handed out with {}): only whole, untouched MDLs may be freed",
+                pfns.len(),
+                out.frames
+            ));
+        }
+        self.outstanding.remove(&first);
+        let mut frames = pfns.to_vec();
+        frames.sort_unstable();
+        self.release_frames(&frames);
+        Ok(())
+    }
+
+    /// MDLs handed out to vmballoon and not yet freed.
+    #[must_use]
+    pub fn outstanding_mdls(&self) -> usize {
+        self.outstanding.len()
     }
 
     /// An allocation that may wait for memory (OVT's CANSLEEP on this guest): charged like
@@ -1249,6 +1435,16 @@ impl GuestModel {
                 .or_insert(0);
             *n = n.saturating_add(1);
         }
+        // vmballoon's units: one MDL each, as many frames as the unit (a block held as one
+        // 2 MiB page is filed under 2 MiB pages).
+        for shelf in Shelf::ALL {
+            for unit in self.units.shelf(shelf) {
+                let n = census
+                    .entry((shelf.lock_size().index(), unit.pfns.len() as u64))
+                    .or_insert(0);
+                *n = n.saturating_add(1);
+            }
+        }
         census
             .into_iter()
             .map(|((i, frames), n)| {
@@ -1339,8 +1535,13 @@ impl GuestModel {
     }
 }
 
-/// The guest handle: the core's [`PageAllocator`] (the balloon's `MmAllocatePagesForMdlEx`
-/// and its chained MDLs) and [`MemorySource`] over the shared [`crate::world::World`].
+/// vmballoon's platform in the simulator: the core's [`PageAllocator`] (units from
+/// `MmAllocatePagesForMdlEx`, each freed whole, kept in the driver's own lists) and
+/// [`MemorySource`] over the shared [`crate::world::World`]. It holds the engine to the
+/// `PageAllocator` contract and records every breach in the world's contract checker: a
+/// free of anything but a whole unit it handed out (the guest model's
+/// [`GuestModel::mdl_free`]), a unit freed while the host holds a page of it, a unit
+/// stored that the host does not hold entirely, a unit parked with the wrong held frames.
 /// Clones share the world: the engine gets one as its allocator and one as its memory
 /// source.
 #[derive(Clone, Debug)]
@@ -1349,6 +1550,197 @@ pub struct FakeGuest {
 }
 
 impl FakeGuest {
+    /// A handle on `world`.
+    #[must_use]
+    pub fn new(world: SharedWorld) -> Self {
+        Self { world }
+    }
+
+    /// RAM in frames, read without a snapshot: not charged.
+    #[must_use]
+    pub fn total_frames(&self) -> Frames {
+        self.world.borrow().guest.total()
+    }
+
+    fn allocate_unit(&mut self, kind: UnitKind, frames: u64) -> Option<GuestUnit> {
+        let req = MdlRequest {
+            frames,
+            whole_blocks: kind == UnitKind::Block,
+            prefer_contiguous: kind == UnitKind::Scattered,
+        };
+        let mut w = self.world.borrow_mut();
+        let w = &mut *w;
+        let pfns = w.guest.mdl_allocate(req);
+        let mdl = w.cost.mdl_alloc_ns;
+        w.charge(Work::Mdl, mdl);
+        let pfns = pfns?;
+        let (size, pages) = match kind {
+            UnitKind::Block => (PageSize::Large, 1),
+            UnitKind::Scattered => (PageSize::Small, pfns.len()),
+        };
+        PeerPages::charge_allocation(w, size, pages);
+        Some(GuestUnit {
+            kind,
+            pfns,
+            dropped: Rc::clone(&w.guest.dropped),
+        })
+    }
+
+    /// Whether the host holds frame `i` of `unit` (as a 4 KiB page or inside a 2 MiB one:
+    /// the host model keeps one bit per frame).
+    fn host_holds(w: &World, unit: &GuestUnit, i: usize) -> bool {
+        unit.pfns
+            .get(i)
+            .is_some_and(|&p| w.host.holds_any(p, PageSize::Small))
+    }
+
+    /// The stored, staged and parked units' frames.
+    #[must_use]
+    pub fn unit_frames(&self) -> Frames {
+        self.world.borrow().guest.unit_frames()
+    }
+}
+
+impl PageAllocator for FakeGuest {
+    type Unit = GuestUnit;
+
+    fn allocate_block(&mut self) -> Option<GuestUnit> {
+        self.allocate_unit(UnitKind::Block, BLOCK_FRAMES)
+    }
+
+    fn allocate_scattered(&mut self, pages: usize) -> Option<GuestUnit> {
+        self.allocate_unit(UnitKind::Scattered, pages as u64)
+    }
+
+    fn frames(&self, unit: &GuestUnit) -> Frames {
+        Frames::new(unit.pfns.len() as u64)
+    }
+
+    fn pfn(&self, unit: &GuestUnit, index: usize) -> Option<Pfn> {
+        unit.pfns.get(index).and_then(|&p| Pfn::new(p))
+    }
+
+    fn free(&mut self, mut unit: GuestUnit) {
+        let pfns = std::mem::take(&mut unit.pfns);
+        let mut w = self.world.borrow_mut();
+        let w = &mut *w;
+        let probe = GuestUnit {
+            kind: unit.kind,
+            pfns,
+            dropped: Rc::new(Cell::new(0)),
+        };
+        if let Some(i) = (0..probe.pfns.len()).find(|&i| Self::host_holds(w, &probe, i)) {
+            let pfn = probe.pfns.get(i).copied().unwrap_or(0);
+            w.contract.record(format!(
+                "freed a unit while the host still holds its page pfn {pfn:#x}"
+            ));
+        }
+        let mut probe = probe;
+        let pfns = std::mem::take(&mut probe.pfns);
+        let (size, pages) = match unit.kind {
+            UnitKind::Block => (PageSize::Large, 1),
+            UnitKind::Scattered => (PageSize::Small, pfns.len() as u64),
+        };
+        let ns = w.cost.free_pages(size, pages);
+        w.charge(Work::Free, ns);
+        let ns = w.cost.mdl_free_ns;
+        w.charge(Work::Mdl, ns);
+        if let Err(e) = w.guest.mdl_free(&pfns) {
+            w.contract.record(e);
+        }
+    }
+
+    fn store(&mut self, shelf: Shelf, unit: GuestUnit, position: StorePosition) {
+        let mut w = self.world.borrow_mut();
+        let w = &mut *w;
+        if unit.pfns.is_empty() || unit.kind != shelf.kind() {
+            w.contract.record(format!(
+                "stored a {:?} unit of {} frames on the {} shelf",
+                unit.kind,
+                unit.pfns.len(),
+                shelf.name()
+            ));
+        }
+        let held = match shelf.lock_size() {
+            PageSize::Large => unit
+                .pfns
+                .first()
+                .is_some_and(|&p| w.host.holds_all(p, PageSize::Large)),
+            PageSize::Small => unit
+                .pfns
+                .iter()
+                .all(|&p| w.host.holds_all(p, PageSize::Small)),
+        };
+        if !held {
+            w.contract.record(format!(
+                "stored a unit (first pfn {:#x}) on the {} shelf that the host does not hold \
+                 entirely",
+                unit.pfns.first().copied().unwrap_or(0),
+                shelf.name()
+            ));
+        }
+        w.guest.units.store(shelf, unit, position);
+    }
+
+    fn take(&mut self, shelf: Shelf) -> Option<GuestUnit> {
+        self.world.borrow_mut().guest.units.take(shelf)
+    }
+
+    fn stage(&mut self, unit: GuestUnit) {
+        self.world.borrow_mut().guest.units.stage(unit);
+    }
+
+    fn staged_pfn(&self, unit: usize, index: usize) -> Option<Pfn> {
+        let w = self.world.borrow();
+        let unit = w.guest.units.staged(unit)?;
+        unit.pfns.get(index).and_then(|&p| Pfn::new(p))
+    }
+
+    fn unstage(&mut self) -> Option<GuestUnit> {
+        self.world.borrow_mut().guest.units.unstage()
+    }
+
+    fn park(&mut self, unit: GuestUnit, held: PageMask) {
+        let mut w = self.world.borrow_mut();
+        let w = &mut *w;
+        for i in 0..unit.pfns.len() {
+            let holds = Self::host_holds(w, &unit, i);
+            if holds != held.contains(i) {
+                w.contract.record(format!(
+                    "parked a unit whose frame {i} the host {} although the engine says it \
+                     {}",
+                    if holds { "holds" } else { "does not hold" },
+                    if held.contains(i) { "does" } else { "does not" }
+                ));
+                break;
+            }
+        }
+        if w.guest.units.parked() >= vmballoon_core::platform::PARK_CAPACITY {
+            w.contract
+                .record("more than PARK_CAPACITY units parked".to_owned());
+        }
+        w.guest.units.park(unit, held);
+    }
+
+    fn unpark(&mut self) -> Option<(GuestUnit, PageMask)> {
+        self.world.borrow_mut().guest.units.unpark()
+    }
+
+    fn parked(&self) -> usize {
+        self.world.borrow().guest.units.parked()
+    }
+}
+
+/// The page lists of the peer models ([`crate::peers`], [`crate::naive`]): the page-granular
+/// allocator semantics of the drivers they model (Linux allocates and frees single pages).
+/// Not the Windows MDL contract, which only vmballoon ([`FakeGuest`]) is held to: a peer
+/// may split a chunk and free part of it. Clones share the world.
+#[derive(Clone, Debug)]
+pub struct PeerPages {
+    world: SharedWorld,
+}
+
+impl PeerPages {
     /// A handle on `world`.
     #[must_use]
     pub fn new(world: SharedWorld) -> Self {
@@ -1494,10 +1886,10 @@ impl FakeGuest {
     }
 }
 
-impl PageAllocator for FakeGuest {
-    type Chunk = GuestChunk;
-
-    fn allocate(&mut self, size: PageSize, pages: usize) -> Option<GuestChunk> {
+impl PeerPages {
+    /// Allocates up to `pages` (1..=512) pages of `size` without waiting
+    /// (`MmAllocatePagesForMdlEx` charging; page-granular, see the type docs).
+    pub fn allocate(&mut self, size: PageSize, pages: usize) -> Option<GuestChunk> {
         let mut w = self.world.borrow_mut();
         let pfns = w.guest.allocate_balloon(size, pages);
         let mdl = w.cost.mdl_alloc_ns;
@@ -1512,19 +1904,35 @@ impl PageAllocator for FakeGuest {
         })
     }
 
-    fn page_count(&self, chunk: &GuestChunk) -> usize {
+    #[allow(
+        missing_docs,
+        reason = "the chunk operations of the peer models; see the type docs"
+    )]
+    pub fn page_count(&self, chunk: &GuestChunk) -> usize {
         chunk.pfns.len()
     }
 
-    fn page_size(&self, chunk: &GuestChunk) -> PageSize {
+    #[allow(
+        missing_docs,
+        reason = "the chunk operations of the peer models; see the type docs"
+    )]
+    pub fn page_size(&self, chunk: &GuestChunk) -> PageSize {
         chunk.size
     }
 
-    fn pfn(&self, chunk: &GuestChunk, index: usize) -> Option<Pfn> {
+    #[allow(
+        missing_docs,
+        reason = "the chunk operations of the peer models; see the type docs"
+    )]
+    pub fn pfn(&self, chunk: &GuestChunk, index: usize) -> Option<Pfn> {
         chunk.pfns.get(index).and_then(|&p| Pfn::new(p))
     }
 
-    fn retain(&mut self, chunk: &mut GuestChunk, keep: &PageMask, hold: &PageMask) {
+    #[allow(
+        missing_docs,
+        reason = "the chunk operations of the peer models; see the type docs"
+    )]
+    pub fn retain(&mut self, chunk: &mut GuestChunk, keep: &PageMask, hold: &PageMask) {
         let all = std::mem::take(&mut chunk.pfns);
         let mut freed = Vec::new();
         let mut held = Vec::new();
@@ -1556,15 +1964,19 @@ impl PageAllocator for FakeGuest {
             }
         }
         w.guest.held_peak = w.guest.held_peak.max(w.guest.held.len());
-        if w.guest.held.len() > HELD_REFUSED_CAPACITY {
+        if w.guest.held.len() > PEER_HELD_REFUSED {
             let n = w.guest.held.len();
             w.checker.record(format!(
-                "platform contract: {n} refused pages held, more than HELD_REFUSED_CAPACITY ({HELD_REFUSED_CAPACITY})"
+                "platform contract: {n} refused pages held, more than PEER_HELD_REFUSED ({PEER_HELD_REFUSED})"
             ));
         }
     }
 
-    fn free(&mut self, mut chunk: GuestChunk) {
+    #[allow(
+        missing_docs,
+        reason = "the chunk operations of the peer models; see the type docs"
+    )]
+    pub fn free(&mut self, mut chunk: GuestChunk) {
         let pfns = std::mem::take(&mut chunk.pfns);
         self.release(chunk.size, &pfns, "freed");
         let mut w = self.world.borrow_mut();
@@ -1572,14 +1984,22 @@ impl PageAllocator for FakeGuest {
         w.charge(Work::Mdl, ns);
     }
 
-    fn free_refused(&mut self) {
+    #[allow(
+        missing_docs,
+        reason = "the chunk operations of the peer models; see the type docs"
+    )]
+    pub fn free_refused(&mut self) {
         let held = std::mem::take(&mut self.world.borrow_mut().guest.held);
         for (pfn, size) in held {
             self.release(size, &[pfn], "freed held refused");
         }
     }
 
-    fn store(&mut self, chunk: GuestChunk, position: StorePosition) {
+    #[allow(
+        missing_docs,
+        reason = "the chunk operations of the peer models; see the type docs"
+    )]
+    pub fn store(&mut self, chunk: GuestChunk, position: StorePosition) {
         let mut w = self.world.borrow_mut();
         let w = &mut *w;
         if chunk.pfns.is_empty() {
@@ -1604,7 +2024,11 @@ impl PageAllocator for FakeGuest {
         }
     }
 
-    fn take(&mut self, size: PageSize) -> Option<GuestChunk> {
+    #[allow(
+        missing_docs,
+        reason = "the chunk operations of the peer models; see the type docs"
+    )]
+    pub fn take(&mut self, size: PageSize) -> Option<GuestChunk> {
         let mut w = self.world.borrow_mut();
         let chunk = w.guest.stored.get_mut(size.index())?.pop_front()?;
         w.guest.stored_frames = w.guest.stored_frames.saturating_sub(chunk.frames());

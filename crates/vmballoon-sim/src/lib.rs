@@ -27,6 +27,7 @@
 //! let run = runner::run(&scenario, PolicyKind::Vmballoon);
 //! assert_eq!(run.summary.guest_alloc_failures, 0);
 //! assert_eq!(run.summary.protocol_violations, 0);
+//! assert_eq!(run.summary.contract_violations, 0);
 //! ```
 #![forbid(unsafe_code)]
 #![deny(

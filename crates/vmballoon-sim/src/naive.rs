@@ -24,12 +24,12 @@
 
 use vmballoon_core::channel::{Channel, Direction};
 use vmballoon_core::mask::PageMask;
-use vmballoon_core::platform::{HELD_REFUSED_CAPACITY, PageAllocator, StorePosition};
+use vmballoon_core::platform::StorePosition;
 use vmballoon_core::policy::{ClampReason, SLACK};
 use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode};
 use vmballoon_core::units::{Duration, Frames, PageSize};
 
-use crate::guest::FakeGuest;
+use crate::guest::{PEER_HELD_REFUSED, PeerPages};
 use crate::host::FakeHost;
 use crate::policy::{Policy, PolicyKind, PolicyTick};
 
@@ -52,7 +52,7 @@ struct NaiveStats {
 /// A pinned-page-unaware balloon. See the [module docs](self).
 pub struct NaivePolicy {
     channel: Channel<FakeHost>,
-    guest: FakeGuest,
+    guest: PeerPages,
     held: [u64; 2],
     stats: NaiveStats,
 }
@@ -60,7 +60,7 @@ pub struct NaivePolicy {
 impl NaivePolicy {
     /// The naive balloon over `host` and `guest`.
     #[must_use]
-    pub fn new(host: FakeHost, guest: FakeGuest) -> Self {
+    pub fn new(host: FakeHost, guest: PeerPages) -> Self {
         Self {
             channel: Channel::new(host),
             guest,
@@ -161,7 +161,7 @@ impl NaivePolicy {
             for i in t
                 .refused
                 .iter()
-                .take(HELD_REFUSED_CAPACITY.saturating_sub(already))
+                .take(PEER_HELD_REFUSED.saturating_sub(already))
             {
                 hold.insert(i);
             }
@@ -185,7 +185,7 @@ impl NaivePolicy {
         if t.stop.is_some() || t.not_needed {
             return (false, false);
         }
-        if refused.get(size.index()).copied().unwrap_or(0) >= HELD_REFUSED_CAPACITY {
+        if refused.get(size.index()).copied().unwrap_or(0) >= PEER_HELD_REFUSED {
             *large_ok = false;
             return (size == PageSize::Large, false);
         }

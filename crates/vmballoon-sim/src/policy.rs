@@ -17,7 +17,7 @@ use vmballoon_core::policy::{Ceiling, ClampReason};
 use vmballoon_core::stats::Counter;
 use vmballoon_core::units::{Duration, Frames};
 
-use crate::guest::FakeGuest;
+use crate::guest::{FakeGuest, PeerPages};
 use crate::host::FakeHost;
 use crate::naive::NaivePolicy;
 use crate::peers::{LinuxVmwPolicy, OvtClassicPolicy};
@@ -70,12 +70,17 @@ impl PolicyKind {
         config: Config,
     ) -> Box<dyn Policy> {
         let host = FakeHost::new(world.clone());
-        let guest = FakeGuest::new(world.clone());
+        let pages = PeerPages::new(world.clone());
         match self {
-            Self::Vmballoon => Box::new(EnginePolicy::new(host, guest, clock.clone(), config)),
-            Self::Naive => Box::new(NaivePolicy::new(host, guest)),
-            Self::LinuxVmw => Box::new(LinuxVmwPolicy::new(host, guest)),
-            Self::OvtClassic => Box::new(OvtClassicPolicy::new(host, guest)),
+            Self::Vmballoon => Box::new(EnginePolicy::new(
+                host,
+                FakeGuest::new(world.clone()),
+                clock.clone(),
+                config,
+            )),
+            Self::Naive => Box::new(NaivePolicy::new(host, pages)),
+            Self::LinuxVmw => Box::new(LinuxVmwPolicy::new(host, pages)),
+            Self::OvtClassic => Box::new(OvtClassicPolicy::new(host, pages)),
         }
     }
 }

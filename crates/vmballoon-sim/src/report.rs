@@ -47,8 +47,12 @@ pub struct Summary {
     /// Simulated seconds until the balloon first came within 2 MiB of min(target,
     /// ceiling), once the host asked for something; `null` if never.
     pub seconds_to_target: Option<f64>,
-    /// Guest behaviour the host model (or the platform contract) rejected.
+    /// Guest behaviour the host model rejected.
     pub protocol_violations: u64,
+    /// Extra: breaches of the platform contract (the core's `PageAllocator` contract and
+    /// the Windows memory manager's: a free of anything but a whole MDL it handed out, a
+    /// unit freed while the host holds it, ...). Must be 0, like `protocol_violations`.
+    pub contract_violations: u64,
     /// Frames allocated by the balloon and neither stored nor freed after unload.
     pub leaked_frames: u64,
     /// Extra: the run's length.
@@ -67,7 +71,7 @@ pub struct Summary {
     pub host_refused_pages: u64,
     /// Extra: frames still charged to the balloon after unload (must be 0).
     pub balloon_frames_after_shutdown: u64,
-    /// Extra: the first violations, with their times.
+    /// Extra: the first violations (protocol, then contract), with their times.
     pub violations: Vec<String>,
     /// Extra: inconsistencies of the simulator's own models (must be empty).
     pub model_errors: Vec<String>,

@@ -416,6 +416,7 @@ impl<'a> Runner<'a> {
             frames_unlocked: w.host.frames_unlocked(),
             seconds_to_target,
             protocol_violations: w.checker.count(),
+            contract_violations: w.contract.count(),
             leaked_frames: leaked.get(),
             duration_s: self.scenario.duration.as_nanos() as f64 / 1e9,
             ticks: self.ticks,
@@ -430,6 +431,12 @@ impl<'a> Runner<'a> {
                 .violations()
                 .iter()
                 .map(ToString::to_string)
+                .chain(
+                    w.contract
+                        .violations()
+                        .iter()
+                        .map(|v| format!("contract: {v}")),
+                )
                 .collect(),
             model_errors,
             calls_by_command,

@@ -20,8 +20,8 @@ use crate::cost::{CostMeter, CostModel, Work};
 use crate::guest::GuestModel;
 use crate::host::HostModel;
 
-/// One rule broken by the guest (the engine or the naive policy), as the host model or
-/// the platform contract saw it.
+/// One rule broken by the guest (the engine or a peer model), as the host model or the
+/// platform contract saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// Simulated time it happened.
@@ -91,8 +91,13 @@ pub struct World {
     pub guest: GuestModel,
     /// The VMware host model.
     pub host: HostModel,
-    /// Protocol and platform-contract violations.
+    /// Protocol violations: what the VMware host model rejected.
     pub checker: Checker,
+    /// Platform-contract violations: breaches of the core's `PageAllocator` contract and of
+    /// the Windows memory manager's documented contract (a free of anything but a whole MDL
+    /// the model handed out, a unit stored that the host does not hold, ...). A run with
+    /// any is failed like a run with a protocol violation.
+    pub contract: Checker,
     /// Simulated time (shared with the engine's clock).
     pub clock: ManualClock,
     /// What each operation costs ([`crate::cost`]).
@@ -128,6 +133,7 @@ impl World {
             guest,
             host,
             checker: Checker::new(clock.clone()),
+            contract: Checker::new(clock.clone()),
             clock,
             cost,
             meter: CostMeter::default(),

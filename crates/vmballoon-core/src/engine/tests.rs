@@ -834,3 +834,111 @@ fn deflate_starts_with_small_pages() {
     assert_eq!(rig.tick().balloon, Frames::ZERO);
     rig.finish();
 }
+
+#[test]
+fn whole_blocks_are_preferred_on_a_4k_host() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    // Two whole blocks (512 4 KiB entries each), then scattered pages for the rest.
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1124),
+        batch(Command::BatchedLock, 512, 1124),
+        batch(Command::BatchedLock, 512, 1124),
+        batch(Command::BatchedLock, 100, 1124),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(1124));
+    assert_eq!(rig.world.allocations(PageSize::Large), 2);
+    assert_eq!(rig.balloon.held_on(Shelf::Block), Frames::new(1024));
+    assert_eq!(rig.balloon.held_on(Shelf::Scattered), Frames::new(100));
+    assert_eq!(rig.balloon.stats().get(Counter::BlockUnits), 2);
+    assert_eq!(rig.balloon.stats().get(Counter::ScatteredUnits), 1);
+    rig.finish();
+}
+
+#[test]
+fn migration_trades_scattered_units_for_whole_blocks() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    // No whole block at first: two scattered units.
+    rig.world.fail_allocations(PageSize::Large, 1);
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+    ]);
+    rig.tick();
+    assert_eq!(rig.balloon.held_on(Shelf::Scattered), Frames::new(1024));
+    // An idle tick: each scattered unit goes back and a whole block takes its place.
+    rig.expect([
+        target(4096, 1024),
+        batch(Command::BatchedUnlock, 512, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+        batch(Command::BatchedUnlock, 512, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(1024));
+    assert_eq!(r.migrated, Frames::new(1024));
+    assert_eq!(rig.balloon.held_on(Shelf::Block), Frames::new(1024));
+    assert_eq!(rig.balloon.held_on(Shelf::Scattered), Frames::ZERO);
+    assert_eq!(rig.balloon.stats().get(Counter::MigratedBlocks), 2);
+    // Nothing left to trade.
+    rig.expect([target(4096, 1024)]);
+    assert_eq!(rig.tick().migrated, Frames::ZERO);
+    rig.finish();
+}
+
+#[test]
+fn migration_without_a_whole_block_refills_and_backs_off() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.world.fail_allocations(PageSize::Large, 3);
+    rig.expect(handshake(BATCHED_4K))
+        .expect([target(4096, 512), batch(Command::BatchedLock, 512, 512)]);
+    rig.tick();
+    // The trade gives the unit back, finds no block, and refills at once: the balloon is
+    // where it was at the end of the tick.
+    rig.expect([
+        target(4096, 512),
+        batch(Command::BatchedUnlock, 512, 512),
+        batch(Command::BatchedLock, 512, 512),
+    ]);
+    assert_eq!(rig.tick().balloon, Frames::new(512));
+    // One poll later it tries again (back-off of one poll interval), fails again...
+    rig.expect([
+        target(4096, 512),
+        batch(Command::BatchedUnlock, 512, 512),
+        batch(Command::BatchedLock, 512, 512),
+    ]);
+    assert_eq!(rig.tick().balloon, Frames::new(512));
+    // ... and now waits two poll intervals.
+    rig.expect([target(4096, 512)]);
+    rig.tick();
+    // Whole blocks are free again: the trade succeeds.
+    rig.expect([
+        target(4096, 512),
+        batch(Command::BatchedUnlock, 512, 512),
+        batch(Command::BatchedLock, 512, 512),
+    ]);
+    let r = rig.tick();
+    assert_eq!(r.migrated, Frames::new(512));
+    assert_eq!(rig.balloon.held_on(Shelf::Block), Frames::new(512));
+    rig.finish();
+}
+
+#[test]
+fn guest_pressure_gives_back_whole_units_rounding_up() {
+    let mut rig = Rig::new(4096, 300, 4096, Config::default());
+    rig.expect(handshake(BATCHED_4K)).expect([
+        target(4096, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+        batch(Command::BatchedLock, 512, 1024),
+    ]);
+    rig.tick();
+    // The administrator caps the balloon 100 frames lower: a whole block goes back.
+    let cfg = validate(&RawConfig::new().with(Param::MaxBalloonMb, 3), mib(4096)).config;
+    rig.balloon.set_config(cfg);
+    rig.expect([target(4096, 1024), batch(Command::BatchedUnlock, 512, 1024)]);
+    let r = rig.tick();
+    assert_eq!(r.balloon, Frames::new(512));
+    assert_eq!(r.reason, Some(ClampReason::RegistryMax));
+    rig.finish();
+}

@@ -99,12 +99,12 @@ fn pinned_failures(suite: &Suite, cap: usize, p: PolicyKind) -> (u64, u64) {
     out
 }
 
-/// Protocol violations and leaked frames over every run (must be 0).
+/// Protocol and contract violations and leaked frames over every run (must be 0).
 fn hygiene(suite: &Suite) -> (u64, u64, usize) {
     suite.runs.iter().fold((0, 0, 0), |(v, l, m), r| {
         let s = &r.result.summary;
         (
-            v + s.protocol_violations,
+            v + s.protocol_violations + s.contract_violations,
             l + s.leaked_frames + s.balloon_frames_after_shutdown,
             m + s.model_errors.len(),
         )

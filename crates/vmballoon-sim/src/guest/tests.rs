@@ -19,15 +19,128 @@ fn t(s: u64) -> Instant {
     Instant::from_nanos(s * 1_000_000_000)
 }
 
-fn world(g: GuestModel) -> (SharedWorld, FakeGuest) {
+fn shared(g: GuestModel) -> SharedWorld {
     let ram = g.total();
-    let w = World::new(
+    World::new(
         g,
         HostModel::new(HostSpec::default(), ram),
         ManualClock::new(),
-    );
+    )
+}
+
+/// The world and a peer model's page lists.
+fn world(g: GuestModel) -> (SharedWorld, PeerPages) {
+    let w = shared(g);
+    let guest = PeerPages::new(w.clone());
+    (w, guest)
+}
+
+/// The world and vmballoon's platform.
+fn units(g: GuestModel) -> (SharedWorld, FakeGuest) {
+    let w = shared(g);
     let guest = FakeGuest::new(w.clone());
     (w, guest)
+}
+
+/// START, then LOCK of every frame of `pfns` as 4 KiB pages (one batch of at most 512).
+fn host_takes(w: &SharedWorld, pfns: &[u64]) {
+    let mut wb = w.borrow_mut();
+    let World {
+        guest: g,
+        host,
+        checker,
+        ..
+    } = &mut *wb;
+    let mut page = vmballoon_core::protocol::BatchPage::zeroed();
+    let batch = g.batch_page_pfn();
+    host.handle(g, checker, (&mut page, batch), 0, 0x0E, 0);
+    for (i, p) in pfns.iter().enumerate() {
+        page.entries[i] = (p << 12).to_le();
+    }
+    let n = pfns.len() as u64;
+    assert_eq!(
+        host.handle(g, checker, (&mut page, batch), 6, batch, n)
+            .status,
+        0
+    );
+}
+
+#[test]
+fn a_partial_mdl_free_is_a_contract_violation() {
+    let mut g = GuestModel::new(spec(64, 2, 64, 0));
+    let req = MdlRequest {
+        frames: 512,
+        whole_blocks: false,
+        prefer_contiguous: true,
+    };
+    let pfns = g.mdl_allocate(req).unwrap();
+    assert_eq!(pfns.len(), 512);
+    let charged = g.balloon_frames();
+    // Half of it: refused, nothing freed.
+    let e = g.mdl_free(&pfns[..256]).unwrap_err();
+    assert!(e.contains("modified MDL"), "{e}");
+    assert_eq!(g.balloon_frames(), charged);
+    // The same length with other pages: refused too.
+    let mut other = pfns.clone();
+    other.swap(0, 511);
+    other[0] = pfns[0];
+    other[511] = 63 * 512;
+    assert!(g.mdl_free(&other).unwrap_err().contains("modified MDL"));
+    // The whole, untouched MDL: freed. Twice: refused.
+    g.mdl_free(&pfns).unwrap();
+    assert_eq!(g.balloon_frames(), Frames::ZERO);
+    assert!(g.mdl_free(&pfns).unwrap_err().contains("freed twice"));
+    assert_eq!(g.outstanding_mdls(), 0);
+    assert_eq!(g.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn units_are_whole_blocks_or_scattered_pages_and_go_back_whole() {
+    let (w, mut guest) = units(GuestModel::new(spec(64, 3, 64, 0)));
+    let block = guest.allocate_block().unwrap();
+    assert_eq!(block.kind(), UnitKind::Block);
+    assert_eq!(guest.frames(&block), Frames::new(512));
+    let first = block.pfns()[0];
+    assert_eq!(first % 512, 0, "2 MiB-aligned");
+    assert!(
+        block.pfns().windows(2).all(|p| p[1] == p[0] + 1),
+        "contiguous"
+    );
+    // Scattered pages fill the OS's partly used block first (MM_ALLOCATE_PREFER_CONTIGUOUS).
+    let small = guest.allocate_scattered(100).unwrap();
+    assert!(small.pfns().iter().all(|&p| p < 4 * 512));
+    assert_eq!(w.borrow().guest.outstanding_mdls(), 2);
+    guest.free(block);
+    guest.free(small);
+    assert_eq!(w.borrow().guest.outstanding_mdls(), 0);
+    assert_eq!(w.borrow().contract.count(), 0);
+    assert_eq!(w.borrow().guest.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn a_unit_freed_or_stored_against_the_host_is_a_contract_violation() {
+    let (w, mut guest) = units(GuestModel::new(spec(64, 2, 64, 0)));
+    let unit = guest.allocate_scattered(4).unwrap();
+    let pfns = unit.pfns().to_vec();
+    // Stored although the host holds none of it.
+    guest.store(Shelf::Scattered, unit, StorePosition::First);
+    assert_eq!(w.borrow().contract.count(), 1);
+    let unit = guest.take(Shelf::Scattered).unwrap();
+    // The host takes it; freeing it now is a breach, and so is parking it as not held.
+    host_takes(&w, &pfns);
+    guest.park(unit, PageMask::EMPTY);
+    assert_eq!(w.borrow().contract.count(), 2);
+    let (unit, _) = guest.unpark().unwrap();
+    guest.free(unit);
+    let wb = w.borrow();
+    assert_eq!(wb.contract.count(), 3);
+    assert!(
+        wb.contract
+            .violations()
+            .iter()
+            .any(|v| v.message.contains("while the host still holds"))
+    );
+    assert_eq!(wb.checker.count(), 0, "the host saw nothing wrong");
 }
 
 #[test]

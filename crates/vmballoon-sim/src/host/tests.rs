@@ -15,7 +15,7 @@ const B2M_UNLOCK: u32 = 9;
 const OK: u32 = 0;
 const OK_CAPS: u32 = 0x0300_0000;
 
-fn setup(spec: HostSpec) -> (SharedWorld, FakeHost, crate::guest::FakeGuest) {
+fn setup(spec: HostSpec) -> (SharedWorld, FakeHost, crate::guest::PeerPages) {
     let guest = GuestModel::new(GuestSpec {
         ram: Frames::from_mib(64),
         os_locked: Frames::from_mib(2),
@@ -26,7 +26,7 @@ fn setup(spec: HostSpec) -> (SharedWorld, FakeHost, crate::guest::FakeGuest) {
     let ram = guest.total();
     let w = World::new(guest, HostModel::new(spec, ram), ManualClock::new());
     let host = FakeHost::new(w.clone());
-    let g = crate::guest::FakeGuest::new(w.clone());
+    let g = crate::guest::PeerPages::new(w.clone());
     (w, host, g)
 }
 

@@ -42,13 +42,13 @@
 
 use vmballoon_core::channel::{Channel, Direction, Transfer};
 use vmballoon_core::mask::PageMask;
-use vmballoon_core::platform::{PageAllocator, StorePosition};
+use vmballoon_core::platform::StorePosition;
 use vmballoon_core::policy::ClampReason;
 use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode};
 use vmballoon_core::units::{Duration, Frames, PageSize};
 
 use super::{Alloc, Held, allocate_pages, dequeue, keep_or_free, pop_all};
-use crate::guest::{FakeGuest, GuestChunk};
+use crate::guest::{GuestChunk, PeerPages};
 use crate::host::FakeHost;
 use crate::policy::{Policy, PolicyKind, PolicyTick};
 
@@ -91,7 +91,7 @@ fn bump(a: &mut [u64; 2], size: PageSize, n: usize) {
 /// The current Linux balloon. See the [module docs](self).
 pub struct LinuxVmwPolicy {
     channel: Channel<FakeHost>,
-    guest: FakeGuest,
+    guest: PeerPages,
     held: Held,
     stats: Stats,
 }
@@ -107,7 +107,7 @@ struct Ctl {
 impl LinuxVmwPolicy {
     /// The Linux balloon over `host` and `guest`.
     #[must_use]
-    pub fn new(host: FakeHost, guest: FakeGuest) -> Self {
+    pub fn new(host: FakeHost, guest: PeerPages) -> Self {
         Self {
             channel: Channel::new(host),
             guest,

@@ -8,7 +8,7 @@
 //!   with its adaptive rates (`protocol.md` §7).
 //!
 //! Both are ported to the simulated Windows guest the way the naive model is: they
-//! allocate through the same [`FakeGuest`] (`MmAllocatePagesForMdlEx` semantics: no
+//! allocate through the same [`PeerPages`] (`MmAllocatePagesForMdlEx` semantics: no
 //! waiting, no zeroing, one MDL per allocation call) and talk to the same [`FakeHost`](crate::FakeHost)
 //! through the core's `Channel`, which counts every call and turns per-entry statuses into
 //! done / refused / not-needed exactly as for the engine. The host model refuses pages only
@@ -25,10 +25,10 @@ pub mod ovt;
 pub use linux_vmw::LinuxVmwPolicy;
 pub use ovt::OvtClassicPolicy;
 
-use vmballoon_core::platform::{PageAllocator, StorePosition};
+use vmballoon_core::platform::StorePosition;
 use vmballoon_core::units::{Frames, PageSize};
 
-use crate::guest::{FakeGuest, GuestChunk};
+use crate::guest::{GuestChunk, PeerPages};
 
 /// Pages the host holds, per page size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl Held {
 
 /// Frees every stored page without UNLOCK (the host no longer holds them, or is told
 /// first by START): Linux `vmballoon_pop`, OVT's reset. Returns the frames freed.
-pub fn pop_all(guest: &mut FakeGuest) -> u64 {
+pub fn pop_all(guest: &mut PeerPages) -> u64 {
     let mut frames = 0u64;
     for size in PageSize::ALL {
         while let Some(chunk) = guest.take(size) {
@@ -99,7 +99,7 @@ pub enum Alloc {
 /// the loop (free pages are exhausted). The pieces are merged into one chunk. `None` when
 /// not one page could be had.
 pub fn allocate_pages(
-    guest: &mut FakeGuest,
+    guest: &mut PeerPages,
     size: PageSize,
     pages: usize,
     how: Alloc,
@@ -139,7 +139,7 @@ pub fn allocate_pages(
 /// Takes up to `n` ballooned pages of `size` from the store (several stored chunks merged
 /// into one; what is left of the last one is stored back first). `None` when none is
 /// stored.
-pub fn dequeue(guest: &mut FakeGuest, size: PageSize, n: usize) -> Option<GuestChunk> {
+pub fn dequeue(guest: &mut PeerPages, size: PageSize, n: usize) -> Option<GuestChunk> {
     let mut out: Option<GuestChunk> = None;
     let mut want = n;
     while want > 0 {
@@ -168,7 +168,7 @@ pub fn dequeue(guest: &mut FakeGuest, size: PageSize, n: usize) -> Option<GuestC
 }
 
 /// Stores `chunk` if it has pages, frees it (its MDL) otherwise.
-pub fn keep_or_free(guest: &mut FakeGuest, chunk: GuestChunk, position: StorePosition) {
+pub fn keep_or_free(guest: &mut PeerPages, chunk: GuestChunk, position: StorePosition) {
     if chunk.is_empty() {
         guest.free(chunk);
     } else {

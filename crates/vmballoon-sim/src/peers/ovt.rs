@@ -42,7 +42,7 @@
 //! **CANSLEEP on this guest.** OVT's CANSLEEP allocation may block and reclaim. The
 //! simulated guest models it as an allocation that, when free frames run short, waits for
 //! the working-set manager to page out resident pageable memory
-//! ([`FakeGuest::allocate_waiting`], like `MM_ALLOCATE_TRIM_IF_NECESSARY`,
+//! ([`PeerPages::allocate_waiting`], like `MM_ALLOCATE_TRIM_IF_NECESSARY`,
 //! `windows-memory.md` §1.2), charged one 10 ms wait plus the page-outs by the cost model.
 //! It still fails when resident available memory or commit cannot cover the request.
 //!
@@ -54,13 +54,13 @@
 
 use vmballoon_core::channel::{Channel, Direction};
 use vmballoon_core::mask::PageMask;
-use vmballoon_core::platform::{PageAllocator, StorePosition};
+use vmballoon_core::platform::StorePosition;
 use vmballoon_core::policy::ClampReason;
 use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode};
 use vmballoon_core::units::{Duration, Frames, PageSize};
 
 use super::{Alloc, Held, allocate_pages, dequeue, keep_or_free, pop_all};
-use crate::guest::{FakeGuest, GuestChunk};
+use crate::guest::{GuestChunk, PeerPages};
 use crate::host::FakeHost;
 use crate::policy::{Policy, PolicyKind, PolicyTick};
 
@@ -123,7 +123,7 @@ fn bump(a: &mut [u64], i: usize, n: u64) {
 /// The classic open-vm-tools balloon. See the [module docs](self).
 pub struct OvtClassicPolicy {
     channel: Channel<FakeHost>,
-    guest: FakeGuest,
+    guest: PeerPages,
     held: Held,
     rate_alloc: u64,
     rate_free: u64,
@@ -138,7 +138,7 @@ struct ErrorPages([Option<GuestChunk>; 2]);
 impl OvtClassicPolicy {
     /// The OVT balloon over `host` and `guest`.
     #[must_use]
-    pub fn new(host: FakeHost, guest: FakeGuest) -> Self {
+    pub fn new(host: FakeHost, guest: PeerPages) -> Self {
         Self {
             channel: Channel::new(host),
             guest,
