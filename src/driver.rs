@@ -22,13 +22,18 @@ use crate::batch::BatchMemory;
 use crate::clock::KernelClock;
 use crate::etw;
 use crate::events::{Event, Refusal};
-use crate::kernel::{Thread, pool_free};
+use crate::kernel::{POOL_TAG, Thread, pool_free, ulong_size_of};
 use crate::memory::KernelMemory;
+use crate::ntstatus::nt_result;
 use crate::pages::MdlPages;
 use crate::power::Registration;
 use crate::state::{Driver, Work};
 use crate::vmmemctl;
 use crate::worker::worker_main;
+
+/// `WdfDriverInitNonPnpDriver` as the `ULONG` flag word of `WDF_DRIVER_CONFIG`.
+const NON_PNP_DRIVER: ULONG = 1;
+const _: () = assert!(_WDF_DRIVER_INIT_FLAGS::WdfDriverInitNonPnpDriver == 1);
 
 /// The one driver state of this image, for `EvtDriverUnload` (which gets only the
 /// WDFDRIVER). Null before start and after unload.
@@ -130,11 +135,13 @@ fn create_wdf_driver(
     registry_path: PCUNICODE_STRING,
 ) -> Result<WDFDRIVER, NTSTATUS> {
     let mut config = WDF_DRIVER_CONFIG {
-        // The struct is a few dozen bytes: the cast cannot truncate.
-        Size: core::mem::size_of::<WDF_DRIVER_CONFIG>() as ULONG,
+        Size: const { ulong_size_of::<WDF_DRIVER_CONFIG>() },
         // Mandatory for a non-PnP driver, else it cannot be unloaded (§5.2).
         EvtDriverUnload: Some(evt_driver_unload),
-        DriverInitFlags: _WDF_DRIVER_INIT_FLAGS::WdfDriverInitNonPnpDriver as ULONG,
+        DriverInitFlags: NON_PNP_DRIVER,
+        // The framework tags its allocations for this driver with ours, so pool tools
+        // attribute them to vmballoon instead of to "FxDr".
+        DriverPoolTag: POOL_TAG,
         ..WDF_DRIVER_CONFIG::default()
     };
     let mut wdf: WDFDRIVER = ptr::null_mut();
@@ -150,7 +157,7 @@ fn create_wdf_driver(
             &mut wdf,
         )
     };
-    if status < 0 { Err(status) } else { Ok(wdf) }
+    nt_result(status).map(|()| wdf)
 }
 
 /// `EvtDriverUnload`: stops the worker, returns every page, frees everything.

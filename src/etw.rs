@@ -1,9 +1,11 @@
-//! The `VmBalloon` TraceLogging provider and the thin layer that writes an
+//! The `VmBalloon.Driver` TraceLogging provider and the thin layer that writes an
 //! [`crate::events::Event`] as one ETW event (`architecture.md`, "ETW";
 //! `windows-memory.md` §6).
 //!
-//! The provider id is derived from the name (`Guid::from_name`, EventSource style), so a
-//! WPR profile can enable it as `*VmBalloon`; `logman` needs the GUID, [`PROVIDER_GUID`].
+//! The name carries a company-style prefix, as TraceLogging provider names should
+//! (`Company.Component`), so it cannot collide with another vendor's `VmBalloon`. The
+//! provider id is derived from the name (`Guid::from_name`, EventSource style), so a WPR
+//! profile can enable it as `*VmBalloon.Driver`; `logman` needs the GUID, [`PROVIDER_GUID`].
 //! Off Windows the `tracelogging` crate compiles every call to a no-op (its OS calls are
 //! all under `cfg(all(windows, feature = "etw"))`), so this module builds and is tested on
 //! Linux; on the driver target the `kernel_mode` feature binds `EtwRegister` and
@@ -13,14 +15,14 @@ use tracelogging as tlg;
 
 use crate::events::{COUNTER_NAMES, Event, Events};
 
-tlg::define_provider!(VMBALLOON, "VmBalloon");
+tlg::define_provider!(VMBALLOON, "VmBalloon.Driver");
 
-/// The provider name: enable it in WPR as `*VmBalloon`.
-pub const PROVIDER_NAME: &str = "VmBalloon";
+/// The provider name: enable it in WPR as `*VmBalloon.Driver`.
+pub const PROVIDER_NAME: &str = "VmBalloon.Driver";
 
-/// The provider GUID, `Guid::from_name("VmBalloon")` (pinned by a test; the README,
+/// The provider GUID, `Guid::from_name("VmBalloon.Driver")` (pinned by a test; the README,
 /// `vmballoon.wprp` and the `logman` commands use it).
-pub const PROVIDER_GUID: &str = "c32c124f-a9a5-5fff-ef5c-83271fc44811";
+pub const PROVIDER_GUID: &str = "e92fcb9e-d7af-5d24-0966-82f058c99cd3";
 
 /// Every event name the provider writes.
 pub const EVENT_NAMES: [&str; 18] = [

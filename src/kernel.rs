@@ -10,16 +10,52 @@ use wdk_sys::ntddk::{
     KeWaitForSingleObject, PsCreateSystemThread, ZwClose, ZwWaitForSingleObject,
 };
 use wdk_sys::{
-    _EVENT_TYPE, _KWAIT_REASON, _MODE, FALSE, HANDLE, IO_NO_INCREMENT, KEVENT, KPRIORITY,
+    _EVENT_TYPE, _KWAIT_REASON, _MODE, BOOLEAN, FALSE, HANDLE, IO_NO_INCREMENT, KEVENT, KPRIORITY,
     KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
-    PKSTART_ROUTINE, POOL_FLAG_NON_PAGED, PVOID, SYNCHRONIZE, ULONG, UNICODE_STRING,
+    PKSTART_ROUTINE, POOL_FLAG_NON_PAGED, PVOID, SYNCHRONIZE, TRUE, ULONG, UNICODE_STRING,
 };
 
-/// Pool tag of every allocation the driver makes ("VmBl" in pool tools).
+use crate::ntstatus::nt_result;
+
+/// Pool tag of every allocation the driver makes ("VmBl" in pool tools), also the
+/// framework's tag for the driver's WDF objects (`WDF_DRIVER_CONFIG.DriverPoolTag`).
 pub const POOL_TAG: ULONG = u32::from_le_bytes(*b"VmBl");
 
 /// Kernel mode, as the `KPROCESSOR_MODE` the wait and object calls take.
-pub const KERNEL_MODE: KPROCESSOR_MODE = _MODE::KernelMode as KPROCESSOR_MODE;
+pub const KERNEL_MODE: KPROCESSOR_MODE = 0;
+const _: () = assert!(_MODE::KernelMode == 0);
+
+/// `IO_NO_INCREMENT` as the `KPRIORITY` `KeSetEvent` takes.
+const NO_INCREMENT: KPRIORITY = 0;
+const _: () = assert!(IO_NO_INCREMENT == 0);
+
+/// A C `BOOL` (`TRUE` / `FALSE`, which bindgen emits as `u32`) as a `BOOLEAN`.
+const fn boolean(value: u32) -> BOOLEAN {
+    if value == 0 { 0 } else { 1 }
+}
+
+/// `FALSE` as a `BOOLEAN` argument.
+pub const NT_FALSE: BOOLEAN = boolean(FALSE);
+
+/// `TRUE` as a `BOOLEAN` argument.
+pub const NT_TRUE: BOOLEAN = boolean(TRUE);
+
+/// `sizeof(T)` as the `ULONG` the structures' `Size`/`Length` members hold. Evaluated at
+/// compile time wherever it is used in a `const`; a structure too large for a `ULONG`
+/// fails the build there.
+pub const fn ulong_size_of<T>() -> ULONG {
+    let bytes = core::mem::size_of::<T>();
+    assert!(
+        bytes <= ULONG::MAX as usize,
+        "structure larger than a ULONG"
+    );
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "checked against ULONG::MAX just above"
+    )]
+    let size = bytes as ULONG;
+    size
+}
 
 /// A counted UTF-16 string over a static buffer (`RtlInitUnicodeString` without the
 /// scan). `PCUNICODE_STRING` callees never write through `Buffer`.
@@ -33,14 +69,20 @@ pub fn unicode_string(s: &'static [u16]) -> UNICODE_STRING {
     }
 }
 
-/// ASCII `s` as UTF-16, for `const` object names (`N` must be `s.len()`).
+/// ASCII `s` as UTF-16, for `const` object names. `N` must be `s.len()` and `s` ASCII:
+/// anything else fails the build where the name is defined.
 pub const fn utf16<const N: usize>(s: &str) -> [u16; N] {
-    let b = s.as_bytes();
+    assert!(
+        s.len() == N && s.is_ascii(),
+        "an ASCII name of exactly N bytes"
+    );
     let mut out = [0u16; N];
-    let mut i = 0;
-    while i < N && i < b.len() {
-        out[i] = b[i] as u16;
-        i += 1;
+    let mut bytes = s.as_bytes();
+    let mut units: &mut [u16] = &mut out;
+    while let ([byte, more_bytes @ ..], [unit, more_units @ ..]) = (bytes, units) {
+        *unit = *byte as u16;
+        bytes = more_bytes;
+        units = more_units;
     }
     out
 }
@@ -48,8 +90,7 @@ pub const fn utf16<const N: usize>(s: &str) -> [u16; N] {
 /// `OBJECT_ATTRIBUTES` for a kernel handle (`InitializeObjectAttributes` is a macro).
 pub fn object_attributes(name: *mut UNICODE_STRING, attributes: ULONG) -> OBJECT_ATTRIBUTES {
     OBJECT_ATTRIBUTES {
-        // The struct is 48 bytes: the cast cannot truncate.
-        Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as ULONG,
+        Length: const { ulong_size_of::<OBJECT_ATTRIBUTES>() },
         RootDirectory: ptr::null_mut(),
         ObjectName: name,
         // OBJ_KERNEL_HANDLE: the handle is valid in any process and invisible to user mode.
@@ -62,7 +103,9 @@ pub fn object_attributes(name: *mut UNICODE_STRING, attributes: ULONG) -> OBJECT
 /// A relative NT timeout (negative, in 100 ns units).
 pub fn relative_timeout(d: Duration) -> LARGE_INTEGER {
     let ticks = i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX);
-    LARGE_INTEGER { QuadPart: -ticks }
+    LARGE_INTEGER {
+        QuadPart: ticks.saturating_neg(),
+    }
 }
 
 /// What an [`Event`] does when signalled.
@@ -98,14 +141,14 @@ impl Event {
             EventKind::Synchronization => _EVENT_TYPE::SynchronizationEvent,
         };
         // SAFETY: a resident KEVENT at its final address that no thread uses yet.
-        unsafe { KeInitializeEvent(event, kind, FALSE as u8) };
+        unsafe { KeInitializeEvent(event, kind, NT_FALSE) };
     }
 
     /// Signals the event (`KeSetEvent`, no priority boost, no wait follows).
     pub fn set(&self) {
         // SAFETY: initialised (the type's invariant) and resident; KeSetEvent is callable at
         // <= DISPATCH_LEVEL.
-        let _ = unsafe { KeSetEvent(self.0.get(), IO_NO_INCREMENT as KPRIORITY, FALSE as u8) };
+        let _ = unsafe { KeSetEvent(self.0.get(), NO_INCREMENT, NT_FALSE) };
     }
 
     /// Resets the event to non-signalled (`KeClearEvent`).
@@ -131,7 +174,7 @@ impl Event {
                 self.object(),
                 _KWAIT_REASON::Executive,
                 KERNEL_MODE,
-                FALSE as u8,
+                NT_FALSE,
                 t_ptr,
             )
         }
@@ -193,9 +236,7 @@ impl Thread {
                 context,
             )
         };
-        if status < 0 {
-            return Err(status);
-        }
+        nt_result(status)?;
         Ok(Self(handle))
     }
 
@@ -210,7 +251,7 @@ impl Drop for Thread {
         // SAFETY: our kernel handle with SYNCHRONIZE access, open until the close below; no
         // timeout (the thread ends once it sees its stop request); PASSIVE_LEVEL (unload or
         // DriverEntry).
-        let _ = unsafe { ZwWaitForSingleObject(self.0, FALSE as u8, ptr::null_mut()) };
+        let _ = unsafe { ZwWaitForSingleObject(self.0, NT_FALSE, ptr::null_mut()) };
         // SAFETY: the handle from PsCreateSystemThread, closed exactly once (in drop).
         let _ = unsafe { ZwClose(self.0) };
     }

@@ -14,6 +14,7 @@ use crate::etw;
 use crate::events::diagnostic_event;
 use crate::kernel::{unicode_string, utf16};
 use crate::memsnap::{self, Diagnostic, InfoClass, Parsed};
+use crate::ntstatus::nt_result;
 
 unsafe extern "system" {
     /// Exported by ntoskrnl since NT 4.0 but absent from the WDK headers, so declared here
@@ -73,14 +74,14 @@ impl KernelMemory {
             ZwQuerySystemInformation(
                 class.number(),
                 buf.0.as_mut_ptr().cast(),
-                len as ULONG,
+                // A buffer too large for a ULONG is passed as empty: the query fails closed.
+                ULONG::try_from(len).unwrap_or(0),
                 &mut returned,
             )
         };
-        let parsed = if status < 0 {
-            memsnap::failed(class, status)
-        } else {
-            parse(buf.0.get(..len).unwrap_or(&[]), returned)
+        let parsed = match nt_result(status) {
+            Err(status) => memsnap::failed(class, status),
+            Ok(()) => parse(buf.0.get(..len).unwrap_or(&[]), returned),
         };
         let slot = match class {
             InfoClass::Basic => 0,

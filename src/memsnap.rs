@@ -558,7 +558,10 @@ mod tests {
         assert_eq!(merged.resident_available, Some(Frames::from_mib(1024)));
         let fallback = failed(InfoClass::MemoryUsage, -1).fields.or(perf);
         assert!(!fallback.is_complete());
-        assert_eq!(fallback.into_snapshot(false, false), Err(MemoryError::Unavailable));
+        assert_eq!(
+            fallback.into_snapshot(false, false),
+            Err(MemoryError::Unavailable)
+        );
         let mut basic = vec![0u8; BASIC_SIZE];
         put(&mut basic, 0x08, &4096u32.to_le_bytes());
         put(&mut basic, 0x0C, &1_048_576u32.to_le_bytes());

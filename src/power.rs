@@ -21,11 +21,12 @@ use wdk_sys::ntddk::{
     ExWaitForRundownProtectionRelease, KeGetCurrentIrql, ObfDereferenceObject,
 };
 use wdk_sys::{
-    APC_LEVEL, EX_RUNDOWN_REF, FALSE, NTSTATUS, OBJ_CASE_INSENSITIVE, PCALLBACK_OBJECT,
-    PO_CB_SYSTEM_STATE_LOCK, PVOID, STATUS_UNSUCCESSFUL, TRUE,
+    APC_LEVEL, EX_RUNDOWN_REF, NTSTATUS, OBJ_CASE_INSENSITIVE, PCALLBACK_OBJECT,
+    PO_CB_SYSTEM_STATE_LOCK, PVOID, STATUS_UNSUCCESSFUL,
 };
 
-use crate::kernel::{object_attributes, unicode_string, utf16};
+use crate::kernel::{NT_FALSE, NT_TRUE, object_attributes, unicode_string, utf16};
+use crate::ntstatus::nt_result;
 use crate::schedule::deflate_timeout;
 use crate::state::Shared;
 
@@ -89,18 +90,10 @@ impl Registration {
         let mut object: PCALLBACK_OBJECT = ptr::null_mut();
         // SAFETY: live locals; open only (Create = FALSE): the system defines this object
         // and drivers "should not request that the callback object be created".
-        let status = unsafe { ExCreateCallback(&mut object, &mut attrs, FALSE as u8, TRUE as u8) };
-        let object = match NonNull::new(object.cast::<c_void>()) {
-            Some(o) if status >= 0 => o,
-            // Keep the real error; a success status without an object is still a failure.
-            _ => {
-                return Err(if status < 0 {
-                    status
-                } else {
-                    STATUS_UNSUCCESSFUL
-                });
-            }
-        };
+        let status = unsafe { ExCreateCallback(&mut object, &mut attrs, NT_FALSE, NT_TRUE) };
+        // Keep the real error; a success status without an object is still a failure.
+        nt_result(status)?;
+        let object = NonNull::new(object.cast::<c_void>()).ok_or(STATUS_UNSUCCESSFUL)?;
         // SAFETY: `object` is the referenced callback object; the routine is nonpageable
         // code of this image; the context contract is our caller's.
         let handle = unsafe {

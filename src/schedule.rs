@@ -223,7 +223,7 @@ impl Schedule {
             self.backoff = 0;
         } else if low_memory_wake {
             // Still signalled and this wake changed nothing: wake less often.
-            self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
+            self.backoff = self.backoff.saturating_add(1).min(MAX_BACKOFF);
         }
         if low_memory_wake {
             self.hold_until = Some(report.at.saturating_add(self.hold_off()));

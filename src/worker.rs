@@ -7,13 +7,12 @@ use core::sync::atomic::Ordering;
 
 use wdk_sys::ntddk::{KeWaitForMultipleObjects, PsTerminateSystemThread};
 use wdk_sys::{
-    _KWAIT_REASON, _WAIT_TYPE, FALSE, PVOID, STATUS_SUCCESS, STATUS_WAIT_0, STATUS_WAIT_1,
-    STATUS_WAIT_2,
+    _KWAIT_REASON, _WAIT_TYPE, PVOID, STATUS_SUCCESS, STATUS_WAIT_0, STATUS_WAIT_1, STATUS_WAIT_2,
 };
 
 use crate::etw;
 use crate::events::Event;
-use crate::kernel::{KERNEL_MODE, relative_timeout};
+use crate::kernel::{KERNEL_MODE, NT_FALSE, relative_timeout};
 use crate::schedule::{RESUME_TIMEOUT, Wake};
 use crate::state::{Driver, Shared, Work};
 
@@ -47,7 +46,7 @@ fn wait_any(objects: &mut [PVOID], timeout: Option<vmballoon_core::units::Durati
             _WAIT_TYPE::WaitAny,
             _KWAIT_REASON::Executive,
             KERNEL_MODE,
-            FALSE as u8,
+            NT_FALSE,
             t_ptr,
             ptr::null_mut(),
         )
@@ -61,7 +60,8 @@ fn run(shared: &Shared, work: &mut Work) {
         let plan = work.schedule.next_wait(now);
         let mut objects = [shared.stop.object(), shared.power.object(), low_memory];
         let watched = if plan.watch_low_memory { 3 } else { 2 };
-        let wake = match wait_any(&mut objects[..watched], Some(plan.timeout)) {
+        let watched = objects.get_mut(..watched).unwrap_or_default();
+        let wake = match wait_any(watched, Some(plan.timeout)) {
             STATUS_WAIT_0 => return,
             STATUS_WAIT_1 => {
                 if !power(shared, work) {
