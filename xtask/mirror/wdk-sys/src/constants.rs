@@ -23,6 +23,10 @@ pub const MM_ALLOCATE_PREFER_CONTIGUOUS: u32 = 0x0000_0010;
 pub const MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS: u32 = 0x0000_0020;
 pub const MM_ALLOCATE_FAST_LARGE_PAGES: u32 = 0x0000_0040;
 pub const PAGE_SIZE: u32 = 4096;
+/// winnt.h / wdm.h memory protection: read/write, no-execute.
+pub const PAGE_READWRITE: u32 = 0x04;
+/// wdm.h `NODE_REQUIREMENT`: let Mm choose the node.
+pub const MM_ANY_NODE_OK: u32 = 0x8000_0000;
 
 pub const POOL_FLAG_NON_PAGED: POOL_FLAGS = 0x0000_0000_0000_0040;
 

@@ -18,12 +18,14 @@ unsafe extern "C" {
         Flags: ULONG,
     ) -> PMDL;
     pub fn MmFreePagesFromMdl(MemoryDescriptorList: PMDL);
-    pub fn MmAllocateContiguousMemorySpecifyCache(
+    /// wdm.h, Windows 8+, IRQL <= DISPATCH_LEVEL; freed with MmFreeContiguousMemory.
+    pub fn MmAllocateContiguousNodeMemory(
         NumberOfBytes: SIZE_T,
         LowestAcceptableAddress: PHYSICAL_ADDRESS,
         HighestAcceptableAddress: PHYSICAL_ADDRESS,
         BoundaryAddressMultiple: PHYSICAL_ADDRESS,
-        CacheType: MEMORY_CACHING_TYPE,
+        Protect: ULONG,
+        PreferredNode: NODE_REQUIREMENT,
     ) -> PVOID;
     pub fn MmFreeContiguousMemory(BaseAddress: PVOID);
     pub fn MmGetPhysicalAddress(BaseAddress: PVOID) -> PHYSICAL_ADDRESS;

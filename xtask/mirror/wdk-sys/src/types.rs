@@ -31,6 +31,8 @@ pub type KIRQL = UCHAR;
 pub type KPRIORITY = LONG;
 pub type KPROCESSOR_MODE = CCHAR;
 pub type POOL_FLAGS = ULONG64;
+/// wdm.h: `typedef ULONG NODE_REQUIREMENT;`
+pub type NODE_REQUIREMENT = ULONG;
 
 // --- LARGE_INTEGER / PHYSICAL_ADDRESS (ntdef.h, wdm.h) ---
 #[repr(C)]
