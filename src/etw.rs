@@ -25,11 +25,15 @@ pub const PROVIDER_NAME: &str = "VmBalloon.Driver";
 pub const PROVIDER_GUID: &str = "e92fcb9e-d7af-5d24-0966-82f058c99cd3";
 
 /// Every event name the provider writes.
-pub const EVENT_NAMES: [&str; 18] = [
+pub const EVENT_NAMES: [&str; 22] = [
     "Loaded",
     "LoadRefused",
     "Started",
     "Stopped",
+    "StoodDown",
+    "PowerResumed",
+    "MemorySignal",
+    "MemoryLayout",
     "ConfigLoaded",
     "ConfigUnreadable",
     "ConfigRejected",
@@ -145,6 +149,51 @@ pub fn write(event: &Event) {
             keyword(LIFECYCLE),
             u64("FreedFrames", &freed.get()),
             str8("Cause", cause),
+        ),
+        Event::StoodDown { reason, freed } => tlg::write_event!(
+            VMBALLOON,
+            "StoodDown",
+            level(Warning),
+            keyword(LIFECYCLE),
+            str8("Reason", reason),
+            u64("FreedFrames", &freed.get()),
+        ),
+        Event::PowerResumed { empty_ms } => tlg::write_event!(
+            VMBALLOON,
+            "PowerResumed",
+            level(Informational),
+            keyword(LIFECYCLE),
+            u64("EmptyMs", &empty_ms),
+        ),
+        Event::MemorySignal {
+            condition,
+            signalled,
+        } => tlg::write_event!(
+            VMBALLOON,
+            "MemorySignal",
+            level(Informational),
+            keyword(MEMORY),
+            str8("Condition", condition),
+            bool32("Signalled", &b(signalled)),
+        ),
+        Event::MemoryLayout {
+            os_major,
+            os_minor,
+            os_build,
+            memory_usage_size,
+            performance_size,
+            basic_size,
+        } => tlg::write_event!(
+            VMBALLOON,
+            "MemoryLayout",
+            level(Informational),
+            keyword(MEMORY),
+            u32("OsMajor", &os_major),
+            u32("OsMinor", &os_minor),
+            u32("OsBuild", &os_build),
+            u32_hex("MemoryUsageSize", &memory_usage_size),
+            u32_hex("PerformanceSize", &performance_size),
+            u32_hex("BasicSize", &basic_size),
         ),
         Event::ConfigLoaded {
             max_balloon_mb,
@@ -337,6 +386,23 @@ mod tests {
             },
             Event::ConfigUnreadable {
                 status: -1_073_741_670,
+            },
+            Event::StoodDown {
+                reason: "vmmemctl-loaded",
+                freed: Frames::new(3),
+            },
+            Event::PowerResumed { empty_ms: 1500 },
+            Event::MemorySignal {
+                condition: "maximum-commit",
+                signalled: true,
+            },
+            Event::MemoryLayout {
+                os_major: 10,
+                os_minor: 0,
+                os_build: 26100,
+                memory_usage_size: 0x38,
+                performance_size: 0,
+                basic_size: 0x40,
             },
             Event::Stats {
                 balloon: Frames::ZERO,
