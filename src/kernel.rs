@@ -1,21 +1,26 @@
 //! Small audited kernel helpers shared by the glue: counted strings, relative timeouts,
-//! events, pool memory and system threads. Each wraps one NT call with its contract.
+//! events, multi-object waits, pool memory and system threads. Each wraps one NT call
+//! with its contract.
 
 use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 
 use vmballoon_core::units::Duration;
 use wdk_sys::ntddk::{
-    ExAllocatePool2, ExFreePoolWithTag, KeClearEvent, KeInitializeEvent, KeSetEvent,
+    ExAllocatePool2, ExFreePoolWithTag, KeInitializeEvent, KeSetEvent, KeWaitForMultipleObjects,
     KeWaitForSingleObject, PsCreateSystemThread, ZwClose, ZwWaitForSingleObject,
 };
 use wdk_sys::{
-    _EVENT_TYPE, _KWAIT_REASON, _MODE, BOOLEAN, FALSE, HANDLE, IO_NO_INCREMENT, KEVENT, KPRIORITY,
-    KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
-    PKSTART_ROUTINE, POOL_FLAG_NON_PAGED, PVOID, SYNCHRONIZE, TRUE, ULONG, UNICODE_STRING,
+    _EVENT_TYPE, _KWAIT_REASON, _MODE, _WAIT_TYPE, BOOLEAN, FALSE, HANDLE, IO_NO_INCREMENT, KEVENT,
+    KPRIORITY, KPROCESSOR_MODE, KWAIT_BLOCK, LARGE_INTEGER, MAXIMUM_WAIT_OBJECTS, NTSTATUS,
+    OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PKSTART_ROUTINE, POOL_FLAG_NON_PAGED, PVOID, SYNCHRONIZE,
+    THREAD_WAIT_OBJECTS, TRUE, ULONG, UNICODE_STRING,
 };
 
-use crate::ntstatus::nt_result;
+use crate::ntstatus::{nt_result, wait_index};
 
 /// Pool tag of every allocation the driver makes ("VmBl" in pool tools), also the
 /// framework's tag for the driver's WDF objects (`WDF_DRIVER_CONFIG.DriverPoolTag`).
@@ -151,15 +156,16 @@ impl Event {
         let _ = unsafe { KeSetEvent(self.0.get(), NO_INCREMENT, NT_FALSE) };
     }
 
-    /// Resets the event to non-signalled (`KeClearEvent`).
-    pub fn clear(&self) {
-        // SAFETY: initialised (the type's invariant) and resident; any IRQL <= DISPATCH_LEVEL.
-        unsafe { KeClearEvent(self.0.get()) };
+    /// The object pointer for the wait calls.
+    fn object(&self) -> PVOID {
+        self.0.get().cast()
     }
 
-    /// The object pointer for the wait calls.
-    pub fn object(&self) -> PVOID {
-        self.0.get().cast()
+    /// The event as one object of a [`WaitBlocks::wait_any`].
+    pub fn waitable(&self) -> Waitable<'_> {
+        // SAFETY: an initialised KEVENT (the type's invariant), resident, alive for the
+        // borrow of `self`.
+        unsafe { Waitable::new(NonNull::from(&self.0).cast()) }
     }
 
     /// Waits for the event, at most `timeout` (forever if `None`). IRQL <= APC_LEVEL: a
@@ -178,6 +184,94 @@ impl Event {
                 t_ptr,
             )
         }
+    }
+}
+
+/// A dispatcher object (an initialised, resident `KEVENT` here) that stays valid for `'a`:
+/// what a [`WaitBlocks::wait_any`] may wait on.
+#[derive(Clone, Copy, Debug)]
+pub struct Waitable<'a> {
+    object: NonNull<c_void>,
+    _valid: PhantomData<&'a ()>,
+}
+
+impl Waitable<'_> {
+    /// # Safety
+    /// `object` is an initialised dispatcher object in nonpaged memory, valid (not moved,
+    /// freed or closed) for the chosen lifetime.
+    pub unsafe fn new(object: NonNull<c_void>) -> Self {
+        Self {
+            object,
+            _valid: PhantomData,
+        }
+    }
+}
+
+// The portable decoder's constants are the WDK's.
+const _: () = assert!(crate::ntstatus::STATUS_WAIT_0 == wdk_sys::STATUS_WAIT_0);
+const _: () = assert!(crate::ntstatus::MAXIMUM_WAIT_OBJECTS == MAXIMUM_WAIT_OBJECTS as usize);
+
+/// How many objects one [`WaitBlocks::wait_any`] can wait on: stop, notice,
+/// LowMemoryCondition and MaximumCommitCondition.
+pub const WAIT_OBJECTS: usize = 4;
+const _: () = assert!(WAIT_OBJECTS <= MAXIMUM_WAIT_OBJECTS as usize);
+// More than the thread's built-in wait blocks: the caller must supply them (below).
+const _: () = assert!(WAIT_OBJECTS > THREAD_WAIT_OBJECTS as usize);
+
+/// Caller-supplied wait blocks for `KeWaitForMultipleObjects` on more than
+/// `THREAD_WAIT_OBJECTS` objects. The documented contract: `sizeof(KWAIT_BLOCK) * Count`
+/// bytes of nonpaged memory, which need not be initialised and are opaque to the driver,
+/// used only for the duration of the wait. The driver keeps them in its nonpaged pool
+/// state (the worker's `Work`), not on the worker's stack.
+pub struct WaitBlocks(MaybeUninit<[KWAIT_BLOCK; WAIT_OBJECTS]>);
+
+impl WaitBlocks {
+    /// Storage for the wait blocks (uninitialised, as the routine allows).
+    pub const fn new() -> Self {
+        Self(MaybeUninit::uninit())
+    }
+
+    /// Waits, kernel-mode and not alertable, until one of `objects` is signalled or
+    /// `timeout` passes (forever if `None`); the index of the signalled object, `None` on
+    /// a timeout. At most [`WAIT_OBJECTS`] objects: any beyond are not waited on; with none
+    /// it returns `None` at once.
+    /// PASSIVE_LEVEL or APC_LEVEL (a wait that may block), in a system thread.
+    pub fn wait_any(
+        &mut self,
+        objects: &[Waitable<'_>],
+        timeout: Option<Duration>,
+    ) -> Option<usize> {
+        let mut array: [PVOID; WAIT_OBJECTS] = [ptr::null_mut(); WAIT_OBJECTS];
+        let count = array
+            .iter_mut()
+            .zip(objects)
+            .map(|(slot, w)| *slot = w.object.as_ptr())
+            .count();
+        if count == 0 {
+            // Nothing to wait on: a wait on zero objects is not documented.
+            return None;
+        }
+        let mut t = timeout.map(relative_timeout);
+        let t_ptr = t.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
+        // SAFETY: `array` holds `count` (<= WAIT_OBJECTS <= MAXIMUM_WAIT_OBJECTS) dispatcher
+        // objects that outlive this call (`Waitable`'s contract), in nonpaged memory; the
+        // pointer array itself may be on the stack (documented). `self.0` is storage for
+        // `WAIT_OBJECTS >= count` KWAIT_BLOCKs in the driver's nonpaged pool state,
+        // exclusively ours for the wait (`&mut self`). `t_ptr` is null or a live local.
+        // Kernel-mode, non-alertable: only an object or the timeout ends the wait.
+        let status = unsafe {
+            KeWaitForMultipleObjects(
+                ULONG::try_from(count).unwrap_or(0),
+                array.as_mut_ptr(),
+                _WAIT_TYPE::WaitAny,
+                _KWAIT_REASON::Executive,
+                KERNEL_MODE,
+                NT_FALSE,
+                t_ptr,
+                self.0.as_mut_ptr().cast::<KWAIT_BLOCK>(),
+            )
+        };
+        wait_index(status, count)
     }
 }
 

@@ -4,12 +4,17 @@
 //! `cfg(windows)` and holds no balloon policy. The decisions the glue needs that are not
 //! kernel calls are portable modules, built and unit-tested on Linux:
 //!
-//! * [`memsnap`]: `ZwQuerySystemInformation` replies → core `MemorySnapshot`;
+//! * [`memsnap`]: `ZwQuerySystemInformation` replies → core `MemorySnapshot`, and which
+//!   layouts are in use;
 //! * [`events`] and [`etw`]: the `VmBalloon.Driver` ETW events and when they are written;
-//! * [`modules`]: is VMware's `vmmemctl.sys` loaded?
+//! * [`modules`]: is VMware's `vmmemctl.sys` loaded, or is the image loading now it?
+//! * [`notices`]: what the power and load-image callbacks tell the worker, and what the
+//!   worker does about it (stand down, power down, wait for S0, run);
+//! * [`ntstatus`]: `NT_SUCCESS` as a `Result`, and the `STATUS_WAIT_n` of a multi-object
+//!   wait;
 //! * [`regvalue`]: what a registry read's NTSTATUS means for the config validator;
-//! * [`schedule`]: how long the worker waits, when it re-reads the registry, and how long
-//!   a power transition waits for the balloon to empty.
+//! * [`schedule`]: how long the worker waits, when it re-reads the registry, and when it
+//!   watches `LowMemoryCondition` and `MaximumCommitCondition`.
 //!
 //! Off Windows this crate is an ordinary library of those modules, so the workspace builds
 //! and tests on Linux; `cargo xtask check-windows` type-checks the `cfg(windows)` glue.
@@ -36,6 +41,7 @@ pub mod etw;
 pub mod events;
 pub mod memsnap;
 pub mod modules;
+pub mod notices;
 pub mod ntstatus;
 pub mod regvalue;
 pub mod schedule;
@@ -49,6 +55,8 @@ mod batch;
 mod clock;
 #[cfg(windows)]
 mod driver;
+#[cfg(windows)]
+mod image_watch;
 #[cfg(windows)]
 mod kernel;
 #[cfg(windows)]

@@ -2,9 +2,9 @@
 //! `AuxKlibQueryModuleInformation` (documented, aux_klib.h) and matches them with the
 //! portable [`crate::modules`].
 //!
-//! Checked once, in `DriverEntry`. A `vmmemctl.sys` that loads later (a VMware Tools
-//! install or upgrade, or an auto-start `vmmemctl` service the SCM happens to start after
-//! ours) is not noticed: a documented limit (README, "Known limits").
+//! Checked once, in `DriverEntry`, after the load-image notify routine is registered
+//! (`image_watch.rs`), which catches a `vmmemctl.sys` that loads later (a VMware Tools
+//! install or upgrade, or an auto-start `vmmemctl` service the SCM starts after ours).
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
