@@ -32,8 +32,9 @@ pub enum Refusal {
     /// VMware's own balloon driver (`vmmemctl.sys`) is loaded: two balloon drivers would
     /// fight over the one host session.
     VmmemctlLoaded,
-    /// The loaded-module list could not be read, so whether `vmmemctl.sys` is loaded is
-    /// unknown: refusing is the safe side.
+    /// The loaded-module list could not be read, or the load-image watch for a later
+    /// `vmmemctl.sys` could not be registered, so whether `vmmemctl.sys` is (or will be)
+    /// loaded is unknown: refusing is the safe side.
     VmmemctlUnknown,
     /// A kernel resource (pool, thread, event, the batch page) could not be obtained.
     Resources,
