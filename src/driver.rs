@@ -2,7 +2,8 @@
 //! started as a primitive driver's service. It refuses to start, with an NTSTATUS and a
 //! `LoadRefused` ETW error, when the CPU does not report VMware, when the balloon backdoor
 //! does not answer, or when VMware's `vmmemctl.sys` is loaded (or the module list that
-//! would rule it out cannot be read).
+//! would rule it out cannot be read, or a later load could not be watched for). A
+//! `vmmemctl.sys` that loads later makes the running driver stand down (`image_watch.rs`).
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
@@ -22,13 +23,19 @@ use crate::batch::BatchMemory;
 use crate::clock::KernelClock;
 use crate::etw;
 use crate::events::{Event, Refusal};
-use crate::kernel::{Thread, pool_free};
+use crate::image_watch::ImageWatch;
+use crate::kernel::{POOL_TAG, Thread, pool_free, ulong_size_of};
 use crate::memory::KernelMemory;
+use crate::ntstatus::nt_result;
 use crate::pages::MdlPages;
 use crate::power::Registration;
 use crate::state::{Driver, Work};
 use crate::vmmemctl;
 use crate::worker::worker_main;
+
+/// `WdfDriverInitNonPnpDriver` as the `ULONG` flag word of `WDF_DRIVER_CONFIG`.
+const NON_PNP_DRIVER: ULONG = 1;
+const _: () = assert!(_WDF_DRIVER_INIT_FLAGS::WdfDriverInitNonPnpDriver == 1);
 
 /// The one driver state of this image, for `EvtDriverUnload` (which gets only the
 /// WDFDRIVER). Null before start and after unload.
@@ -67,8 +74,12 @@ fn start(driver: &mut DRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<
         }
         _ => (Refusal::NotVmware, STATUS_NOT_SUPPORTED),
     })?;
-    // Two balloon drivers would reset each other's session. A module list that cannot be
-    // read cannot rule vmmemctl out, so that refuses too.
+    // Two balloon drivers would reset each other's session. Watch for a vmmemctl.sys that
+    // loads from now on first, then list what is loaded already: no load falls between.
+    // Without the watch a later vmmemctl would go unnoticed, so its failure refuses too,
+    // like a module list that cannot be read. On every `Err` below, `watch` is dropped,
+    // which removes the routine.
+    let watch = ImageWatch::register().map_err(|s| (Refusal::VmmemctlUnknown, s))?;
     match vmmemctl::loaded() {
         Ok(false) => {}
         Ok(true) => return Err((Refusal::VmmemctlLoaded, STATUS_SHARING_VIOLATION)),
@@ -87,17 +98,30 @@ fn start(driver: &mut DRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<
     let backdoor = unsafe { VmwareBackdoor::new(page, pfn) };
     let engine = Balloon::new(backdoor, pages, memory, KernelClock, Config::default());
     let block = Driver::create(Work::new(engine, wdf), batch).ok_or(resources)?;
-    launch(block, detected.version, detected.product.name()).inspect_err(|_| {
+    launch(block, watch, detected.version, detected.product.name()).inspect_err(|_| {
         // SAFETY: the block holds a Driver from `Driver::create`; `launch` failed, so it is
         // not published and unload will never see it.
         unsafe { teardown(block, "start-failed") };
     })
 }
 
-/// Reads the registry, starts the worker, hooks power, publishes the state for unload.
-/// On `Err` the caller tears down whatever was started.
-fn launch(block: NonNull<Driver>, version: u32, product: &'static str) -> Result<(), Refused> {
+/// Hands the image watch to the state, reads the registry, starts the worker, hooks power,
+/// publishes the state for unload. On `Err` the caller tears down whatever was started.
+fn launch(
+    block: NonNull<Driver>,
+    watch: ImageWatch,
+    version: u32,
+    product: &'static str,
+) -> Result<(), Refused> {
     let d = block.as_ptr();
+    // SAFETY: `d` is a live Driver; this only takes the field's address.
+    let notice = unsafe { &raw const (*d).shared.notice };
+    // SAFETY: the event lives in the state, which teardown frees only after dropping the
+    // watch (first thing it does).
+    unsafe { watch.arm(notice) };
+    // SAFETY: `image_watch` is written only by this thread and unload (which cannot run
+    // before DRIVER is published below); nothing else reads it.
+    unsafe { (*d).image_watch = Some(watch) };
     // SAFETY: `d` is a live Driver; this only takes the cell's address.
     let work = unsafe { UnsafeCell::raw_get(&raw const (*d).work) };
     // SAFETY: the worker does not exist yet, so this thread is `Work`'s only user.
@@ -130,11 +154,13 @@ fn create_wdf_driver(
     registry_path: PCUNICODE_STRING,
 ) -> Result<WDFDRIVER, NTSTATUS> {
     let mut config = WDF_DRIVER_CONFIG {
-        // The struct is a few dozen bytes: the cast cannot truncate.
-        Size: core::mem::size_of::<WDF_DRIVER_CONFIG>() as ULONG,
+        Size: const { ulong_size_of::<WDF_DRIVER_CONFIG>() },
         // Mandatory for a non-PnP driver, else it cannot be unloaded (§5.2).
         EvtDriverUnload: Some(evt_driver_unload),
-        DriverInitFlags: _WDF_DRIVER_INIT_FLAGS::WdfDriverInitNonPnpDriver as ULONG,
+        DriverInitFlags: NON_PNP_DRIVER,
+        // The framework tags its allocations for this driver with ours, so pool tools
+        // attribute them to vmballoon instead of to "FxDr".
+        DriverPoolTag: POOL_TAG,
         ..WDF_DRIVER_CONFIG::default()
     };
     let mut wdf: WDFDRIVER = ptr::null_mut();
@@ -150,7 +176,7 @@ fn create_wdf_driver(
             &mut wdf,
         )
     };
-    if status < 0 { Err(status) } else { Ok(wdf) }
+    nt_result(status).map(|()| wdf)
 }
 
 /// `EvtDriverUnload`: stops the worker, returns every page, frees everything.
@@ -162,18 +188,21 @@ extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
     etw::unregister();
 }
 
-/// Power hook off first (waiting until no callback uses the shared state), then the worker,
-/// then the engine shuts down (START(0), every page back to the OS), then the state is
-/// dropped and freed.
+/// Callbacks off first (the load-image routine, then the power hook, each waiting until no
+/// callback uses the shared state), then the worker, then the engine shuts down (START(0),
+/// every page back to the OS), then the state is dropped and freed.
 ///
 /// # Safety
 /// `block` holds a `Driver` from [`Driver::create`] and is not used by anyone after this
 /// call.
 unsafe fn teardown(block: NonNull<Driver>, cause: &'static str) {
     let d = block.as_ptr();
-    // SAFETY: our caller's contract; only `power` is touched (the callback and the worker
-    // use `shared` and `work`, never a `&Driver`). Dropping the registration unregisters
-    // and then waits for the callback's run-down protection to be released.
+    // SAFETY: our caller's contract; only `image_watch` is touched (the routine and the
+    // worker use `shared` and `work`, never a `&Driver`). Dropping it removes the routine,
+    // which waits for a running one to return (documented).
+    drop(unsafe { (*d).image_watch.take() });
+    // SAFETY: as above, for `power`. Dropping the registration unregisters and then waits
+    // for the callback's run-down protection to be released.
     drop(unsafe { (*d).power.take() });
     // SAFETY: as above; `shared` is only ever shared.
     let shared = unsafe { &raw const (*d).shared };

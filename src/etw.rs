@@ -1,9 +1,11 @@
-//! The `VmBalloon` TraceLogging provider and the thin layer that writes an
+//! The `VmBalloon.Driver` TraceLogging provider and the thin layer that writes an
 //! [`crate::events::Event`] as one ETW event (`architecture.md`, "ETW";
 //! `windows-memory.md` §6).
 //!
-//! The provider id is derived from the name (`Guid::from_name`, EventSource style), so a
-//! WPR profile can enable it as `*VmBalloon`; `logman` needs the GUID, [`PROVIDER_GUID`].
+//! The name carries a company-style prefix, as TraceLogging provider names should
+//! (`Company.Component`), so it cannot collide with another vendor's `VmBalloon`. The
+//! provider id is derived from the name (`Guid::from_name`, EventSource style), so a WPR
+//! profile can enable it as `*VmBalloon.Driver`; `logman` needs the GUID, [`PROVIDER_GUID`].
 //! Off Windows the `tracelogging` crate compiles every call to a no-op (its OS calls are
 //! all under `cfg(all(windows, feature = "etw"))`), so this module builds and is tested on
 //! Linux; on the driver target the `kernel_mode` feature binds `EtwRegister` and
@@ -13,21 +15,25 @@ use tracelogging as tlg;
 
 use crate::events::{COUNTER_NAMES, Event, Events};
 
-tlg::define_provider!(VMBALLOON, "VmBalloon");
+tlg::define_provider!(VMBALLOON, "VmBalloon.Driver");
 
-/// The provider name: enable it in WPR as `*VmBalloon`.
-pub const PROVIDER_NAME: &str = "VmBalloon";
+/// The provider name: enable it in WPR as `*VmBalloon.Driver`.
+pub const PROVIDER_NAME: &str = "VmBalloon.Driver";
 
-/// The provider GUID, `Guid::from_name("VmBalloon")` (pinned by a test; the README,
+/// The provider GUID, `Guid::from_name("VmBalloon.Driver")` (pinned by a test; the README,
 /// `vmballoon.wprp` and the `logman` commands use it).
-pub const PROVIDER_GUID: &str = "c32c124f-a9a5-5fff-ef5c-83271fc44811";
+pub const PROVIDER_GUID: &str = "e92fcb9e-d7af-5d24-0966-82f058c99cd3";
 
 /// Every event name the provider writes.
-pub const EVENT_NAMES: [&str; 18] = [
+pub const EVENT_NAMES: [&str; 22] = [
     "Loaded",
     "LoadRefused",
     "Started",
     "Stopped",
+    "StoodDown",
+    "PowerResumed",
+    "MemorySignal",
+    "MemoryLayout",
     "ConfigLoaded",
     "ConfigUnreadable",
     "ConfigRejected",
@@ -143,6 +149,51 @@ pub fn write(event: &Event) {
             keyword(LIFECYCLE),
             u64("FreedFrames", &freed.get()),
             str8("Cause", cause),
+        ),
+        Event::StoodDown { reason, freed } => tlg::write_event!(
+            VMBALLOON,
+            "StoodDown",
+            level(Warning),
+            keyword(LIFECYCLE),
+            str8("Reason", reason),
+            u64("FreedFrames", &freed.get()),
+        ),
+        Event::PowerResumed { empty_ms } => tlg::write_event!(
+            VMBALLOON,
+            "PowerResumed",
+            level(Informational),
+            keyword(LIFECYCLE),
+            u64("EmptyMs", &empty_ms),
+        ),
+        Event::MemorySignal {
+            condition,
+            signalled,
+        } => tlg::write_event!(
+            VMBALLOON,
+            "MemorySignal",
+            level(Informational),
+            keyword(MEMORY),
+            str8("Condition", condition),
+            bool32("Signalled", &b(signalled)),
+        ),
+        Event::MemoryLayout {
+            os_major,
+            os_minor,
+            os_build,
+            memory_usage_size,
+            performance_size,
+            basic_size,
+        } => tlg::write_event!(
+            VMBALLOON,
+            "MemoryLayout",
+            level(Informational),
+            keyword(MEMORY),
+            u32("OsMajor", &os_major),
+            u32("OsMinor", &os_minor),
+            u32("OsBuild", &os_build),
+            u32_hex("MemoryUsageSize", &memory_usage_size),
+            u32_hex("PerformanceSize", &performance_size),
+            u32_hex("BasicSize", &basic_size),
         ),
         Event::ConfigLoaded {
             max_balloon_mb,
@@ -335,6 +386,23 @@ mod tests {
             },
             Event::ConfigUnreadable {
                 status: -1_073_741_670,
+            },
+            Event::StoodDown {
+                reason: "vmmemctl-loaded",
+                freed: Frames::new(3),
+            },
+            Event::PowerResumed { empty_ms: 1500 },
+            Event::MemorySignal {
+                condition: "maximum-commit",
+                signalled: true,
+            },
+            Event::MemoryLayout {
+                os_major: 10,
+                os_minor: 0,
+                os_build: 26100,
+                memory_usage_size: 0x38,
+                performance_size: 0,
+                basic_size: 0x40,
             },
             Event::Stats {
                 balloon: Frames::ZERO,

@@ -16,7 +16,8 @@ use vmballoon_core::units::{Duration, Frames, Instant};
 
 use vmballoon_core::engine::TickReport;
 
-use crate::memsnap::{Diagnostic, InfoClass};
+use crate::memsnap::{Diagnostic, InfoClass, Layout};
+use crate::schedule::Condition;
 
 /// How often the periodic `Stats` event is written.
 pub const STATS_PERIOD: Duration = Duration::from_secs(60);
@@ -31,8 +32,9 @@ pub enum Refusal {
     /// VMware's own balloon driver (`vmmemctl.sys`) is loaded: two balloon drivers would
     /// fight over the one host session.
     VmmemctlLoaded,
-    /// The loaded-module list could not be read, so whether `vmmemctl.sys` is loaded is
-    /// unknown: refusing is the safe side.
+    /// The loaded-module list could not be read, or the load-image watch for a later
+    /// `vmmemctl.sys` could not be registered, so whether `vmmemctl.sys` is (or will be)
+    /// loaded is unknown: refusing is the safe side.
     VmmemctlUnknown,
     /// A kernel resource (pool, thread, event, the batch page) could not be obtained.
     Resources,
@@ -86,6 +88,43 @@ pub enum Event {
         freed: Frames,
         /// `unload` or `power`.
         cause: &'static str,
+    },
+    /// The driver stood down for good while running: START(0), every page back to the OS,
+    /// and no ballooning until unload.
+    StoodDown {
+        /// Why ([`StandDown::name`]).
+        reason: &'static str,
+        /// Frames returned to the OS.
+        freed: Frames,
+    },
+    /// The system is back in S0 after a power transition emptied the balloon: ballooning
+    /// resumes (a new host session at the next tick).
+    PowerResumed {
+        /// How long the balloon stayed empty, in milliseconds.
+        empty_ms: u64,
+    },
+    /// A Windows memory signal changed state (as the engine's snapshot saw it).
+    MemorySignal {
+        /// [`Condition::name`].
+        condition: &'static str,
+        /// Whether it is now signalled.
+        signalled: bool,
+    },
+    /// Once at start: the OS build and the `ZwQuerySystemInformation` layouts in use, by
+    /// their size (`ReturnLength`; 0 = no field of that class is used).
+    MemoryLayout {
+        /// `RTL_OSVERSIONINFOW.dwMajorVersion`.
+        os_major: u32,
+        /// `dwMinorVersion`.
+        os_minor: u32,
+        /// `dwBuildNumber`.
+        os_build: u32,
+        /// `SYSTEM_MEMORY_USAGE_INFORMATION` (class 182).
+        memory_usage_size: u32,
+        /// `SYSTEM_PERFORMANCE_INFORMATION` (class 2).
+        performance_size: u32,
+        /// `SYSTEM_BASIC_INFORMATION` (class 0).
+        basic_size: u32,
     },
     /// The registry values in effect (first read, and whenever they change).
     ConfigLoaded {
@@ -222,6 +261,10 @@ impl Event {
             Self::LoadRefused { .. } => "LoadRefused",
             Self::Started { .. } => "Started",
             Self::Stopped { .. } => "Stopped",
+            Self::StoodDown { .. } => "StoodDown",
+            Self::PowerResumed { .. } => "PowerResumed",
+            Self::MemorySignal { .. } => "MemorySignal",
+            Self::MemoryLayout { .. } => "MemoryLayout",
             Self::ConfigLoaded { .. } => "ConfigLoaded",
             Self::ConfigUnreadable { .. } => "ConfigUnreadable",
             Self::ConfigRejected { .. } => "ConfigRejected",
@@ -237,6 +280,51 @@ impl Event {
             Self::MemoryInfoDegraded { .. } => "MemoryInfoDegraded",
             Self::Stats { .. } => "Stats",
         }
+    }
+}
+
+/// Why the driver stood down while running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StandDown {
+    /// VMware's `vmmemctl.sys` loaded after vmballoon: two balloon drivers would reset each
+    /// other's host session, so vmballoon gives everything back and stays idle.
+    VmmemctlLoaded,
+}
+
+impl StandDown {
+    /// Name used in the `StoodDown` event (the same words as the matching `LoadRefused`).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::VmmemctlLoaded => Refusal::VmmemctlLoaded.name(),
+        }
+    }
+}
+
+/// The OS version `RtlGetVersion` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OsVersion {
+    /// `dwMajorVersion`.
+    pub major: u32,
+    /// `dwMinorVersion`.
+    pub minor: u32,
+    /// `dwBuildNumber`.
+    pub build: u32,
+}
+
+/// The once-at-start `MemoryLayout` event: the OS build and the reply sizes the memory
+/// snapshot uses (`windows-memory.md` §3.2: the layouts are not documented, so a trace of
+/// a misbehaving guest must say which ones were trusted, and on which build).
+#[must_use]
+pub fn layout_event(os: OsVersion, layout: &Layout) -> Event {
+    let size = |class| layout.size(class).unwrap_or(0);
+    Event::MemoryLayout {
+        os_major: os.major,
+        os_minor: os.minor,
+        os_build: os.build,
+        memory_usage_size: size(InfoClass::MemoryUsage),
+        performance_size: size(InfoClass::Performance),
+        basic_size: size(InfoClass::Basic),
     }
 }
 
@@ -303,7 +391,7 @@ pub fn diagnostic_event(d: Diagnostic) -> Event {
 }
 
 /// At most this many events come out of one decision.
-pub const MAX_EVENTS: usize = 12;
+pub const MAX_EVENTS: usize = 14;
 
 /// A short list of events (no heap in the kernel).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -392,6 +480,8 @@ pub struct Tracker {
     last_target: Option<Frames>,
     last_clamp: Option<ClampReason>,
     last_stats: Option<Instant>,
+    /// Per [`Condition::ALL`]: the state last seen in a snapshot.
+    last_signals: [Option<bool>; 2],
 }
 
 impl Tracker {
@@ -402,6 +492,7 @@ impl Tracker {
             last_target: None,
             last_clamp: None,
             last_stats: None,
+            last_signals: [None; 2],
         }
     }
 
@@ -463,6 +554,19 @@ impl Tracker {
         }
         if let Some(e) = r.error {
             out.push(error_event(e));
+        }
+        if let Some(snapshot) = r.snapshot {
+            for (last, condition) in self.last_signals.iter_mut().zip(Condition::ALL) {
+                let signalled = condition.signalled(&snapshot);
+                // The first snapshot reports a signal only if it is set.
+                if *last != Some(signalled) && (last.is_some() || signalled) {
+                    out.push(Event::MemorySignal {
+                        condition: condition.name(),
+                        signalled,
+                    });
+                }
+                *last = Some(signalled);
+            }
         }
         if self
             .last_stats
@@ -768,5 +872,100 @@ mod tests {
         assert!(crate::etw::EVENT_NAMES.contains(&"ConfigUnreadable"));
         assert_eq!(config_unreadable(NO_MEMORY, Some(NO_MEMORY)), None);
         assert!(config_unreadable(DENIED, Some(NO_MEMORY)).is_some());
+    }
+
+    fn with_signals(mut r: TickReport, low_memory: bool, high_commit: bool) -> TickReport {
+        r.snapshot = Some(vmballoon_core::platform::MemorySnapshot {
+            low_memory,
+            high_commit,
+            ..Default::default()
+        });
+        r
+    }
+
+    fn signals(e: &Events) -> Vec<(&'static str, bool)> {
+        e.iter()
+            .filter_map(|e| match *e {
+                Event::MemorySignal {
+                    condition,
+                    signalled,
+                } => Some((condition, signalled)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn memory_signals_are_traced_when_they_change() {
+        let mut t = Tracker::new();
+        let s = Stats::new();
+        // The first snapshot: a clear signal is not news, a set one is.
+        let e = t.on_tick(&with_signals(report(0), false, true), &s);
+        assert_eq!(signals(&e), [("maximum-commit", true)]);
+        assert!(signals(&t.on_tick(&with_signals(report(1), false, true), &s)).is_empty());
+        let e = t.on_tick(&with_signals(report(2), true, false), &s);
+        assert_eq!(
+            signals(&e),
+            [("low-memory", true), ("maximum-commit", false)]
+        );
+        // A tick without a snapshot says nothing about them, and forgets nothing.
+        assert!(signals(&t.on_tick(&report(3), &s)).is_empty());
+        assert!(signals(&t.on_tick(&with_signals(report(4), true, false), &s)).is_empty());
+        let e = t.on_tick(&with_signals(report(5), false, false), &s);
+        assert_eq!(signals(&e), [("low-memory", false)]);
+    }
+
+    #[test]
+    fn the_busiest_tick_fits_the_event_list() {
+        let mut t = Tracker::new();
+        let s = Stats::new();
+        let _ = t.on_tick(&with_signals(report(0), false, false), &s);
+        let mut r = with_signals(report(60), true, true);
+        r.started = Session::negotiate(
+            Capabilities::REQUESTED,
+            Status::SuccessWithCapabilities,
+            0x2E,
+        );
+        r.host_reset = true;
+        r.target = Frames::from_mib(1);
+        r.inflated = Frames::new(1);
+        r.deflated = Frames::new(1);
+        r.reason = Some(ClampReason::Commit);
+        r.refused = Frames::new(1);
+        r.alloc_failures = 1;
+        r.error = Some(Error::NoBatchPage);
+        let e = t.on_tick(&r, &s);
+        assert_eq!(e.len(), 12);
+        assert!(e.len() < MAX_EVENTS);
+        assert_eq!(e.iter().count(), e.len());
+    }
+
+    #[test]
+    fn stand_down_and_layout_events() {
+        assert_eq!(StandDown::VmmemctlLoaded.name(), "vmmemctl-loaded");
+        let mut layout = Layout::default();
+        let mut usage = [0u8; crate::memsnap::MEMORY_USAGE_SIZE];
+        usage[..8].copy_from_slice(&(1u64 << 32).to_le_bytes());
+        let parsed = crate::memsnap::parse_memory_usage(&usage, 0x38);
+        layout.record(InfoClass::MemoryUsage, 0x38, &parsed);
+        let os = OsVersion {
+            major: 10,
+            minor: 0,
+            build: 22631,
+        };
+        assert_eq!(
+            layout_event(os, &layout),
+            Event::MemoryLayout {
+                os_major: 10,
+                os_minor: 0,
+                os_build: 22631,
+                memory_usage_size: 0x38,
+                performance_size: 0,
+                basic_size: 0,
+            }
+        );
+        for name in ["StoodDown", "PowerResumed", "MemorySignal", "MemoryLayout"] {
+            assert!(crate::etw::EVENT_NAMES.contains(&name), "{name}");
+        }
     }
 }

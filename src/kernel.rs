@@ -1,25 +1,66 @@
 //! Small audited kernel helpers shared by the glue: counted strings, relative timeouts,
-//! events, pool memory and system threads. Each wraps one NT call with its contract.
+//! events, multi-object waits, pool memory and system threads. Each wraps one NT call
+//! with its contract.
 
 use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 
 use vmballoon_core::units::Duration;
 use wdk_sys::ntddk::{
-    ExAllocatePool2, ExFreePoolWithTag, KeClearEvent, KeInitializeEvent, KeSetEvent,
+    ExAllocatePool2, ExFreePoolWithTag, KeInitializeEvent, KeSetEvent, KeWaitForMultipleObjects,
     KeWaitForSingleObject, PsCreateSystemThread, ZwClose, ZwWaitForSingleObject,
 };
 use wdk_sys::{
-    _EVENT_TYPE, _KWAIT_REASON, _MODE, FALSE, HANDLE, IO_NO_INCREMENT, KEVENT, KPRIORITY,
-    KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
-    PKSTART_ROUTINE, POOL_FLAG_NON_PAGED, PVOID, SYNCHRONIZE, ULONG, UNICODE_STRING,
+    _EVENT_TYPE, _KWAIT_REASON, _MODE, _WAIT_TYPE, BOOLEAN, FALSE, HANDLE, IO_NO_INCREMENT, KEVENT,
+    KPRIORITY, KPROCESSOR_MODE, KWAIT_BLOCK, LARGE_INTEGER, MAXIMUM_WAIT_OBJECTS, NTSTATUS,
+    OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PKSTART_ROUTINE, POOL_FLAG_NON_PAGED, PVOID, SYNCHRONIZE,
+    THREAD_WAIT_OBJECTS, TRUE, ULONG, UNICODE_STRING,
 };
 
-/// Pool tag of every allocation the driver makes ("VmBl" in pool tools).
+use crate::ntstatus::{nt_result, wait_index};
+
+/// Pool tag of every allocation the driver makes ("VmBl" in pool tools), also the
+/// framework's tag for the driver's WDF objects (`WDF_DRIVER_CONFIG.DriverPoolTag`).
 pub const POOL_TAG: ULONG = u32::from_le_bytes(*b"VmBl");
 
 /// Kernel mode, as the `KPROCESSOR_MODE` the wait and object calls take.
-pub const KERNEL_MODE: KPROCESSOR_MODE = _MODE::KernelMode as KPROCESSOR_MODE;
+pub const KERNEL_MODE: KPROCESSOR_MODE = 0;
+const _: () = assert!(_MODE::KernelMode == 0);
+
+/// `IO_NO_INCREMENT` as the `KPRIORITY` `KeSetEvent` takes.
+const NO_INCREMENT: KPRIORITY = 0;
+const _: () = assert!(IO_NO_INCREMENT == 0);
+
+/// A C `BOOL` (`TRUE` / `FALSE`, which bindgen emits as `u32`) as a `BOOLEAN`.
+const fn boolean(value: u32) -> BOOLEAN {
+    if value == 0 { 0 } else { 1 }
+}
+
+/// `FALSE` as a `BOOLEAN` argument.
+pub const NT_FALSE: BOOLEAN = boolean(FALSE);
+
+/// `TRUE` as a `BOOLEAN` argument.
+pub const NT_TRUE: BOOLEAN = boolean(TRUE);
+
+/// `sizeof(T)` as the `ULONG` the structures' `Size`/`Length` members hold. Evaluated at
+/// compile time wherever it is used in a `const`; a structure too large for a `ULONG`
+/// fails the build there.
+pub const fn ulong_size_of<T>() -> ULONG {
+    let bytes = core::mem::size_of::<T>();
+    assert!(
+        bytes <= ULONG::MAX as usize,
+        "structure larger than a ULONG"
+    );
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "checked against ULONG::MAX just above"
+    )]
+    let size = bytes as ULONG;
+    size
+}
 
 /// A counted UTF-16 string over a static buffer (`RtlInitUnicodeString` without the
 /// scan). `PCUNICODE_STRING` callees never write through `Buffer`.
@@ -33,14 +74,20 @@ pub fn unicode_string(s: &'static [u16]) -> UNICODE_STRING {
     }
 }
 
-/// ASCII `s` as UTF-16, for `const` object names (`N` must be `s.len()`).
+/// ASCII `s` as UTF-16, for `const` object names. `N` must be `s.len()` and `s` ASCII:
+/// anything else fails the build where the name is defined.
 pub const fn utf16<const N: usize>(s: &str) -> [u16; N] {
-    let b = s.as_bytes();
+    assert!(
+        s.len() == N && s.is_ascii(),
+        "an ASCII name of exactly N bytes"
+    );
     let mut out = [0u16; N];
-    let mut i = 0;
-    while i < N && i < b.len() {
-        out[i] = b[i] as u16;
-        i += 1;
+    let mut bytes = s.as_bytes();
+    let mut units: &mut [u16] = &mut out;
+    while let ([byte, more_bytes @ ..], [unit, more_units @ ..]) = (bytes, units) {
+        *unit = *byte as u16;
+        bytes = more_bytes;
+        units = more_units;
     }
     out
 }
@@ -48,8 +95,7 @@ pub const fn utf16<const N: usize>(s: &str) -> [u16; N] {
 /// `OBJECT_ATTRIBUTES` for a kernel handle (`InitializeObjectAttributes` is a macro).
 pub fn object_attributes(name: *mut UNICODE_STRING, attributes: ULONG) -> OBJECT_ATTRIBUTES {
     OBJECT_ATTRIBUTES {
-        // The struct is 48 bytes: the cast cannot truncate.
-        Length: core::mem::size_of::<OBJECT_ATTRIBUTES>() as ULONG,
+        Length: const { ulong_size_of::<OBJECT_ATTRIBUTES>() },
         RootDirectory: ptr::null_mut(),
         ObjectName: name,
         // OBJ_KERNEL_HANDLE: the handle is valid in any process and invisible to user mode.
@@ -62,7 +108,9 @@ pub fn object_attributes(name: *mut UNICODE_STRING, attributes: ULONG) -> OBJECT
 /// A relative NT timeout (negative, in 100 ns units).
 pub fn relative_timeout(d: Duration) -> LARGE_INTEGER {
     let ticks = i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX);
-    LARGE_INTEGER { QuadPart: -ticks }
+    LARGE_INTEGER {
+        QuadPart: ticks.saturating_neg(),
+    }
 }
 
 /// What an [`Event`] does when signalled.
@@ -98,25 +146,26 @@ impl Event {
             EventKind::Synchronization => _EVENT_TYPE::SynchronizationEvent,
         };
         // SAFETY: a resident KEVENT at its final address that no thread uses yet.
-        unsafe { KeInitializeEvent(event, kind, FALSE as u8) };
+        unsafe { KeInitializeEvent(event, kind, NT_FALSE) };
     }
 
     /// Signals the event (`KeSetEvent`, no priority boost, no wait follows).
     pub fn set(&self) {
         // SAFETY: initialised (the type's invariant) and resident; KeSetEvent is callable at
         // <= DISPATCH_LEVEL.
-        let _ = unsafe { KeSetEvent(self.0.get(), IO_NO_INCREMENT as KPRIORITY, FALSE as u8) };
-    }
-
-    /// Resets the event to non-signalled (`KeClearEvent`).
-    pub fn clear(&self) {
-        // SAFETY: initialised (the type's invariant) and resident; any IRQL <= DISPATCH_LEVEL.
-        unsafe { KeClearEvent(self.0.get()) };
+        let _ = unsafe { KeSetEvent(self.0.get(), NO_INCREMENT, NT_FALSE) };
     }
 
     /// The object pointer for the wait calls.
-    pub fn object(&self) -> PVOID {
+    fn object(&self) -> PVOID {
         self.0.get().cast()
+    }
+
+    /// The event as one object of a [`WaitBlocks::wait_any`].
+    pub fn waitable(&self) -> Waitable<'_> {
+        // SAFETY: an initialised KEVENT (the type's invariant), resident, alive for the
+        // borrow of `self`.
+        unsafe { Waitable::new(NonNull::from(&self.0).cast()) }
     }
 
     /// Waits for the event, at most `timeout` (forever if `None`). IRQL <= APC_LEVEL: a
@@ -131,10 +180,98 @@ impl Event {
                 self.object(),
                 _KWAIT_REASON::Executive,
                 KERNEL_MODE,
-                FALSE as u8,
+                NT_FALSE,
                 t_ptr,
             )
         }
+    }
+}
+
+/// A dispatcher object (an initialised, resident `KEVENT` here) that stays valid for `'a`:
+/// what a [`WaitBlocks::wait_any`] may wait on.
+#[derive(Clone, Copy, Debug)]
+pub struct Waitable<'a> {
+    object: NonNull<c_void>,
+    _valid: PhantomData<&'a ()>,
+}
+
+impl Waitable<'_> {
+    /// # Safety
+    /// `object` is an initialised dispatcher object in nonpaged memory, valid (not moved,
+    /// freed or closed) for the chosen lifetime.
+    pub unsafe fn new(object: NonNull<c_void>) -> Self {
+        Self {
+            object,
+            _valid: PhantomData,
+        }
+    }
+}
+
+// The portable decoder's constants are the WDK's.
+const _: () = assert!(crate::ntstatus::STATUS_WAIT_0 == wdk_sys::STATUS_WAIT_0);
+const _: () = assert!(crate::ntstatus::MAXIMUM_WAIT_OBJECTS == MAXIMUM_WAIT_OBJECTS as usize);
+
+/// How many objects one [`WaitBlocks::wait_any`] can wait on: stop, notice,
+/// LowMemoryCondition and MaximumCommitCondition.
+pub const WAIT_OBJECTS: usize = 4;
+const _: () = assert!(WAIT_OBJECTS <= MAXIMUM_WAIT_OBJECTS as usize);
+// More than the thread's built-in wait blocks: the caller must supply them (below).
+const _: () = assert!(WAIT_OBJECTS > THREAD_WAIT_OBJECTS as usize);
+
+/// Caller-supplied wait blocks for `KeWaitForMultipleObjects` on more than
+/// `THREAD_WAIT_OBJECTS` objects. The documented contract: `sizeof(KWAIT_BLOCK) * Count`
+/// bytes of nonpaged memory, which need not be initialised and are opaque to the driver,
+/// used only for the duration of the wait. The driver keeps them in its nonpaged pool
+/// state (the worker's `Work`), not on the worker's stack.
+pub struct WaitBlocks(MaybeUninit<[KWAIT_BLOCK; WAIT_OBJECTS]>);
+
+impl WaitBlocks {
+    /// Storage for the wait blocks (uninitialised, as the routine allows).
+    pub const fn new() -> Self {
+        Self(MaybeUninit::uninit())
+    }
+
+    /// Waits, kernel-mode and not alertable, until one of `objects` is signalled or
+    /// `timeout` passes (forever if `None`); the index of the signalled object, `None` on
+    /// a timeout. At most [`WAIT_OBJECTS`] objects: any beyond are not waited on; with none
+    /// it returns `None` at once.
+    /// PASSIVE_LEVEL or APC_LEVEL (a wait that may block), in a system thread.
+    pub fn wait_any(
+        &mut self,
+        objects: &[Waitable<'_>],
+        timeout: Option<Duration>,
+    ) -> Option<usize> {
+        let mut array: [PVOID; WAIT_OBJECTS] = [ptr::null_mut(); WAIT_OBJECTS];
+        let count = array
+            .iter_mut()
+            .zip(objects)
+            .map(|(slot, w)| *slot = w.object.as_ptr())
+            .count();
+        if count == 0 {
+            // Nothing to wait on: a wait on zero objects is not documented.
+            return None;
+        }
+        let mut t = timeout.map(relative_timeout);
+        let t_ptr = t.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
+        // SAFETY: `array` holds `count` (<= WAIT_OBJECTS <= MAXIMUM_WAIT_OBJECTS) dispatcher
+        // objects that outlive this call (`Waitable`'s contract), in nonpaged memory; the
+        // pointer array itself may be on the stack (documented). `self.0` is storage for
+        // `WAIT_OBJECTS >= count` KWAIT_BLOCKs in the driver's nonpaged pool state,
+        // exclusively ours for the wait (`&mut self`). `t_ptr` is null or a live local.
+        // Kernel-mode, non-alertable: only an object or the timeout ends the wait.
+        let status = unsafe {
+            KeWaitForMultipleObjects(
+                ULONG::try_from(count).unwrap_or(0),
+                array.as_mut_ptr(),
+                _WAIT_TYPE::WaitAny,
+                _KWAIT_REASON::Executive,
+                KERNEL_MODE,
+                NT_FALSE,
+                t_ptr,
+                self.0.as_mut_ptr().cast::<KWAIT_BLOCK>(),
+            )
+        };
+        wait_index(status, count)
     }
 }
 
@@ -193,9 +330,7 @@ impl Thread {
                 context,
             )
         };
-        if status < 0 {
-            return Err(status);
-        }
+        nt_result(status)?;
         Ok(Self(handle))
     }
 
@@ -210,7 +345,7 @@ impl Drop for Thread {
         // SAFETY: our kernel handle with SYNCHRONIZE access, open until the close below; no
         // timeout (the thread ends once it sees its stop request); PASSIVE_LEVEL (unload or
         // DriverEntry).
-        let _ = unsafe { ZwWaitForSingleObject(self.0, FALSE as u8, ptr::null_mut()) };
+        let _ = unsafe { ZwWaitForSingleObject(self.0, NT_FALSE, ptr::null_mut()) };
         // SAFETY: the handle from PsCreateSystemThread, closed exactly once (in drop).
         let _ = unsafe { ZwClose(self.0) };
     }

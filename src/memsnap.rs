@@ -366,6 +366,41 @@ const fn degraded(diagnostic: Diagnostic) -> Parsed {
 // One frame per x64 page: the page-count conversions above rely on it.
 const _: () = assert!(FRAME_BYTES == 4096);
 
+/// Which layout of each class the snapshots use: the `ReturnLength` of the last reply
+/// from which at least one field was trusted. For the once-at-start `MemoryLayout` trace
+/// (the layouts are not documented, so a trace must say which ones were relied on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    sizes: [Option<u32>; 3],
+}
+
+impl Layout {
+    const fn slot(class: InfoClass) -> usize {
+        match class {
+            InfoClass::Basic => 0,
+            InfoClass::Performance => 1,
+            InfoClass::MemoryUsage => 2,
+        }
+    }
+
+    /// Records the reply of `class` with `return_length` that parsed to `parsed`: its size
+    /// is in use if any field of it was trusted; a reply that contributed nothing (failed,
+    /// unknown size, short buffer, unexpected page size) leaves the class's entry as it was.
+    pub fn record(&mut self, class: InfoClass, return_length: u32, parsed: &Parsed) {
+        if parsed.fields != Partial::default()
+            && let Some(slot) = self.sizes.get_mut(Self::slot(class))
+        {
+            *slot = Some(return_length);
+        }
+    }
+
+    /// The size of `class`'s layout in use, if any.
+    #[must_use]
+    pub fn size(&self, class: InfoClass) -> Option<u32> {
+        self.sizes.get(Self::slot(class)).copied().flatten()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,5 +608,36 @@ mod tests {
         assert_eq!(snap.total, Frames::from_mib(4096));
         assert_eq!(snap.resident_available, Some(Frames::new(7)));
         assert!(snap.low_memory);
+    }
+
+    #[test]
+    fn layout_records_only_replies_that_contributed_a_field() {
+        let mut layout = Layout::default();
+        assert_eq!(layout.size(InfoClass::Performance), None);
+        // Windows 8+ performance reply: used.
+        let mut perf = vec![0u8; 0x158];
+        put(&mut perf, 0x148, &1000i64.to_le_bytes());
+        let parsed = parse_performance(&perf, 0x158);
+        layout.record(InfoClass::Performance, 0x158, &parsed);
+        assert_eq!(layout.size(InfoClass::Performance), Some(0x158));
+        // An unknown size, a failure and a wrong page size contribute nothing and change
+        // nothing.
+        let unknown = parse_performance(&perf, 0x160);
+        layout.record(InfoClass::Performance, 0x160, &unknown);
+        layout.record(
+            InfoClass::MemoryUsage,
+            0,
+            &failed(InfoClass::MemoryUsage, -1),
+        );
+        let mut basic = vec![0u8; BASIC_SIZE];
+        put(&mut basic, 0x08, &8192u32.to_le_bytes());
+        let odd_page = parse_basic(&basic, BASIC_SIZE as u32);
+        layout.record(InfoClass::Basic, BASIC_SIZE as u32, &odd_page);
+        assert_eq!(layout.size(InfoClass::Performance), Some(0x158));
+        assert_eq!(layout.size(InfoClass::MemoryUsage), None);
+        assert_eq!(layout.size(InfoClass::Basic), None);
+        let usage = parse_memory_usage(&[0u8; MEMORY_USAGE_SIZE], MEMORY_USAGE_SIZE as u32);
+        layout.record(InfoClass::MemoryUsage, MEMORY_USAGE_SIZE as u32, &usage);
+        assert_eq!(layout.size(InfoClass::MemoryUsage), Some(0x38));
     }
 }

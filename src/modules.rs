@@ -1,12 +1,13 @@
 //! Is VMware's own balloon driver, `vmmemctl.sys`, loaded? Two balloon drivers would
 //! fight over the one host session (each START resets the other's), so the driver refuses
-//! to start next to it.
+//! to start next to it, and stands down if it loads later.
 //!
-//! The glue lists loaded kernel modules with `AuxKlibQueryModuleInformation` (the
+//! At start the glue lists loaded kernel modules with `AuxKlibQueryModuleInformation` (the
 //! documented wrapper over `SystemModuleInformation`), which fills an array of
-//! `AUX_MODULE_EXTENDED_INFO` records; the matching over those raw records is here, portable
-//! and tested on Linux. A loaded *image* is what matters: an installed but disabled
-//! `vmmemctl` service must not block vmballoon, so the registry is not consulted.
+//! `AUX_MODULE_EXTENDED_INFO` records ([`lists_vmmemctl`]); from then on its load-image
+//! notify routine sees every image that loads ([`is_vmmemctl_image`]). The matching is
+//! here, portable and tested on Linux. A loaded *image* is what matters: an installed but
+//! disabled `vmmemctl` service must not block vmballoon, so the registry is not consulted.
 
 /// `AUX_KLIB_MODULE_PATH_LEN`: bytes of `FullPathName`.
 pub const PATH_LEN: usize = 256;
@@ -42,6 +43,27 @@ pub fn lists_vmmemctl(records: &[u8]) -> bool {
         .chunks_exact(RECORD_SIZE)
         .filter_map(file_name)
         .any(|n| n.eq_ignore_ascii_case(VMMEMCTL))
+}
+
+/// Whether a load-image notification is VMware's balloon driver: a kernel image (the
+/// notify routine's `ProcessId` is zero for a driver) whose full image name
+/// (`FullImageName`, UTF-16, possibly absent) ends in a component equal to `vmmemctl.sys`,
+/// case-insensitively. Only the final component counts: `\SystemRoot\...\vmmemctl.sys`
+/// and `\??\C:\...\VMMEMCTL.SYS` match, `vmmemctl.sys.bak` and `xvmmemctl.sys` do not.
+#[must_use]
+pub fn is_vmmemctl_image(full_image_name: Option<&[u16]>, kernel_image: bool) -> bool {
+    let Some(name) = full_image_name.filter(|_| kernel_image) else {
+        return false;
+    };
+    let last = name
+        .rsplit(|&u| u == u16::from(b'\\') || u == u16::from(b'/'))
+        .next()
+        .unwrap_or(name);
+    last.len() == VMMEMCTL.len()
+        && last
+            .iter()
+            .zip(VMMEMCTL)
+            .all(|(&u, &b)| u8::try_from(u).is_ok_and(|c| c.eq_ignore_ascii_case(&b)))
 }
 
 #[cfg(test)]
@@ -82,6 +104,45 @@ mod tests {
         other.extend(record(r"\SystemRoot\System32\drivers\vmmemctl.sys.bak"));
         other.extend(record(r"\SystemRoot\System32\drivers\xvmmemctl.sys"));
         assert!(!lists_vmmemctl(&other));
+    }
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().collect()
+    }
+
+    #[test]
+    fn a_loading_kernel_image_is_matched_on_its_last_component() {
+        for path in [
+            r"\SystemRoot\System32\drivers\vmmemctl.sys",
+            r"\??\C:\Program Files\VMware\VMware Tools\Drivers\memctl\VMMemCtl.SYS",
+            r"\Device\HarddiskVolume3\Windows\System32\DriverStore\FileRepository\x\vmmemctl.sys",
+            "vmmemctl.sys",
+            "C:/drivers/vmmemctl.sys",
+        ] {
+            assert!(is_vmmemctl_image(Some(&wide(path)), true), "{path}");
+        }
+        for path in [
+            r"\SystemRoot\System32\drivers\vmmemctl.sys.bak",
+            r"\SystemRoot\System32\drivers\xvmmemctl.sys",
+            r"\SystemRoot\System32\drivers\vmmemctl.sy",
+            r"\SystemRoot\System32\vmmemctl.sys\other.sys",
+            r"\SystemRoot\System32\drivers\vmballoon.sys",
+            r"\SystemRoot\System32\drivers\",
+            "",
+        ] {
+            assert!(!is_vmmemctl_image(Some(&wide(path)), true), "{path}");
+        }
+        // Non-ASCII look-alikes (fullwidth letters, a Kelvin sign for k) never match.
+        assert!(!is_vmmemctl_image(Some(&wide("ｖmmemctl.sys")), true));
+        assert!(!is_vmmemctl_image(Some(&wide("vmmemctl.sy\u{212A}")), true));
+    }
+
+    #[test]
+    fn user_images_and_unnamed_images_never_match() {
+        let name = wide(r"\SystemRoot\System32\drivers\vmmemctl.sys");
+        assert!(!is_vmmemctl_image(Some(&name), false));
+        assert!(!is_vmmemctl_image(None, true));
+        assert!(!is_vmmemctl_image(None, false));
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! not survive (a resumed hibernation image or the next boot starts a new one). A non-PnP
 //! driver has no D0Exit; this callback is its hook.
 //!
+//! The callback never stalls the transition: it records the notification
+//! ([`crate::notices`]) and signals the worker's notice event, then returns. The worker
+//! empties the balloon as fast as it can (START(0), every page freed at once) and does not
+//! balloon again until the "back in S0" notification (`Argument2` TRUE) has come. The
+//! callback may run at any IRQL up to DISPATCH_LEVEL ("Using a System-Defined Callback
+//! Object"); setting an event with `Wait` FALSE and storing atomics are allowed there.
+//!
 //! The callback reaches the driver state only under run-down protection ([`GATE`], a
 //! static of this image): unregistering waits for the run-down to be released before the
 //! state can be freed, which is documented (wdm.h run-down routines), where
@@ -12,22 +19,25 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::Ordering;
 
-use vmballoon_core::units::Frames;
 use wdk_sys::ntddk::{
     ExAcquireRundownProtection, ExCreateCallback, ExInitializeRundownProtection,
     ExRegisterCallback, ExReleaseRundownProtection, ExUnregisterCallback,
-    ExWaitForRundownProtectionRelease, KeGetCurrentIrql, ObfDereferenceObject,
+    ExWaitForRundownProtectionRelease, ObfDereferenceObject,
 };
 use wdk_sys::{
-    APC_LEVEL, EX_RUNDOWN_REF, FALSE, NTSTATUS, OBJ_CASE_INSENSITIVE, PCALLBACK_OBJECT,
-    PO_CB_SYSTEM_STATE_LOCK, PVOID, STATUS_UNSUCCESSFUL, TRUE,
+    EX_RUNDOWN_REF, NTSTATUS, OBJ_CASE_INSENSITIVE, PCALLBACK_OBJECT, PO_CB_SYSTEM_STATE_LOCK,
+    PVOID, STATUS_UNSUCCESSFUL,
 };
 
-use crate::kernel::{object_attributes, unicode_string, utf16};
-use crate::schedule::deflate_timeout;
+use crate::image_watch::NOTICES;
+use crate::kernel::{NT_FALSE, NT_TRUE, object_attributes, unicode_string, utf16};
+use crate::notices::power_notice;
+use crate::ntstatus::nt_result;
 use crate::state::Shared;
+
+// The portable decoder's constant is the WDK's.
+const _: () = assert!(crate::notices::PO_CB_SYSTEM_STATE_LOCK == PO_CB_SYSTEM_STATE_LOCK as usize);
 
 const NAME: &str = r"\Callback\PowerState";
 static POWER_STATE: [u16; NAME.len()] = utf16(NAME);
@@ -89,18 +99,10 @@ impl Registration {
         let mut object: PCALLBACK_OBJECT = ptr::null_mut();
         // SAFETY: live locals; open only (Create = FALSE): the system defines this object
         // and drivers "should not request that the callback object be created".
-        let status = unsafe { ExCreateCallback(&mut object, &mut attrs, FALSE as u8, TRUE as u8) };
-        let object = match NonNull::new(object.cast::<c_void>()) {
-            Some(o) if status >= 0 => o,
-            // Keep the real error; a success status without an object is still a failure.
-            _ => {
-                return Err(if status < 0 {
-                    status
-                } else {
-                    STATUS_UNSUCCESSFUL
-                });
-            }
-        };
+        let status = unsafe { ExCreateCallback(&mut object, &mut attrs, NT_FALSE, NT_TRUE) };
+        // Keep the real error; a success status without an object is still a failure.
+        nt_result(status)?;
+        let object = NonNull::new(object.cast::<c_void>()).ok_or(STATUS_UNSUCCESSFUL)?;
         // SAFETY: `object` is the referenced callback object; the routine is nonpageable
         // code of this image; the context contract is our caller's.
         let handle = unsafe {
@@ -129,42 +131,31 @@ impl Drop for Registration {
         // inside its protected region and none can enter it (documented), so the context
         // may be freed. What is left — a callback between its return from the region and
         // its `ret`, or between entry and its failed acquire — runs only this image's code
-        // and touches only GATE; that the image stays mapped for it rests on
-        // ExUnregisterCallback waiting for callbacks in progress [rev: NT/ReactOS
-        // implementation, not documented], the usual residual of any unloadable callback.
-        // PASSIVE_LEVEL (unload or DriverEntry).
+        // and touches only GATE; that the image stays mapped for those few instructions is
+        // not documented for ExUnregisterCallback (README, "Known limits"), the residual of
+        // every unloadable client of a callback object. PASSIVE_LEVEL (unload or
+        // DriverEntry).
         unsafe { ExWaitForRundownProtectionRelease(GATE.0.get()) };
         // SAFETY: the reference from ExCreateCallback, released once.
         let _ = unsafe { ObfDereferenceObject(self.object.as_ptr()) };
     }
 }
 
-/// `PCALLBACK_FUNCTION` for `\Callback\PowerState`. Argument1 `PO_CB_SYSTEM_STATE_LOCK`:
-/// Argument2 0 = about to leave S0, 1 = back in S0. Other notifications are ignored.
+/// `PCALLBACK_FUNCTION` for `\Callback\PowerState`: records a system state change
+/// (`PO_CB_SYSTEM_STATE_LOCK`; `Argument2` FALSE = about to leave S0, TRUE = back in S0)
+/// and wakes the worker. Other notifications (AC/DC, power policy, lid) are ignored. Never
+/// waits: the transition and every other client of the callback object go on at once.
 unsafe extern "C" fn power_state_callback(context: PVOID, argument1: PVOID, argument2: PVOID) {
-    if argument1 as usize != PO_CB_SYSTEM_STATE_LOCK as usize {
+    let Some(notice) = power_notice(argument1 as usize, argument2 as usize) else {
         return;
-    }
+    };
     // SAFETY: we are registered, so `register` has initialised the gate.
     let Some(_pass) = (unsafe { GATE.enter() }) else {
         return;
     };
+    NOTICES.record_power(notice);
     // SAFETY: the context is the driver's Shared state, which unload frees only after the
     // run-down this pass holds off.
     let shared = unsafe { &*context.cast::<Shared>() };
-    let leaving = argument2.is_null();
-    shared.leaving_s0.store(leaving, Ordering::SeqCst);
-    if leaving {
-        shared.power_done.clear();
-    }
-    shared.power.set();
-    // Block only where a wait with a timeout is allowed (<= APC_LEVEL); the notifications
-    // for system state changes come at PASSIVE_LEVEL [inf], but callbacks in general may
-    // run up to DISPATCH_LEVEL. The wait is bounded by the balloon's size (at most 10 s):
-    // it holds up the transition and every other `\Callback\PowerState` client.
-    // SAFETY: KeGetCurrentIrql has no preconditions.
-    if leaving && u32::from(unsafe { KeGetCurrentIrql() }) <= APC_LEVEL {
-        let balloon = Frames::new(shared.balloon.load(Ordering::Relaxed));
-        let _ = shared.power_done.wait(Some(deflate_timeout(balloon)));
-    }
+    shared.notice.set();
 }

@@ -13,6 +13,7 @@ use wdk_sys::{
 /// Longest value name, in UTF-16 units.
 const NAME_MAX: usize = 32;
 
+use crate::ntstatus::nt_result;
 use crate::regvalue::raw_value;
 
 // The portable decoder's constants are the WDK's.
@@ -35,9 +36,7 @@ pub fn read(driver: WDFDRIVER) -> Result<RawConfig, NTSTATUS> {
             &mut key,
         )
     };
-    if status < 0 {
-        return Err(status);
-    }
+    nt_result(status)?;
     let raw = read_values(key);
     // SAFETY: closes the key opened above, once, on every path.
     unsafe { call_unsafe_wdf_function_binding!(WdfRegistryClose, key) };
@@ -49,12 +48,16 @@ fn read_values(key: WDFKEY) -> Result<RawConfig, NTSTATUS> {
     let mut raw = RawConfig::new();
     for param in Param::ALL {
         let mut wide = [0u16; NAME_MAX];
-        let mut len = 0;
-        for (slot, b) in wide.iter_mut().zip(param.name().bytes()) {
-            *slot = u16::from(b);
-            len += 1;
-        }
-        let bytes = u16::try_from(len * 2).unwrap_or(0);
+        let len = wide
+            .iter_mut()
+            .zip(param.name().bytes())
+            .map(|(slot, b)| *slot = u16::from(b))
+            .count();
+        // At most NAME_MAX units: the byte count fits a USHORT.
+        let bytes = len
+            .checked_mul(2)
+            .and_then(|b| u16::try_from(b).ok())
+            .unwrap_or(0);
         let name = UNICODE_STRING {
             Length: bytes,
             MaximumLength: bytes,

@@ -4,10 +4,12 @@
 
 use vmballoon_core::config::RawValue;
 
+use crate::ntstatus::nt_result;
+
 /// `STATUS_OBJECT_NAME_NOT_FOUND`: the value does not exist.
-pub const STATUS_OBJECT_NAME_NOT_FOUND: i32 = 0xC000_0034_u32 as i32;
+pub const STATUS_OBJECT_NAME_NOT_FOUND: i32 = 0xC000_0034_u32.cast_signed();
 /// `STATUS_OBJECT_TYPE_MISMATCH`: the value is not a `REG_DWORD`.
-pub const STATUS_OBJECT_TYPE_MISMATCH: i32 = 0xC000_0024_u32 as i32;
+pub const STATUS_OBJECT_TYPE_MISMATCH: i32 = 0xC000_0024_u32.cast_signed();
 
 /// An absent value takes its default silently; a value that is not a `REG_DWORD`
 /// (`STATUS_OBJECT_TYPE_MISMATCH`, which KMDF returns for every other type, larger ones
@@ -19,11 +21,11 @@ pub const STATUS_OBJECT_TYPE_MISMATCH: i32 = 0xC000_0024_u32 as i32;
 /// # Errors
 /// The NTSTATUS of a failure that says nothing about the value.
 pub fn raw_value(status: i32, value: u32) -> Result<RawValue, i32> {
-    match status {
-        s if s >= 0 => Ok(RawValue::Dword(value)),
-        STATUS_OBJECT_NAME_NOT_FOUND => Ok(RawValue::Missing),
-        STATUS_OBJECT_TYPE_MISMATCH => Ok(RawValue::WrongType),
-        s => Err(s),
+    match nt_result(status) {
+        Ok(()) => Ok(RawValue::Dword(value)),
+        Err(STATUS_OBJECT_NAME_NOT_FOUND) => Ok(RawValue::Missing),
+        Err(STATUS_OBJECT_TYPE_MISMATCH) => Ok(RawValue::WrongType),
+        Err(s) => Err(s),
     }
 }
 

@@ -1,21 +1,26 @@
-//! When the worker thread ticks the engine, re-reads the registry and watches
-//! `LowMemoryCondition`, and how long the power transition may wait for it: the timing
-//! decisions of the worker as a small portable state machine, so the kernel loop in
-//! `worker.rs` and the callback in `power.rs` only wait and dispatch.
+//! When the worker thread ticks the engine, re-reads the registry and watches Windows'
+//! memory signals: the timing decisions of the worker as a small portable state machine,
+//! so the kernel loop in `worker.rs` only waits and dispatches.
 //!
-//! Rules (issue 5, "Worker"):
+//! The signals are two documented standard event objects (`windows-memory.md` §3.3):
+//! `\KernelObjects\LowMemoryCondition` (free physical memory is low) and
+//! `\KernelObjects\MaximumCommitCondition` (the commit charge is near the maximum commit
+//! limit, which the page file can no longer grow). Both are notification events that stay
+//! signalled while their condition holds, and both get the same rules ([`Condition`]).
+//!
+//! Rules:
 //! * tick every `PollIntervalMs`, and at once when the last tick reported more work;
-//! * wake within 100 ms of `LowMemoryCondition`: it is one of the wait objects, so the
-//!   wake-up latency is the scheduler's, not a poll — but only with `DeflateOnLowMemory`,
-//!   the only setting under which a low-memory wake can do anything a poll would not (any
-//!   tick sees the condition in its snapshot and stops inflating);
-//! * never spin while it stays signalled (a notification event stays signalled while the
-//!   condition holds, `windows-memory.md` §3.3): after a low-memory wake it is left out of
+//! * wake within 100 ms of either signal: each is one of the wait objects, so the wake-up
+//!   latency is the scheduler's, not a poll — but only with `DeflateOnLowMemory`, the only
+//!   setting under which a wake on memory pressure can do anything a poll would not (any
+//!   tick sees both conditions in its snapshot and stops inflating);
+//! * never spin while a signal stays set: after a wake on it, that signal is left out of
 //!   the wait for a hold-off, [`LOW_MEMORY_HOLD_OFF`] (or the poll interval, if shorter);
 //!   while it stays signalled and its wakes deflate nothing (balloon empty, or the
 //!   condition is self-induced), the hold-off doubles up to [`LOW_MEMORY_HOLD_OFF_MAX`], so
 //!   a condition that lasts for hours costs a tick every few seconds, not four a second;
-//!   a deflating wake, or any tick that sees the condition cleared, resets it;
+//!   a deflating wake, or any tick that sees the condition cleared, resets it. Each signal
+//!   has its own hold-off: one held off never delays a wake on the other;
 //! * re-read the registry at least every [`REGISTRY_PERIOD`]: the wait never outlasts it;
 //! * never tick before one registry read has succeeded: until then the settings in effect
 //!   would be the defaults (no cap), which a transient registry error must not impose over
@@ -23,7 +28,8 @@
 
 use vmballoon_core::config::Config;
 use vmballoon_core::engine::TickReport;
-use vmballoon_core::units::{Duration, Frames, Instant};
+use vmballoon_core::platform::MemorySnapshot;
+use vmballoon_core::units::{Duration, Instant};
 
 /// The longest time between two registry reads (`architecture.md`: "at least every 10 s").
 pub const REGISTRY_PERIOD: Duration = Duration::from_secs(10);
@@ -31,7 +37,7 @@ pub const REGISTRY_PERIOD: Duration = Duration::from_secs(10);
 /// How often the registry is retried while no read has succeeded yet (no tick runs).
 pub const UNCONFIGURED_RETRY: Duration = Duration::from_secs(1);
 
-/// How long `LowMemoryCondition` is left out of the wait after it woke the worker.
+/// How long a memory signal is left out of the wait after it woke the worker.
 pub const LOW_MEMORY_HOLD_OFF: Duration = Duration::from_millis(250);
 
 /// The longest hold-off while the condition stays signalled and nothing changes.
@@ -40,34 +46,53 @@ pub const LOW_MEMORY_HOLD_OFF_MAX: Duration = Duration::from_secs(8);
 /// Doublings of [`LOW_MEMORY_HOLD_OFF`] that reach [`LOW_MEMORY_HOLD_OFF_MAX`].
 const MAX_BACKOFF: u32 = 5;
 
-/// How long the worker, with the balloon emptied for a power transition, waits for the
-/// "back in S0" notification before assuming it will not come (an aborted transition that
-/// skips it) and ballooning again.
-pub const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
+/// A memory signal Windows gives as a standard event object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// `\KernelObjects\LowMemoryCondition`.
+    LowMemory,
+    /// `\KernelObjects\MaximumCommitCondition`.
+    MaximumCommit,
+}
 
-/// The power callback's wait for the worker, at least: finishing the tick in progress
-/// (bounded by the engine at 250 ms plus its backdoor calls) and START(0).
-pub const DEFLATE_TIMEOUT_BASE: Duration = Duration::from_secs(2);
+impl Condition {
+    /// Both, in the order the worker waits on them.
+    pub const ALL: [Self; 2] = [Self::LowMemory, Self::MaximumCommit];
 
-/// Added per GiB of balloon: returning pages to Mm takes well under a second per GiB (inferred, not measured).
-pub const DEFLATE_TIMEOUT_PER_GIB: Duration = Duration::from_millis(250);
+    /// Name for traces.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::LowMemory => "low-memory",
+            Self::MaximumCommit => "maximum-commit",
+        }
+    }
 
-/// The most the power callback waits: it holds up the transition (and every other
-/// `\Callback\PowerState` client), so an unfinished deflate is let go — the worker keeps
-/// freeing pages, and the host session is already closed by then.
-pub const DEFLATE_TIMEOUT_MAX: Duration = Duration::from_secs(10);
+    /// Whether `snapshot` has this condition signalled.
+    #[must_use]
+    pub const fn signalled(self, snapshot: &MemorySnapshot) -> bool {
+        match self {
+            Self::LowMemory => snapshot.low_memory,
+            Self::MaximumCommit => snapshot.high_commit,
+        }
+    }
 
-/// How long the power callback waits for the worker to empty a balloon of `balloon`
-/// frames before letting the transition go on.
-#[must_use]
-pub fn deflate_timeout(balloon: Frames) -> Duration {
-    let gib = balloon.mib_ceil().div_ceil(1024);
-    Duration::from_nanos(
-        DEFLATE_TIMEOUT_BASE
-            .as_nanos()
-            .saturating_add(DEFLATE_TIMEOUT_PER_GIB.saturating_mul(gib).as_nanos()),
-    )
-    .min(DEFLATE_TIMEOUT_MAX)
+    /// Whether the tick of `report` gave memory back to the guest for this condition.
+    /// `LowMemoryCondition` has its own flag in the report; for the commit condition any
+    /// deflate counts (it lowers the commit charge, whatever bound asked for it).
+    const fn deflated(self, report: &TickReport) -> bool {
+        match self {
+            Self::LowMemory => report.low_memory_deflate,
+            Self::MaximumCommit => !report.deflated.is_zero(),
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Self::LowMemory => 0,
+            Self::MaximumCommit => 1,
+        }
+    }
 }
 
 /// Why the worker woke.
@@ -75,8 +100,8 @@ pub fn deflate_timeout(balloon: Frames) -> Duration {
 pub enum Wake {
     /// The timeout elapsed.
     Timeout,
-    /// `LowMemoryCondition` is signalled.
-    LowMemory,
+    /// A memory signal is set.
+    Signal(Condition),
 }
 
 /// What to wait for next.
@@ -84,8 +109,21 @@ pub enum Wake {
 pub struct Wait {
     /// Include `LowMemoryCondition` in the wait.
     pub watch_low_memory: bool,
+    /// Include `MaximumCommitCondition` in the wait.
+    pub watch_high_commit: bool,
     /// Relative timeout.
     pub timeout: Duration,
+}
+
+impl Wait {
+    /// Whether `condition` is part of the wait.
+    #[must_use]
+    pub const fn watches(&self, condition: Condition) -> bool {
+        match condition {
+            Condition::LowMemory => self.watch_low_memory,
+            Condition::MaximumCommit => self.watch_high_commit,
+        }
+    }
 }
 
 /// What to do after a wake.
@@ -97,20 +135,67 @@ pub struct Actions {
     pub tick: bool,
 }
 
+/// The hold-off state of one memory signal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Watch {
+    hold_until: Option<Instant>,
+    /// Doublings of the hold-off (0 ..= [`MAX_BACKOFF`]).
+    backoff: u32,
+    /// The tick about to run was started by this signal.
+    woke: bool,
+}
+
+impl Watch {
+    fn holding(&self, now: Instant) -> bool {
+        self.hold_until.is_some_and(|t| now < t)
+    }
+
+    /// The current hold-off: `base` doubled `backoff` times, at most
+    /// [`LOW_MEMORY_HOLD_OFF_MAX`] (or `base`, if that is longer).
+    fn hold_off(&self, base: Duration) -> Duration {
+        base.saturating_mul(1 << self.backoff.min(MAX_BACKOFF))
+            .min(LOW_MEMORY_HOLD_OFF_MAX.max(base))
+    }
+
+    fn woke_at(&mut self, now: Instant, base: Duration) {
+        self.woke = true;
+        self.hold_until = Some(now.saturating_add(self.hold_off(base)));
+    }
+
+    /// After a tick: `cleared` (the snapshot shows the condition clear), `deflated` (the
+    /// tick gave memory back for it).
+    fn ticked(&mut self, at: Instant, cleared: bool, deflated: bool, base: Duration) {
+        let woke = core::mem::replace(&mut self.woke, false);
+        if cleared {
+            // Cleared: react at once to the next one.
+            self.backoff = 0;
+            self.hold_until = None;
+            return;
+        }
+        if deflated {
+            self.backoff = 0;
+        } else if woke {
+            // Still signalled and this wake changed nothing: wake less often.
+            self.backoff = self.backoff.saturating_add(1).min(MAX_BACKOFF);
+        }
+        if woke {
+            self.hold_until = Some(at.saturating_add(self.hold_off(base)));
+        }
+    }
+}
+
 /// The worker's timing state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
     poll: Duration,
-    watch_low_memory: bool,
+    /// Watch the memory signals at all (`DeflateOnLowMemory`).
+    watch_signals: bool,
     last_tick: Option<Instant>,
     last_registry: Option<Instant>,
     /// A registry read has succeeded: the settings in effect are the administrator's.
     configured: bool,
-    hold_until: Option<Instant>,
-    /// Doublings of the hold-off (0 ..= [`MAX_BACKOFF`]).
-    backoff: u32,
-    /// The tick about to run was started by `LowMemoryCondition`.
-    low_memory_wake: bool,
+    /// Per [`Condition`], in [`Condition::index`] order.
+    watches: [Watch; 2],
     more_work: bool,
 }
 
@@ -121,22 +206,24 @@ impl Schedule {
     pub const fn new(config: &Config) -> Self {
         Self {
             poll: config.poll_interval,
-            watch_low_memory: config.deflate_on_low_memory,
+            watch_signals: config.deflate_on_low_memory,
             last_tick: None,
             last_registry: None,
             configured: false,
-            hold_until: None,
-            backoff: 0,
-            low_memory_wake: false,
+            watches: [Watch {
+                hold_until: None,
+                backoff: 0,
+                woke: false,
+            }; 2],
             more_work: false,
         }
     }
 
-    /// Applies the settings of a registry read: the poll interval, and whether
-    /// `LowMemoryCondition` is watched at all (`DeflateOnLowMemory`).
+    /// Applies the settings of a registry read: the poll interval, and whether the memory
+    /// signals are watched at all (`DeflateOnLowMemory`).
     pub fn set_config(&mut self, config: &Config) {
         self.poll = config.poll_interval;
-        self.watch_low_memory = config.deflate_on_low_memory;
+        self.watch_signals = config.deflate_on_low_memory;
     }
 
     fn due(last: Option<Instant>, period: Duration, now: Instant) -> Duration {
@@ -146,12 +233,20 @@ impl Schedule {
         })
     }
 
-    /// The current hold-off: the base (250 ms, or the poll interval if shorter), doubled
-    /// `backoff` times, at most [`LOW_MEMORY_HOLD_OFF_MAX`].
-    fn hold_off(&self) -> Duration {
-        let base = self.poll.min(LOW_MEMORY_HOLD_OFF);
-        base.saturating_mul(1 << self.backoff.min(MAX_BACKOFF))
-            .min(LOW_MEMORY_HOLD_OFF_MAX.max(base))
+    /// The base hold-off: 250 ms, or the poll interval if shorter.
+    fn base_hold_off(&self) -> Duration {
+        self.poll.min(LOW_MEMORY_HOLD_OFF)
+    }
+
+    fn watch(&self, condition: Condition) -> Watch {
+        self.watches
+            .get(condition.index())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn watch_mut(&mut self, condition: Condition) -> Option<&mut Watch> {
+        self.watches.get_mut(condition.index())
     }
 
     /// What to wait for at `now`.
@@ -160,32 +255,41 @@ impl Schedule {
         if !self.configured {
             return Wait {
                 watch_low_memory: false,
+                watch_high_commit: false,
                 timeout: Self::due(self.last_registry, UNCONFIGURED_RETRY, now),
             };
         }
-        let holding = self.hold_until.is_some_and(|t| now < t);
         let mut timeout = if self.more_work {
             Duration::ZERO
         } else {
             Self::due(self.last_tick, self.poll, now)
         };
         timeout = timeout.min(Self::due(self.last_registry, REGISTRY_PERIOD, now));
-        let watch = self.watch_low_memory && !holding;
-        if let Some(until) = self.hold_until.filter(|_| holding && self.watch_low_memory) {
-            // Wake when the hold-off ends, to watch the event again.
-            timeout = timeout.min(until.saturating_since(now));
+        let mut watched = [false; 2];
+        for (slot, condition) in watched.iter_mut().zip(Condition::ALL) {
+            let w = self.watch(condition);
+            let holding = w.holding(now);
+            *slot = self.watch_signals && !holding;
+            if let Some(until) = w.hold_until.filter(|_| holding && self.watch_signals) {
+                // Wake when the hold-off ends, to watch the event again.
+                timeout = timeout.min(until.saturating_since(now));
+            }
         }
+        let [watch_low_memory, watch_high_commit] = watched;
         Wait {
-            watch_low_memory: watch,
+            watch_low_memory,
+            watch_high_commit,
             timeout,
         }
     }
 
     /// What to do after waking at `now` for `wake`.
     pub fn on_wake(&mut self, now: Instant, wake: Wake) -> Actions {
-        if wake == Wake::LowMemory {
-            self.low_memory_wake = true;
-            self.hold_until = Some(now.saturating_add(self.hold_off()));
+        let base = self.base_hold_off();
+        if let Wake::Signal(condition) = wake
+            && let Some(w) = self.watch_mut(condition)
+        {
+            w.woke_at(now, base);
         }
         let registry_period = if self.configured {
             REGISTRY_PERIOD
@@ -195,7 +299,7 @@ impl Schedule {
         Actions {
             read_registry: Self::due(self.last_registry, registry_period, now) == Duration::ZERO,
             tick: self.configured
-                && (wake == Wake::LowMemory
+                && (matches!(wake, Wake::Signal(_))
                     || self.more_work
                     || Self::due(self.last_tick, self.poll, now) == Duration::ZERO),
         }
@@ -208,25 +312,17 @@ impl Schedule {
     }
 
     /// Records a tick: when it ran, whether it stopped at its work bound, and what it saw
-    /// of `LowMemoryCondition` (for the hold-off's back-off).
+    /// of each memory signal (for the hold-offs' back-off).
     pub fn ticked(&mut self, report: &TickReport) {
         self.last_tick = Some(report.at);
         self.more_work = report.more_work;
-        let low_memory_wake = core::mem::replace(&mut self.low_memory_wake, false);
-        if report.snapshot.is_some_and(|s| !s.low_memory) {
-            // Cleared: react at once to the next one.
-            self.backoff = 0;
-            self.hold_until = None;
-            return;
-        }
-        if report.low_memory_deflate {
-            self.backoff = 0;
-        } else if low_memory_wake {
-            // Still signalled and this wake changed nothing: wake less often.
-            self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
-        }
-        if low_memory_wake {
-            self.hold_until = Some(report.at.saturating_add(self.hold_off()));
+        let base = self.base_hold_off();
+        for condition in Condition::ALL {
+            let cleared = report.snapshot.is_some_and(|s| !condition.signalled(&s));
+            let deflated = condition.deflated(report);
+            if let Some(w) = self.watch_mut(condition) {
+                w.ticked(report.at, cleared, deflated, base);
+            }
         }
     }
 }
@@ -234,7 +330,10 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmballoon_core::platform::MemorySnapshot;
+    use vmballoon_core::units::Frames;
+
+    const LOW: Wake = Wake::Signal(Condition::LowMemory);
+    const COMMIT: Wake = Wake::Signal(Condition::MaximumCommit);
 
     fn at_ms(ms: u64) -> Instant {
         Instant::from_nanos(ms * 1_000_000)
@@ -290,7 +389,7 @@ mod tests {
         // The tick follows at once, at the next wake.
         let w = s.next_wait(at_ms(0));
         assert_eq!(w.timeout, Duration::ZERO);
-        assert!(w.watch_low_memory);
+        assert!(w.watch_low_memory && w.watch_high_commit);
         let a = s.on_wake(at_ms(0), Wake::Timeout);
         assert!(!a.read_registry && a.tick);
     }
@@ -301,7 +400,7 @@ mod tests {
         s.registry_read(at_ms(0), false);
         for t in [0, 500, 999] {
             let w = s.next_wait(at_ms(t));
-            assert!(!w.watch_low_memory);
+            assert!(!w.watch_low_memory && !w.watch_high_commit);
             assert_eq!(w.timeout, ms(1000 - t));
             assert!(!s.on_wake(at_ms(t), Wake::Timeout).tick);
         }
@@ -309,7 +408,7 @@ mod tests {
         let a = s.on_wake(at_ms(1000), Wake::Timeout);
         assert!(a.read_registry && !a.tick);
         s.registry_read(at_ms(1000), false);
-        assert!(!s.on_wake(at_ms(1500), Wake::LowMemory).tick);
+        assert!(!s.on_wake(at_ms(1500), LOW).tick);
         assert!(s.on_wake(at_ms(2000), Wake::Timeout).read_registry);
         s.registry_read(at_ms(2000), true);
         assert!(s.on_wake(at_ms(2000), Wake::Timeout).tick);
@@ -375,7 +474,7 @@ mod tests {
         s.registry_read(at_ms(0), true);
         s.ticked(&tick(at_ms(0), false));
         assert!(s.next_wait(at_ms(100)).watch_low_memory);
-        let a = s.on_wake(at_ms(100), Wake::LowMemory);
+        let a = s.on_wake(at_ms(100), LOW);
         assert!(a.tick && !a.read_registry);
         s.ticked(&low_tick(at_ms(100), true));
         // Still signalled: not watched for the hold-off, so the wait blocks.
@@ -395,7 +494,7 @@ mod tests {
     fn hold_off_is_no_longer_than_the_poll_interval() {
         let mut s = schedule(100);
         s.registry_read(at_ms(0), true);
-        let _ = s.on_wake(at_ms(0), Wake::LowMemory);
+        let _ = s.on_wake(at_ms(0), LOW);
         s.ticked(&low_tick(at_ms(0), true));
         let w = s.next_wait(at_ms(0));
         assert_eq!(w.timeout, ms(100));
@@ -408,11 +507,11 @@ mod tests {
         let mut now = start;
         let mut holds = Vec::new();
         for _ in 0..wakes {
-            let _ = s.on_wake(at_ms(now), Wake::LowMemory);
+            let _ = s.on_wake(at_ms(now), LOW);
             s.ticked(&low_tick(at_ms(now), false));
             let w = s.next_wait(at_ms(now));
             assert!(!w.watch_low_memory);
-            let until = s.hold_until.expect("held off");
+            let until = s.watch(Condition::LowMemory).hold_until.expect("held off");
             let hold = until.saturating_since(at_ms(now)).as_millis();
             holds.push(hold);
             now += hold;
@@ -448,10 +547,10 @@ mod tests {
         let _ = persistent_wakes(&mut s, 0, 4);
         // The balloon gives memory back: the next steps follow at the base hold-off.
         s.registry_read(at_ms(20_000), true);
-        let _ = s.on_wake(at_ms(20_000), Wake::LowMemory);
+        let _ = s.on_wake(at_ms(20_000), LOW);
         s.ticked(&low_tick(at_ms(20_000), true));
         assert_eq!(s.next_wait(at_ms(20_000)).timeout, LOW_MEMORY_HOLD_OFF);
-        let _ = s.on_wake(at_ms(20_250), Wake::LowMemory);
+        let _ = s.on_wake(at_ms(20_250), LOW);
         s.ticked(&low_tick(at_ms(20_250), true));
         assert_eq!(s.next_wait(at_ms(20_250)).timeout, LOW_MEMORY_HOLD_OFF);
     }
@@ -462,13 +561,19 @@ mod tests {
         s.registry_read(at_ms(0), true);
         let _ = persistent_wakes(&mut s, 0, 5);
         // A poll tick in the middle of a long hold-off sees the condition cleared.
-        let now = s.hold_until.expect("held off").as_nanos() / 1_000_000 - 3000;
+        let now = s
+            .watch(Condition::LowMemory)
+            .hold_until
+            .expect("held off")
+            .as_nanos()
+            / 1_000_000
+            - 3000;
         s.registry_read(at_ms(now), true);
         let _ = s.on_wake(at_ms(now), Wake::Timeout);
         s.ticked(&tick(at_ms(now), false));
         assert!(s.next_wait(at_ms(now)).watch_low_memory);
         // The next condition gets the base hold-off again.
-        let _ = s.on_wake(at_ms(now + 10), Wake::LowMemory);
+        let _ = s.on_wake(at_ms(now + 10), LOW);
         s.ticked(&low_tick(at_ms(now + 10), false));
         assert_eq!(s.next_wait(at_ms(now + 10)).timeout, ms(500));
     }
@@ -487,24 +592,116 @@ mod tests {
         s.set_config(&config(1000, true));
         assert!(s.next_wait(at_ms(10)).watch_low_memory);
         s.set_config(&config(1000, false));
-        let _ = s.on_wake(at_ms(20), Wake::LowMemory);
+        let _ = s.on_wake(at_ms(20), LOW);
         s.ticked(&low_tick(at_ms(20), false));
         assert!(!s.next_wait(at_ms(20)).watch_low_memory);
         assert_eq!(s.next_wait(at_ms(20)).timeout, ms(1000));
     }
 
+    /// A tick at `at` that saw `MaximumCommitCondition` signalled, and deflated `frames`.
+    fn commit_tick(at: Instant, frames: u64) -> TickReport {
+        TickReport {
+            at,
+            deflated: Frames::new(frames),
+            snapshot: Some(MemorySnapshot {
+                high_commit: true,
+                ..MemorySnapshot::default()
+            }),
+            ..TickReport::default()
+        }
+    }
+
     #[test]
-    fn deflate_timeout_grows_with_the_balloon_and_is_capped() {
-        assert_eq!(deflate_timeout(Frames::ZERO), DEFLATE_TIMEOUT_BASE);
-        assert_eq!(deflate_timeout(Frames::new(1)), ms(2250));
-        assert_eq!(deflate_timeout(Frames::from_mib(1024)), ms(2250));
-        assert_eq!(deflate_timeout(Frames::from_mib(16 * 1024)), ms(6000));
-        assert_eq!(
-            deflate_timeout(Frames::from_mib(64 * 1024)),
-            DEFLATE_TIMEOUT_MAX
-        );
-        assert_eq!(deflate_timeout(Frames::MAX), DEFLATE_TIMEOUT_MAX);
-        assert!(DEFLATE_TIMEOUT_MAX < Duration::from_secs(30));
-        assert!(RESUME_TIMEOUT > DEFLATE_TIMEOUT_MAX);
+    fn maximum_commit_wakes_a_tick_and_is_held_off_on_its_own() {
+        let mut s = schedule(1000);
+        s.registry_read(at_ms(0), true);
+        s.ticked(&tick(at_ms(0), false));
+        let w = s.next_wait(at_ms(100));
+        assert!(w.watch_high_commit && w.watch_low_memory);
+        let a = s.on_wake(at_ms(100), COMMIT);
+        assert!(a.tick && !a.read_registry);
+        s.ticked(&commit_tick(at_ms(100), 512));
+        // Still signalled: left out of the wait for the hold-off; LowMemoryCondition is not.
+        let w = s.next_wait(at_ms(100));
+        assert!(!w.watch_high_commit && w.watch_low_memory);
+        assert_eq!(w.timeout, LOW_MEMORY_HOLD_OFF);
+        // A low-memory wake inside the commit hold-off still ticks at once.
+        assert!(s.on_wake(at_ms(150), LOW).tick);
+        let mut both = low_tick(at_ms(150), true);
+        both.snapshot = both.snapshot.map(|snap| MemorySnapshot {
+            high_commit: true,
+            ..snap
+        });
+        s.ticked(&both);
+        let w = s.next_wait(at_ms(150));
+        assert!(!w.watch_high_commit && !w.watch_low_memory);
+        // Each hold-off ends on its own.
+        let w = s.next_wait(at_ms(350));
+        assert!(w.watch_high_commit && !w.watch_low_memory);
+        assert_eq!(w.timeout, ms(50));
+        let w = s.next_wait(at_ms(400));
+        assert!(w.watch_high_commit && w.watch_low_memory);
+    }
+
+    #[test]
+    fn a_persistent_commit_condition_that_changes_nothing_backs_off_exponentially() {
+        let mut s = schedule(1000);
+        s.registry_read(at_ms(0), true);
+        s.ticked(&tick(at_ms(0), false));
+        let mut now = 100;
+        let mut holds = Vec::new();
+        for _ in 0..8 {
+            let _ = s.on_wake(at_ms(now), COMMIT);
+            s.ticked(&commit_tick(at_ms(now), 0));
+            assert!(!s.next_wait(at_ms(now)).watch_high_commit);
+            let until = s
+                .watch(Condition::MaximumCommit)
+                .hold_until
+                .expect("held off");
+            let hold = until.saturating_since(at_ms(now)).as_millis();
+            holds.push(hold);
+            now += hold;
+            assert!(s.next_wait(at_ms(now)).watch_high_commit);
+        }
+        assert_eq!(holds, [500, 1000, 2000, 4000, 8000, 8000, 8000, 8000]);
+        // The low-memory watch is untouched by it.
+        assert_eq!(s.watch(Condition::LowMemory), Watch::default());
+        // A deflating wake resets the back-off; a tick that sees the condition cleared
+        // watches again at once.
+        s.registry_read(at_ms(now), true);
+        let _ = s.on_wake(at_ms(now), COMMIT);
+        s.ticked(&commit_tick(at_ms(now), 1));
+        assert_eq!(s.next_wait(at_ms(now)).timeout, LOW_MEMORY_HOLD_OFF);
+        s.ticked(&tick(at_ms(now + 10), false));
+        assert!(s.next_wait(at_ms(now + 10)).watch_high_commit);
+        assert_eq!(s.watch(Condition::MaximumCommit), Watch::default());
+    }
+
+    #[test]
+    fn maximum_commit_is_not_watched_without_deflate_on_low_memory() {
+        let mut s = Schedule::new(&config(1000, false));
+        s.registry_read(at_ms(0), true);
+        s.ticked(&tick(at_ms(0), false));
+        assert!(!s.next_wait(at_ms(0)).watch_high_commit);
+        s.set_config(&config(1000, true));
+        assert!(s.next_wait(at_ms(0)).watch_high_commit);
+    }
+
+    #[test]
+    fn condition_names_and_snapshot_flags() {
+        assert_eq!(Condition::LowMemory.name(), "low-memory");
+        assert_eq!(Condition::MaximumCommit.name(), "maximum-commit");
+        let snap = MemorySnapshot {
+            high_commit: true,
+            ..MemorySnapshot::default()
+        };
+        assert!(Condition::MaximumCommit.signalled(&snap));
+        assert!(!Condition::LowMemory.signalled(&snap));
+        let w = Wait {
+            watch_low_memory: true,
+            watch_high_commit: false,
+            timeout: Duration::ZERO,
+        };
+        assert!(w.watches(Condition::LowMemory) && !w.watches(Condition::MaximumCommit));
     }
 }

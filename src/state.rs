@@ -1,10 +1,9 @@
 //! The driver's state, in one nonpaged pool block: what every thread may touch
-//! ([`Shared`]: kernel events and atomics) and what only the worker touches ([`Work`]:
+//! ([`Shared`]: kernel events) and what only the worker touches ([`Work`]:
 //! the engine and its bookkeeping).
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use vmballoon_backdoor::VmwareBackdoor;
 use vmballoon_core::config::{Validated, validate};
@@ -17,7 +16,8 @@ use crate::batch::BatchMemory;
 use crate::clock::KernelClock;
 use crate::etw;
 use crate::events::{Tracker, config_events, config_unreadable};
-use crate::kernel::{Event, EventKind, Thread, pool_alloc};
+use crate::image_watch::ImageWatch;
+use crate::kernel::{Event, EventKind, Thread, WaitBlocks, pool_alloc};
 use crate::memory::KernelMemory;
 use crate::pages::MdlPages;
 use crate::power::Registration;
@@ -27,20 +27,14 @@ use crate::schedule::Schedule;
 /// The engine on the NT platform.
 pub type Engine = Balloon<VmwareBackdoor, MdlPages, KernelMemory, KernelClock>;
 
-/// Shared by the worker, the power callback and unload: only self-synchronised objects.
-/// Built in place by [`Shared::init`] (kernel events must not move once initialised).
+/// Shared by the worker, the callbacks and unload: only kernel events. Built in place by
+/// [`Shared::init`] (kernel events must not move once initialised).
 pub struct Shared {
     /// Notification event: unload asks the worker to end.
     pub stop: Event,
-    /// Synchronization event: the power callback asks the worker to look at `leaving_s0`.
-    pub power: Event,
-    /// Notification event: the worker has emptied the balloon for a power transition.
-    pub power_done: Event,
-    /// The system is leaving S0 (set by the power callback).
-    pub leaving_s0: AtomicBool,
-    /// The balloon's size in frames as of the worker's last tick, for the power callback's
-    /// timeout (a hint: relaxed ordering).
-    pub balloon: AtomicU64,
+    /// Synchronization event: a callback (power, load-image) has recorded a notice in
+    /// `image_watch::NOTICES` for the worker.
+    pub notice: Event,
 }
 
 impl Shared {
@@ -57,26 +51,9 @@ impl Shared {
         // SAFETY: a nonpaged, unused field at its final address (our caller's contract).
         unsafe { Event::init(stop, EventKind::Notification) };
         // SAFETY: as above.
-        let power = unsafe { &raw mut (*slot).power };
+        let notice = unsafe { &raw mut (*slot).notice };
         // SAFETY: as above.
-        unsafe { Event::init(power, EventKind::Synchronization) };
-        // SAFETY: as above.
-        let power_done = unsafe { &raw mut (*slot).power_done };
-        // SAFETY: as above.
-        unsafe { Event::init(power_done, EventKind::Notification) };
-        // SAFETY: as above.
-        let leaving = unsafe { &raw mut (*slot).leaving_s0 };
-        // SAFETY: valid for writes; nobody reads it yet.
-        unsafe { leaving.write(AtomicBool::new(false)) };
-        // SAFETY: as above.
-        let balloon = unsafe { &raw mut (*slot).balloon };
-        // SAFETY: as above.
-        unsafe { balloon.write(AtomicU64::new(0)) };
-    }
-
-    /// Publishes the balloon's size for the power callback.
-    pub fn publish_balloon(&self, frames: Frames) {
-        self.balloon.store(frames.get(), Ordering::Relaxed);
+        unsafe { Event::init(notice, EventKind::Synchronization) };
     }
 }
 
@@ -95,6 +72,9 @@ pub struct Work {
     pub config: Option<Validated>,
     /// How the last registry read failed (`None`: it succeeded), to trace a failure once.
     pub registry_error: Option<NTSTATUS>,
+    /// Wait blocks for the worker's waits on more than `THREAD_WAIT_OBJECTS` objects, in
+    /// this nonpaged state rather than on the worker's stack.
+    pub wait_blocks: WaitBlocks,
 }
 
 impl Work {
@@ -108,6 +88,7 @@ impl Work {
             tracker: Tracker::new(),
             config: None,
             registry_error: None,
+            wait_blocks: WaitBlocks::new(),
         }
     }
 
@@ -156,8 +137,9 @@ impl Work {
 /// page.
 ///
 /// Other threads see only parts of it: the worker gets `shared` and `work` by raw field
-/// projection ([`Driver::worker_parts`]) and the power callback gets `shared`; no `&Driver`
-/// is ever formed while they run, because unload writes `thread` and `power` meanwhile.
+/// projection ([`Driver::worker_parts`]), the power callback gets `shared` and the
+/// load-image routine `shared.notice`; no `&Driver` is ever formed while they run, because
+/// unload writes `thread`, `power` and `image_watch` meanwhile.
 pub struct Driver {
     /// Cross-thread signalling.
     pub shared: Shared,
@@ -173,6 +155,9 @@ pub struct Driver {
     pub thread: Option<Thread>,
     /// The `\Callback\PowerState` registration, while registered (DriverEntry and unload).
     pub power: Option<Registration>,
+    /// The load-image notify routine's registration, while registered (DriverEntry and
+    /// unload).
+    pub image_watch: Option<ImageWatch>,
 }
 
 // Pool blocks are 16-byte aligned on x64.
@@ -211,6 +196,10 @@ impl Driver {
         let power = unsafe { &raw mut (*d).power };
         // SAFETY: as above.
         unsafe { power.write(None) };
+        // SAFETY: as above.
+        let image_watch = unsafe { &raw mut (*d).image_watch };
+        // SAFETY: as above.
+        unsafe { image_watch.write(None) };
         Some(block)
     }
 

@@ -2,9 +2,9 @@
 //! `AuxKlibQueryModuleInformation` (documented, aux_klib.h) and matches them with the
 //! portable [`crate::modules`].
 //!
-//! Checked once, in `DriverEntry`. A `vmmemctl.sys` that loads later (a VMware Tools
-//! install or upgrade, or an auto-start `vmmemctl` service the SCM happens to start after
-//! ours) is not noticed: a documented limit (README, "Known limits").
+//! Checked once, in `DriverEntry`, after the load-image notify routine is registered
+//! (`image_watch.rs`), which catches a `vmmemctl.sys` that loads later (a VMware Tools
+//! install or upgrade, or an auto-start `vmmemctl` service the SCM starts after ours).
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
@@ -13,6 +13,7 @@ use wdk_sys::{NTSTATUS, PVOID, STATUS_BUFFER_TOO_SMALL, STATUS_INSUFFICIENT_RESO
 
 use crate::kernel::{pool_alloc, pool_free};
 use crate::modules;
+use crate::ntstatus::nt_result;
 
 #[link(name = "aux_klib")]
 unsafe extern "system" {
@@ -39,10 +40,7 @@ const SPARE_RECORDS: usize = 8;
 /// caller then refuses to start: it cannot rule vmmemctl out).
 pub fn loaded() -> Result<bool, NTSTATUS> {
     // SAFETY: PASSIVE_LEVEL (DriverEntry).
-    let status = unsafe { AuxKlibInitialize() };
-    if status < 0 {
-        return Err(status);
-    }
+    nt_result(unsafe { AuxKlibInitialize() })?;
     for _ in 0..ATTEMPTS {
         match query() {
             Err(STATUS_BUFFER_TOO_SMALL) => {}
@@ -55,19 +53,17 @@ pub fn loaded() -> Result<bool, NTSTATUS> {
 /// One size query plus module query. `Err(STATUS_BUFFER_TOO_SMALL)` when the list grew
 /// past the spare room between the two calls (documented as possible): worth a retry.
 fn query() -> Result<bool, NTSTATUS> {
-    let element = modules::RECORD_SIZE as ULONG;
+    let element = ULONG::try_from(modules::RECORD_SIZE).unwrap_or(ULONG::MAX);
     let mut size: ULONG = 0;
     // SAFETY: size query: null buffer, `size` is a live local.
     let status = unsafe { AuxKlibQueryModuleInformation(&mut size, element, ptr::null_mut()) };
-    if status < 0 {
-        return Err(status);
-    }
+    nt_result(status)?;
     let bytes = (size as usize).saturating_add(SPARE_RECORDS * modules::RECORD_SIZE);
     let buf: NonNull<c_void> = pool_alloc(bytes).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     let mut filled = ULONG::try_from(bytes).unwrap_or(ULONG::MAX);
     // SAFETY: `buf` holds `filled` writable bytes; `filled` is a live local.
     let status = unsafe { AuxKlibQueryModuleInformation(&mut filled, element, buf.as_ptr()) };
-    let found = (status >= 0).then(|| {
+    let found = nt_result(status).map(|()| {
         // Whether `BufferSize` is updated on output is not documented for the WDK routine
         // (the older DevNotes page says it receives the size needed). Either way, at most
         // `bytes` bytes are records, and the rest of the block is zero (pool_alloc zero-fills
@@ -80,5 +76,5 @@ fn query() -> Result<bool, NTSTATUS> {
     });
     // SAFETY: our block, not used after this (the slice above has ended).
     unsafe { pool_free(buf) };
-    found.ok_or(status)
+    found
 }

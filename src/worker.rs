@@ -1,20 +1,20 @@
 //! The worker: a system thread at PASSIVE_LEVEL (page allocation and the backdoor need a
-//! low IRQL and may take a while) that waits on {stop, power, LowMemoryCondition} and
-//! ticks the engine. When to wait for what is [`crate::schedule`]'s decision.
+//! low IRQL and may take a while) that waits on {stop, notice, LowMemoryCondition,
+//! MaximumCommitCondition} and ticks the engine. When to wait for what is
+//! [`crate::schedule`]'s decision; what the callbacks' notices mean is
+//! [`crate::notices`]'.
 
-use core::ptr;
-use core::sync::atomic::Ordering;
-
-use wdk_sys::ntddk::{KeWaitForMultipleObjects, PsTerminateSystemThread};
-use wdk_sys::{
-    _KWAIT_REASON, _WAIT_TYPE, FALSE, PVOID, STATUS_SUCCESS, STATUS_WAIT_0, STATUS_WAIT_1,
-    STATUS_WAIT_2,
-};
+use vmballoon_core::platform::Clock;
+use vmballoon_core::units::Instant;
+use wdk_sys::ntddk::PsTerminateSystemThread;
+use wdk_sys::{PVOID, STATUS_SUCCESS};
 
 use crate::etw;
-use crate::events::Event;
-use crate::kernel::{KERNEL_MODE, relative_timeout};
-use crate::schedule::{RESUME_TIMEOUT, Wake};
+use crate::events::{Event, StandDown};
+use crate::image_watch::NOTICES;
+use crate::kernel::{WAIT_OBJECTS, Waitable};
+use crate::notices::Directive;
+use crate::schedule::{Condition, Wake};
 use crate::state::{Driver, Shared, Work};
 
 /// `KSTART_ROUTINE` of the worker thread; `context` is the [`Driver`], of which the
@@ -33,85 +33,112 @@ pub unsafe extern "C" fn worker_main(context: PVOID) {
     let _ = unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
 }
 
-/// Waits for any of `objects` (at most 3: no wait-block array needed).
-fn wait_any(objects: &mut [PVOID], timeout: Option<vmballoon_core::units::Duration>) -> i32 {
-    let mut t = timeout.map(relative_timeout);
-    let t_ptr = t.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
-    let count = u32::try_from(objects.len().min(3)).unwrap_or(3);
-    // SAFETY: every object is an initialised dispatcher object that outlives the wait;
-    // count <= THREAD_WAIT_OBJECTS (3), so the thread's built-in wait blocks are used.
-    unsafe {
-        KeWaitForMultipleObjects(
-            count,
-            objects.as_mut_ptr(),
-            _WAIT_TYPE::WaitAny,
-            _KWAIT_REASON::Executive,
-            KERNEL_MODE,
-            FALSE as u8,
-            t_ptr,
-            ptr::null_mut(),
-        )
-    }
+/// What ended a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Woke {
+    /// Unload asks the worker to end.
+    Stop,
+    /// A callback recorded a notice.
+    Notice,
+    /// A memory signal is set.
+    Signal(Condition),
 }
 
 fn run(shared: &Shared, work: &mut Work) {
-    let low_memory = work.engine.memory_mut().low_memory_object();
+    // When the balloon was emptied for a power transition, while it waits for S0.
+    let mut emptied_at: Option<Instant> = None;
     loop {
-        let now = vmballoon_core::platform::Clock::now(work.engine.clock());
-        let plan = work.schedule.next_wait(now);
-        let mut objects = [shared.stop.object(), shared.power.object(), low_memory];
-        let watched = if plan.watch_low_memory { 3 } else { 2 };
-        let wake = match wait_any(&mut objects[..watched], Some(plan.timeout)) {
-            STATUS_WAIT_0 => return,
-            STATUS_WAIT_1 => {
-                if !power(shared, work) {
+        match NOTICES.take() {
+            Directive::StandDown => {
+                stand_down(shared, work);
+                return;
+            }
+            Directive::PowerDown => {
+                let freed = work.engine.shutdown();
+                etw::write(&Event::Stopped {
+                    freed,
+                    cause: "power",
+                });
+                emptied_at.get_or_insert(work.engine.clock().now());
+            }
+            // Not before the system is back in S0: only a notice (or unload) moves on.
+            Directive::AwaitS0 => {
+                let objects = [shared.stop.waitable(), shared.notice.waitable()];
+                if work.wait_blocks.wait_any(&objects, None) == Some(0) {
                     return;
                 }
-                continue;
             }
-            STATUS_WAIT_2 => Wake::LowMemory,
-            // STATUS_TIMEOUT, or anything unexpected: treated as a poll.
-            _ => Wake::Timeout,
-        };
-        let now = vmballoon_core::platform::Clock::now(work.engine.clock());
-        let actions = work.schedule.on_wake(now, wake);
-        if actions.read_registry {
-            work.reload_config();
-        }
-        if actions.tick {
-            shared.publish_balloon(work.tick());
+            Directive::Run => {
+                if let Some(since) = emptied_at.take() {
+                    let empty = work.engine.clock().now().saturating_since(since);
+                    etw::write(&Event::PowerResumed {
+                        empty_ms: empty.as_millis(),
+                    });
+                }
+                if !step(shared, work) {
+                    return;
+                }
+            }
         }
     }
 }
 
-/// A power notification. Leaving S0: empty the balloon and close the session, tell the
-/// callback, then wait for S0 (or unload) without polling. Returns `false` on unload.
-fn power(shared: &Shared, work: &mut Work) -> bool {
-    if !shared.leaving_s0.load(Ordering::SeqCst) {
-        return true;
+/// One wait of the running balloon and what follows it. `false` on unload.
+fn step(shared: &Shared, work: &mut Work) -> bool {
+    let now = work.engine.clock().now();
+    let plan = work.schedule.next_wait(now);
+    let memory = work.engine.memory_mut();
+    let candidates: [Option<(Waitable<'_>, Woke)>; WAIT_OBJECTS] = [
+        Some((shared.stop.waitable(), Woke::Stop)),
+        Some((shared.notice.waitable(), Woke::Notice)),
+        plan.watches(Condition::LowMemory)
+            .then(|| (memory.low_memory(), Woke::Signal(Condition::LowMemory))),
+        plan.watches(Condition::MaximumCommit).then(|| {
+            (
+                memory.maximum_commit(),
+                Woke::Signal(Condition::MaximumCommit),
+            )
+        }),
+    ];
+    let mut objects = [shared.stop.waitable(); WAIT_OBJECTS];
+    let mut meaning = [Woke::Stop; WAIT_OBJECTS];
+    let count = objects
+        .iter_mut()
+        .zip(meaning.iter_mut())
+        .zip(candidates.iter().flatten())
+        .map(|((object, woke), &(w, k))| {
+            *object = w;
+            *woke = k;
+        })
+        .count();
+    let watched = objects.get(..count).unwrap_or_default();
+    let index = work.wait_blocks.wait_any(watched, Some(plan.timeout));
+    let wake = match index.and_then(|i| meaning.get(i).copied()) {
+        Some(Woke::Stop) => return false,
+        // The caller looks at the notice before anything else.
+        Some(Woke::Notice) => return true,
+        Some(Woke::Signal(condition)) => Wake::Signal(condition),
+        // STATUS_TIMEOUT, or anything unexpected: treated as a poll.
+        None => Wake::Timeout,
+    };
+    let now = work.engine.clock().now();
+    let actions = work.schedule.on_wake(now, wake);
+    if actions.read_registry {
+        work.reload_config();
     }
+    if actions.tick {
+        let _balloon = work.tick();
+    }
+    true
+}
+
+/// `vmmemctl.sys` has loaded: START(0), every page back to the OS, traced; then idle until
+/// unload (only the stop event ends the wait).
+fn stand_down(shared: &Shared, work: &mut Work) {
     let freed = work.engine.shutdown();
-    shared.publish_balloon(work.engine.size());
-    etw::write(&Event::Stopped {
+    etw::write(&Event::StoodDown {
+        reason: StandDown::VmmemctlLoaded.name(),
         freed,
-        cause: "power",
     });
-    shared.power_done.set();
-    loop {
-        let mut objects = [shared.stop.object(), shared.power.object()];
-        match wait_any(&mut objects, Some(RESUME_TIMEOUT)) {
-            STATUS_WAIT_0 => return false,
-            STATUS_WAIT_1 if shared.leaving_s0.load(Ordering::SeqCst) => {
-                // Another "leaving S0" before any resume: the balloon is still empty (no
-                // tick ran since), so release the callback at once.
-                shared.power_done.set();
-            }
-            // Back in S0: the next tick starts a new session.
-            STATUS_WAIT_1 => return true,
-            // No resume notification within RESUME_TIMEOUT (an aborted transition that never
-            // sends one, or the system slept and resumed without it): balloon again rather
-            // than stay empty until unload. A later "leaving S0" empties it again.
-            _ => return true,
-        }
-    }
+    let _ = shared.stop.wait(None);
 }

@@ -1,5 +1,6 @@
 //! The ETW plumbing outside the code: the provider GUID used by `vmballoon.wprp` (and the
-//! README's `logman` commands) is the one the driver registers, `Guid::from_name("VmBalloon")`,
+//! README's `logman` commands) is the one the driver registers,
+//! `Guid::from_name("VmBalloon.Driver")`,
 //! and the WPR profile is usable for a kernel-mode provider. The event definitions themselves
 //! are unit-tested in `src/events.rs` and `src/etw.rs`.
 
@@ -8,17 +9,18 @@ fn read(rel: &str) -> String {
 }
 
 fn guid() -> String {
-    let bytes = tracelogging::Guid::from_name("VmBalloon").to_utf8_bytes();
+    let bytes = tracelogging::Guid::from_name("VmBalloon.Driver").to_utf8_bytes();
     String::from_utf8(bytes.to_vec()).expect("ascii")
 }
 
 #[test]
 fn provider_guid_is_derived_from_the_name() {
     // The EventSource name hash, checked independently of the crate once:
-    // SHA-1(namespace 482C2DB2-C390-47C8-87F8-1A15BFC130FB + UTF-16BE("VMBALLOON")).
-    assert_eq!(guid(), "c32c124f-a9a5-5fff-ef5c-83271fc44811");
+    // SHA-1(namespace 482C2DB2-C390-47C8-87F8-1A15BFC130FB + UTF-16BE("VMBALLOON.DRIVER")),
+    // first 16 bytes, version nibble 5, the first three fields little-endian.
+    assert_eq!(guid(), "e92fcb9e-d7af-5d24-0966-82f058c99cd3");
     let src = read("src/etw.rs");
-    assert!(src.contains(r#"define_provider!(VMBALLOON, "VmBalloon")"#));
+    assert!(src.contains(r#"define_provider!(VMBALLOON, "VmBalloon.Driver")"#));
     assert!(src.contains(&format!("PROVIDER_GUID: &str = \"{}\"", guid())));
 }
 

@@ -29,8 +29,10 @@ use crate::util::{self, Result};
 /// The driver's target.
 pub const TARGET: &str = "x86_64-pc-windows-msvc";
 
-/// The mirrored crates, each patched in from `xtask/mirror/<name>`.
-pub const MIRRORED: [&str; 4] = ["wdk-sys", "wdk", "wdk-alloc", "wdk-panic"];
+/// The mirrored crates, each patched in from `xtask/mirror/<name>`: the driver's WDK
+/// dependencies (`Cargo.toml`). The mirror's wdk-panic does not depend on `wdk` (the real
+/// one does, for a debug break the glue never reaches), so `wdk` needs no mirror.
+pub const MIRRORED: [&str; 2] = ["wdk-sys", "wdk-panic"];
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     if from.is_dir() {

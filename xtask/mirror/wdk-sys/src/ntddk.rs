@@ -18,19 +18,20 @@ unsafe extern "C" {
         Flags: ULONG,
     ) -> PMDL;
     pub fn MmFreePagesFromMdl(MemoryDescriptorList: PMDL);
-    pub fn MmAllocateContiguousMemorySpecifyCache(
+    /// wdm.h, Windows 8+, IRQL <= DISPATCH_LEVEL; freed with MmFreeContiguousMemory.
+    pub fn MmAllocateContiguousNodeMemory(
         NumberOfBytes: SIZE_T,
         LowestAcceptableAddress: PHYSICAL_ADDRESS,
         HighestAcceptableAddress: PHYSICAL_ADDRESS,
         BoundaryAddressMultiple: PHYSICAL_ADDRESS,
-        CacheType: MEMORY_CACHING_TYPE,
+        Protect: ULONG,
+        PreferredNode: NODE_REQUIREMENT,
     ) -> PVOID;
     pub fn MmFreeContiguousMemory(BaseAddress: PVOID);
     pub fn MmGetPhysicalAddress(BaseAddress: PVOID) -> PHYSICAL_ADDRESS;
     // Events and waits
     pub fn KeInitializeEvent(Event: PRKEVENT, Type: EVENT_TYPE, State: BOOLEAN);
     pub fn KeSetEvent(Event: PRKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -> LONG;
-    pub fn KeClearEvent(Event: PRKEVENT);
     pub fn KeReadStateEvent(Event: PRKEVENT) -> LONG;
     #[must_use]
     pub fn KeWaitForSingleObject(
@@ -52,9 +53,8 @@ unsafe extern "C" {
         WaitBlockArray: PKWAIT_BLOCK,
     ) -> NTSTATUS;
     pub fn IoCreateNotificationEvent(EventName: PUNICODE_STRING, EventHandle: PHANDLE) -> PKEVENT;
-    // Time and IRQL
+    // Time
     pub fn KeQueryInterruptTimePrecise(QpcTimeStamp: PULONG64) -> ULONG64;
-    pub fn KeGetCurrentIrql() -> KIRQL;
     // Threads and objects
     #[must_use]
     pub fn PsCreateSystemThread(
@@ -83,6 +83,17 @@ unsafe extern "C" {
     pub fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF) -> BOOLEAN;
     pub fn ExReleaseRundownProtection(RunRef: PEX_RUNDOWN_REF);
     pub fn ExWaitForRundownProtectionRelease(RunRef: PEX_RUNDOWN_REF);
+    // Load-image notification (ntddk.h; the Ex form since Windows 10 1709), PASSIVE_LEVEL
+    #[must_use]
+    pub fn PsSetLoadImageNotifyRoutineEx(
+        NotifyRoutine: PLOAD_IMAGE_NOTIFY_ROUTINE,
+        Flags: ULONG_PTR,
+    ) -> NTSTATUS;
+    #[must_use]
+    pub fn PsRemoveLoadImageNotifyRoutine(NotifyRoutine: PLOAD_IMAGE_NOTIFY_ROUTINE) -> NTSTATUS;
+    // Version (wdm.h), PASSIVE_LEVEL
+    #[must_use]
+    pub fn RtlGetVersion(lpVersionInformation: PRTL_OSVERSIONINFOW) -> NTSTATUS;
     // Callback objects
     #[must_use]
     pub fn ExCreateCallback(

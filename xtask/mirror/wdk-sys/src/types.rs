@@ -31,6 +31,8 @@ pub type KIRQL = UCHAR;
 pub type KPRIORITY = LONG;
 pub type KPROCESSOR_MODE = CCHAR;
 pub type POOL_FLAGS = ULONG64;
+/// wdm.h: `typedef ULONG NODE_REQUIREMENT;`
+pub type NODE_REQUIREMENT = ULONG;
 
 // --- LARGE_INTEGER / PHYSICAL_ADDRESS (ntdef.h, wdm.h) ---
 #[repr(C)]
@@ -164,13 +166,69 @@ pub type PKEVENT = *mut _KEVENT;
 pub type PRKEVENT = *mut _KEVENT;
 const _: () = assert!(core::mem::size_of::<KEVENT>() == 0x18);
 
-/// KWAIT_BLOCK: opaque here (the glue passes NULL: <= THREAD_WAIT_OBJECTS objects).
+/// KWAIT_BLOCK (wdm.h): opaque to drivers, which only supply storage for
+/// `KeWaitForMultipleObjects` waits on more than THREAD_WAIT_OBJECTS objects; the glue
+/// never touches a member (name and x64 size kept).
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _KWAIT_BLOCK {
     _opaque: [u64; 6],
 }
+pub type KWAIT_BLOCK = _KWAIT_BLOCK;
 pub type PKWAIT_BLOCK = *mut _KWAIT_BLOCK;
+const _: () = assert!(core::mem::size_of::<KWAIT_BLOCK>() == 0x30);
+
+// --- OSVERSIONINFOW / RTL_OSVERSIONINFOW (wdm.h) ---
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _OSVERSIONINFOW {
+    pub dwOSVersionInfoSize: ULONG,
+    pub dwMajorVersion: ULONG,
+    pub dwMinorVersion: ULONG,
+    pub dwBuildNumber: ULONG,
+    pub dwPlatformId: ULONG,
+    pub szCSDVersion: [WCHAR; 128usize],
+}
+impl Default for _OSVERSIONINFOW {
+    fn default() -> Self {
+        Self {
+            dwOSVersionInfoSize: 0,
+            dwMajorVersion: 0,
+            dwMinorVersion: 0,
+            dwBuildNumber: 0,
+            dwPlatformId: 0,
+            szCSDVersion: [0; 128],
+        }
+    }
+}
+pub type RTL_OSVERSIONINFOW = _OSVERSIONINFOW;
+pub type PRTL_OSVERSIONINFOW = *mut _OSVERSIONINFOW;
+const _: () = assert!(core::mem::size_of::<RTL_OSVERSIONINFOW>() == 276);
+
+// --- IMAGE_INFO (ntddk.h): the glue only receives a pointer in its load-image notify
+// routine and never reads it; the bit-field union is kept as its ULONG view. ---
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union _IMAGE_INFO__bindgen_ty_1 {
+    pub Properties: ULONG,
+}
+impl Default for _IMAGE_INFO__bindgen_ty_1 {
+    fn default() -> Self {
+        Self { Properties: 0 }
+    }
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _IMAGE_INFO {
+    pub __bindgen_anon_1: _IMAGE_INFO__bindgen_ty_1,
+    pub ImageBase: PVOID,
+    pub ImageSelector: ULONG,
+    pub ImageSize: SIZE_T,
+    pub ImageSectionNumber: ULONG,
+}
+pub type IMAGE_INFO = _IMAGE_INFO;
+pub type PIMAGE_INFO = *mut _IMAGE_INFO;
+const _: () = assert!(core::mem::size_of::<IMAGE_INFO>() == 0x28);
 
 // --- EX_RUNDOWN_REF (wdm.h): opaque to drivers; `union { __volatile ULONG_PTR Count;
 // __volatile PVOID Ptr; }`, the anonymous union named as bindgen names it. ---
@@ -271,6 +329,10 @@ const _: () = assert!(core::mem::size_of::<MDL>() == 0x30);
 // --- callbacks: function typedefs become Option<unsafe extern "C" fn> ---
 pub type KSTART_ROUTINE = Option<unsafe extern "C" fn(StartContext: PVOID)>;
 pub type PKSTART_ROUTINE = KSTART_ROUTINE;
+/// ntddk.h `PLOAD_IMAGE_NOTIFY_ROUTINE`.
+pub type PLOAD_IMAGE_NOTIFY_ROUTINE = Option<
+    unsafe extern "C" fn(FullImageName: PUNICODE_STRING, ProcessId: HANDLE, ImageInfo: PIMAGE_INFO),
+>;
 pub type CALLBACK_FUNCTION =
     Option<unsafe extern "C" fn(CallbackContext: PVOID, Argument1: PVOID, Argument2: PVOID)>;
 pub type PCALLBACK_FUNCTION = CALLBACK_FUNCTION;
