@@ -60,18 +60,10 @@ mod image_watch;
 #[cfg(windows)]
 mod kernel;
 #[cfg(windows)]
-#[expect(
-    clippy::arithmetic_side_effects,
-    reason = "the page allocator predates the glue's lint discipline; drop with its rewrite"
-)]
 mod mdl;
 #[cfg(windows)]
 mod memory;
 #[cfg(windows)]
-#[expect(
-    clippy::arithmetic_side_effects,
-    reason = "the page allocator predates the glue's lint discipline; drop with its rewrite"
-)]
 mod pages;
 #[cfg(windows)]
 mod power;

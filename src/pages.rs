@@ -1,120 +1,207 @@
-//! [`MdlPages`]: the core `PageAllocator` over `MmAllocatePagesForMdlEx`
-//! (`windows-memory.md` §1). A chunk is one MDL; ballooned MDLs are chained through
-//! `MDL.Next` (head and tail per page size, so storing first or last is O(1) and needs no
-//! memory); `retain` compacts the PFN array in place and returns the other pages through a
-//! scratch MDL allocated once at start, so it never fails.
+//! [`MdlPages`]: the core's `PageAllocator` over `MmAllocatePagesForMdlEx`
+//! (`docs/windows-memory.md` §1).
 //!
-//! **What `retain` relies on** (the core's `PageAllocator::retain` points here). The docs
-//! allow `MmFreePagesFromMdl` only on an MDL built by `MmAllocatePagesForMdl(Ex)`, and
-//! PREfast C28145 forbids modifying an MDL. `retain` does both: it frees pages through a
-//! driver-built scratch MDL whose header is copied from the Mm-built one
-//! ([`mdl::copy_header`]), and it shrinks the Mm-built MDL's `ByteCount` after compacting
-//! its PFN array. Both are correct only under the undocumented invariant that
-//! `MmFreePagesFromMdl` frees per PFN from `StartVa`/`ByteOffset`/`ByteCount` with no
-//! per-MDL state [rev: WRK/ReactOS; to verify under Driver Verifier]. This is the driver's
-//! top risk: validate it on Windows 10 and 11 guests under Driver Verifier before shipping.
+//! **One unit is one MDL, and it goes back whole.** A unit is either one whole, aligned
+//! 2 MiB block (`MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS` with a 2 MiB skip and
+//! `MM_ALLOCATE_FAST_LARGE_PAGES`, §1.4) or up to 512 scattered 4 KiB pages
+//! (`MM_ALLOCATE_PREFER_CONTIGUOUS`), never zeroed and never waiting for memory (§1.2). It is
+//! returned exactly once with `MmFreePagesFromMdl` and then `ExFreePool` of the MDL, the
+//! documented pair for an MDL that `MmAllocatePagesForMdlEx` returned (§1.3, §1.7). No field
+//! of an MDL is ever written: the driver keeps its units in lists of its own [`Node`]s (one
+//! small pool block per unit, allocated with it), and the batch under way and the parked
+//! units in two arrays allocated once at start, so storing, staging and parking never
+//! fail.
 
+use core::cell::Cell;
 use core::ptr::NonNull;
 
 use vmballoon_core::mask::PageMask;
-use vmballoon_core::platform::{HELD_REFUSED_CAPACITY, PageAllocator, StorePosition};
+use vmballoon_core::platform::{PARK_CAPACITY, PageAllocator, Shelf, StorePosition};
 use vmballoon_core::protocol::BATCH_CAPACITY;
-use vmballoon_core::units::{PageSize, Pfn};
+use vmballoon_core::units::{Frames, Pfn};
 use wdk_sys::ntddk::{ExFreePool, MmAllocatePagesForMdlEx, MmFreePagesFromMdl};
 use wdk_sys::{
     _MEMORY_CACHING_TYPE, LARGE_INTEGER, MDL, MM_ALLOCATE_FAST_LARGE_PAGES, MM_ALLOCATE_NO_WAIT,
-    MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS, MM_DONT_ZERO_ALLOCATION, PFN_NUMBER,
+    MM_ALLOCATE_PREFER_CONTIGUOUS, MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS, MM_DONT_ZERO_ALLOCATION,
 };
 
-use crate::mdl::{self, PAGE, Scratch};
+use crate::kernel::{pool_alloc, pool_free};
+use crate::mdl::{self, PAGE};
 
-/// Frames per 2 MiB page.
-const LARGE_FRAMES: usize = 512;
+/// Bytes in one 2 MiB block.
+const BLOCK_BYTES: usize = 512 * PAGE;
 
-/// One chunk: an MDL from `MmAllocatePagesForMdlEx`, and the size of its pages.
-#[derive(Debug)]
-pub struct Chunk {
+/// The driver's own list node for one unit: the MDL is never chained through `MDL.Next`.
+pub struct Node {
+    next: Option<NonNull<Node>>,
     mdl: NonNull<MDL>,
-    size: PageSize,
 }
 
-impl Chunk {
-    /// Frames described (`ByteCount / PAGE`).
-    fn len(&self) -> usize {
-        // SAFETY: every Chunk holds a valid MDL it owns.
-        unsafe { mdl::pages(self.mdl) }
+/// One unit: the node that owns an MDL from `MmAllocatePagesForMdlEx`. Invariant: the
+/// node and the MDL are live, owned by this value, and the MDL is untouched since Mm built
+/// it.
+#[derive(Debug)]
+pub struct Unit(NonNull<Node>);
+
+impl Unit {
+    /// The unit's MDL.
+    fn mdl(&self) -> NonNull<MDL> {
+        // SAFETY: the node is live and ours (the type's invariant); only read.
+        unsafe { (*self.0.as_ptr()).mdl }
     }
 
     /// The PFN array, for as long as `self` is borrowed.
-    fn frames(&self) -> &[PFN_NUMBER] {
-        let len = self.len();
-        // SAFETY: the MDL's array holds `len` entries (ByteCount / PAGE); the slice lives
-        // only as long as this shared borrow, so no mutable slice can coexist.
-        unsafe { mdl::pfn_slice(self.mdl, len) }
+    fn pfns(&self) -> &[u64] {
+        // SAFETY: an untouched MDL from MmAllocatePagesForMdlEx that outlives the borrow of
+        // `self` (the type's invariant); nothing writes to it.
+        unsafe { mdl::pfns(self.mdl()) }
     }
 
-    /// The PFN array, mutably, for as long as `self` is borrowed mutably.
-    fn frames_mut(&mut self) -> &mut [PFN_NUMBER] {
-        let len = self.len();
-        // SAFETY: as above; the exclusive borrow of `self` means no other slice exists.
-        unsafe { mdl::pfn_array(self.mdl, len) }
+    /// Sets the node's link (the node is the driver's; the MDL is not touched).
+    fn set_next(&mut self, next: Option<NonNull<Node>>) {
+        // SAFETY: the node is live and exclusively ours (the type's invariant).
+        unsafe { (*self.0.as_ptr()).next = next };
+    }
+
+    /// The node's link.
+    fn next(&self) -> Option<NonNull<Node>> {
+        // SAFETY: as above; only read.
+        unsafe { (*self.0.as_ptr()).next }
     }
 }
 
-/// Ballooned pages, chained MDLs, and the two preallocated scratch MDLs.
+/// A FIFO/LIFO list of units through their nodes.
+#[derive(Default)]
+struct List {
+    head: Option<NonNull<Node>>,
+    tail: Option<NonNull<Node>>,
+}
+
+impl List {
+    fn push_front(&mut self, mut unit: Unit) {
+        unit.set_next(self.head);
+        if self.tail.is_none() {
+            self.tail = Some(unit.0);
+        }
+        self.head = Some(unit.0);
+    }
+
+    fn push_back(&mut self, mut unit: Unit) {
+        unit.set_next(None);
+        match self.tail {
+            // SAFETY: the tail is a live node of this list, which owns it.
+            Some(tail) => unsafe { (*tail.as_ptr()).next = Some(unit.0) },
+            None => self.head = Some(unit.0),
+        }
+        self.tail = Some(unit.0);
+    }
+
+    fn pop_front(&mut self) -> Option<Unit> {
+        let head = self.head?;
+        let mut unit = Unit(head);
+        self.head = unit.next();
+        if self.head.is_none() {
+            self.tail = None;
+        }
+        unit.set_next(None);
+        Some(unit)
+    }
+}
+
+/// The parked units and the frames the host holds of each, in a ring allocated at start.
+struct Park {
+    units: [Option<NonNull<Node>>; PARK_CAPACITY],
+    held: [PageMask; PARK_CAPACITY],
+    head: usize,
+    len: usize,
+}
+
+/// Ballooned units: one list per shelf, the batch under way, the parked units.
 pub struct MdlPages {
-    /// Stored chunks per page size: (head, tail).
-    chains: [Option<(NonNull<MDL>, NonNull<MDL>)>; 2],
-    /// Pages `retain` returns to the OS (one batch of 4 KiB pages or one 2 MiB page).
-    release: Scratch,
-    /// Refused 4 KiB pages held until the end of the cycle.
-    refused: Scratch,
+    scattered: List,
+    blocks: List,
+    large: List,
+    staged: List,
+    /// Units parked past [`PARK_CAPACITY`], which the engine never does: kept (their held
+    /// frames unknown, so never freed while a session runs) until `Drop`, after the engine's
+    /// shutdown has ended the session.
+    overflow: List,
+    /// The last staged unit looked up by index, so a batch's sequential lookups are O(1).
+    cursor: Cell<Option<(usize, NonNull<Node>)>>,
+    park: NonNull<Park>,
 }
 
 impl MdlPages {
-    /// Preallocates the scratch MDLs (PASSIVE_LEVEL, DriverEntry). `None` without pool; a
-    /// scratch already allocated is then freed by its own `Drop`.
+    /// Allocates the parking ring (PASSIVE_LEVEL, DriverEntry). `None` without pool.
     pub fn new() -> Option<Self> {
+        let park = pool_alloc::<Park>(core::mem::size_of::<Park>())?;
+        let p = park.as_ptr();
+        // SAFETY: `p` is a fresh nonpaged block sized and aligned for a Park; taking a field's
+        // address reads nothing. (The same holds for every projection below.)
+        let units = unsafe { &raw mut (*p).units };
+        // SAFETY: valid for writes and unused; every field is written in place before any
+        // read, so no Park value is ever built on the stack.
+        unsafe { units.write([None; PARK_CAPACITY]) };
+        // SAFETY: as above.
+        let held = unsafe { &raw mut (*p).held }.cast::<PageMask>();
+        // One mask at a time: a 2 KiB array value would sit on the kernel stack.
+        for i in 0..PARK_CAPACITY {
+            // SAFETY: element `i` of the array field, in bounds (`wrapping_add` only
+            // computes the address); valid for writes and unused.
+            unsafe { held.wrapping_add(i).write(PageMask::EMPTY) };
+        }
+        // SAFETY: as above.
+        let head = unsafe { &raw mut (*p).head };
+        // SAFETY: as above.
+        unsafe { head.write(0) };
+        // SAFETY: as above.
+        let len = unsafe { &raw mut (*p).len };
+        // SAFETY: as above.
+        unsafe { len.write(0) };
         Some(Self {
-            chains: [None, None],
-            release: Scratch::new(BATCH_CAPACITY)?,
-            refused: Scratch::new(HELD_REFUSED_CAPACITY)?,
+            scattered: List::default(),
+            blocks: List::default(),
+            large: List::default(),
+            staged: List::default(),
+            overflow: List::default(),
+            cursor: Cell::new(None),
+            park,
         })
     }
 
-    fn frames_per_page(size: PageSize) -> usize {
-        match size {
-            PageSize::Small => 1,
-            PageSize::Large => LARGE_FRAMES,
+    fn shelf(&mut self, shelf: Shelf) -> &mut List {
+        match shelf {
+            Shelf::Scattered => &mut self.scattered,
+            Shelf::Block => &mut self.blocks,
+            Shelf::Large => &mut self.large,
         }
     }
-}
 
-impl PageAllocator for MdlPages {
-    type Chunk = Chunk;
+    fn park_mut(&mut self) -> &mut Park {
+        // SAFETY: the ring is ours, initialised in `new`, freed only in Drop; `&mut self`
+        // makes this the only reference.
+        unsafe { &mut *self.park.as_ptr() }
+    }
 
-    fn allocate(&mut self, size: PageSize, pages: usize) -> Option<Chunk> {
-        let pages = pages.clamp(1, BATCH_CAPACITY);
-        // Never zeroed (the contents are given away) and never waiting for memory
-        // (windows-memory.md §1.2, §1.3). 2 MiB: SkipBytes = 2 MiB makes Mm return
-        // 2 MiB-aligned contiguous 2 MiB chunks, only from ready large pages (§1.4).
-        let (skip, flags) = match size {
-            PageSize::Small => (0, MM_DONT_ZERO_ALLOCATION | MM_ALLOCATE_NO_WAIT),
-            PageSize::Large => (
-                size.bytes(),
-                MM_DONT_ZERO_ALLOCATION
-                    | MM_ALLOCATE_NO_WAIT
-                    | MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS
-                    | MM_ALLOCATE_FAST_LARGE_PAGES,
-            ),
-        };
-        let total = size.bytes().saturating_mul(pages as u64);
+    fn park_ref(&self) -> &Park {
+        // SAFETY: as above, shared.
+        unsafe { &*self.park.as_ptr() }
+    }
+
+    /// `MmAllocatePagesForMdlEx` for `bytes` with `skip` and `flags`, never zeroed and never
+    /// waiting; the MDL and a node, or nothing (an MDL that describes no page, or whose node
+    /// cannot be allocated, goes straight back whole).
+    fn allocate(&mut self, bytes: usize, skip: usize, flags: u32) -> Option<Unit> {
+        let flags = flags | MM_DONT_ZERO_ALLOCATION | MM_ALLOCATE_NO_WAIT;
         let low = LARGE_INTEGER { QuadPart: 0 };
         let high = LARGE_INTEGER { QuadPart: -1 };
         let skip = LARGE_INTEGER {
-            QuadPart: i64::try_from(skip).unwrap_or(0),
+            QuadPart: i64::try_from(skip).ok()?,
         };
-        // SAFETY: PASSIVE_LEVEL worker thread; every argument is a plain value.
+        let total = u64::try_from(bytes).ok()?;
+        // SAFETY: PASSIVE_LEVEL worker thread (windows-memory.md §1.3); every argument is a
+        // plain value within the documented ranges (skip a power of two with total a
+        // multiple of it, or 0).
         let raw = unsafe {
             MmAllocatePagesForMdlEx(
                 low,
@@ -125,128 +212,163 @@ impl PageAllocator for MdlPages {
                 flags,
             )
         };
-        let chunk = Chunk {
-            mdl: NonNull::new(raw)?,
-            size,
+        let mdl = NonNull::new(raw)?;
+        // SAFETY: an MDL Mm just built.
+        let got = unsafe { mdl::byte_count(mdl) };
+        let Some(node) = pool_alloc::<Node>(core::mem::size_of::<Node>()).filter(|_| got > 0)
+        else {
+            // SAFETY: the untouched MDL Mm just built, freed whole once (§1.3).
+            unsafe { free_mdl(mdl) };
+            return None;
         };
-        // A short allocation is normal; an empty one is a failure.
-        if self.page_count(&chunk) == 0 {
-            self.free(chunk);
+        // SAFETY: a fresh nonpaged block sized and aligned for a Node.
+        unsafe { node.as_ptr().write(Node { next: None, mdl }) };
+        Some(Unit(node))
+    }
+}
+
+/// `MmFreePagesFromMdl`, then `ExFreePool` of the MDL.
+///
+/// # Safety
+/// `mdl` is an MDL that `MmAllocatePagesForMdlEx` returned, untouched since, not freed
+/// before, and used by nothing after this; PASSIVE_LEVEL.
+unsafe fn free_mdl(mdl: NonNull<MDL>) {
+    // SAFETY: the documented case: an unmodified MDL from MmAllocatePagesForMdlEx, whole,
+    // once (windows-memory.md §1.3, §1.7).
+    unsafe { MmFreePagesFromMdl(mdl.as_ptr()) };
+    // SAFETY: the MDL structure is pool memory the caller owns after the free.
+    unsafe { ExFreePool(mdl.as_ptr().cast()) };
+}
+
+impl PageAllocator for MdlPages {
+    type Unit = Unit;
+
+    fn allocate_block(&mut self) -> Option<Unit> {
+        let unit = self.allocate(
+            BLOCK_BYTES,
+            BLOCK_BYTES,
+            MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS | MM_ALLOCATE_FAST_LARGE_PAGES,
+        )?;
+        // Chunks come whole (§1.4); anything else is not a block and goes back whole.
+        if unit.pfns().len() != BLOCK_BYTES / PAGE {
+            self.free(unit);
             return None;
         }
-        Some(chunk)
+        Some(unit)
     }
 
-    fn page_count(&self, chunk: &Chunk) -> usize {
-        chunk.len() / Self::frames_per_page(chunk.size)
+    fn allocate_scattered(&mut self, pages: usize) -> Option<Unit> {
+        let pages = pages.clamp(1, BATCH_CAPACITY);
+        self.allocate(pages.saturating_mul(PAGE), 0, MM_ALLOCATE_PREFER_CONTIGUOUS)
     }
 
-    fn page_size(&self, chunk: &Chunk) -> PageSize {
-        chunk.size
+    fn frames(&self, unit: &Unit) -> Frames {
+        Frames::new(u64::try_from(unit.pfns().len()).unwrap_or(0))
     }
 
-    fn pfn(&self, chunk: &Chunk, index: usize) -> Option<Pfn> {
-        let first = index.checked_mul(Self::frames_per_page(chunk.size))?;
-        Pfn::new(*chunk.frames().get(first)?)
+    fn pfn(&self, unit: &Unit, index: usize) -> Option<Pfn> {
+        Pfn::new(*unit.pfns().get(index)?)
     }
 
-    fn retain(&mut self, chunk: &mut Chunk, keep: &PageMask, hold: &PageMask) {
-        let per = Self::frames_per_page(chunk.size);
-        let from_mdl = chunk.mdl;
-        let array = chunk.frames_mut();
-        let mut kept = 0;
-        for page in 0..array.len() / per {
-            let (from, to) = (page * per, (page + 1) * per);
-            if keep.contains(page) {
-                array.copy_within(from..to, kept * per);
-                kept += 1;
-                continue;
-            }
-            // Only 4 KiB pages are ever held, and at most HELD_REFUSED_CAPACITY per cycle
-            // (the engine's contract); anything else goes back to the OS.
-            let scratch = if per == 1 && hold.contains(page) && self.refused.has_room() {
-                &mut self.refused
-            } else {
-                &mut self.release
-            };
-            for &pfn in array.get(from..to).unwrap_or(&[]) {
-                scratch.push(from_mdl, pfn);
-            }
+    fn free(&mut self, unit: Unit) {
+        let node = unit.0;
+        // SAFETY: the unit's MDL, untouched since Mm built it (the type's invariant); the
+        // unit is consumed, so nothing uses it after this.
+        unsafe { free_mdl(unit.mdl()) };
+        // SAFETY: the node from pool_alloc, owned by the consumed unit, holding nothing.
+        unsafe { pool_free(node) };
+    }
+
+    fn store(&mut self, shelf: Shelf, unit: Unit, position: StorePosition) {
+        let list = self.shelf(shelf);
+        match position {
+            StorePosition::First => list.push_front(unit),
+            StorePosition::Last => list.push_back(unit),
         }
-        self.release.flush();
-        // SAFETY: the first `kept * per` entries are the kept pages, compacted in order.
-        // Shrinking ByteCount of an Mm-built MDL is NOT documented (PREfast C28145: drivers
-        // must not modify an MDL): a later `free` of this MDL relies on MmFreePagesFromMdl
-        // freeing per PFN from StartVa/ByteOffset/ByteCount with no per-MDL state, so the
-        // stale tail entries (pages already freed above) are never looked at [rev:
-        // WRK/ReactOS; to verify under Driver Verifier].
-        unsafe { mdl::set_byte_count(chunk.mdl, kept * per * PAGE) };
     }
 
-    fn free(&mut self, chunk: Chunk) {
-        // SAFETY: the chunk owns an MDL built by MmAllocatePagesForMdlEx, unlinked from any
-        // chain; its pages and then the MDL itself go back (windows-memory.md §1.3).
-        if unsafe { mdl::byte_count(chunk.mdl) } != 0 {
-            // SAFETY: as above; PASSIVE_LEVEL. If `retain` shrank this MDL, freeing exactly
-            // the first ByteCount / PAGE entries relies on MmFreePagesFromMdl freeing per PFN
-            // from StartVa/ByteOffset/ByteCount with no per-MDL state [rev: WRK/ReactOS; to
-            // verify under Driver Verifier]; an untouched MDL is the documented case.
-            unsafe { MmFreePagesFromMdl(chunk.mdl.as_ptr()) };
-        }
-        // SAFETY: the MDL structure is pool memory owned by the caller after the free.
-        unsafe { ExFreePool(chunk.mdl.as_ptr().cast()) };
+    fn take(&mut self, shelf: Shelf) -> Option<Unit> {
+        self.shelf(shelf).pop_front()
     }
 
-    fn free_refused(&mut self) {
-        self.refused.flush();
+    fn stage(&mut self, unit: Unit) {
+        self.staged.push_back(unit);
     }
 
-    fn store(&mut self, chunk: Chunk, position: StorePosition) {
-        let Some(slot) = self.chains.get_mut(chunk.size.index()) else {
-            return;
+    fn staged_pfn(&self, unit: usize, index: usize) -> Option<Pfn> {
+        let start = match self.cursor.get() {
+            Some((i, node)) if i <= unit => (i, node),
+            _ => (0, self.staged.head?),
         };
-        let node = chunk.mdl;
-        *slot = Some(match (*slot, position) {
-            (None, _) => {
-                // SAFETY: the chunk's MDL is ours; it becomes the only node.
-                unsafe { mdl::set_next(node, None) };
-                (node, node)
-            }
-            (Some((head, tail)), StorePosition::First) => {
-                // SAFETY: as above; it now points at the old head.
-                unsafe { mdl::set_next(node, Some(head)) };
-                (node, tail)
-            }
-            (Some((head, tail)), StorePosition::Last) => {
-                // SAFETY: both MDLs are ours; the old tail now points at the new one.
-                unsafe { mdl::set_next(node, None) };
-                // SAFETY: as above.
-                unsafe { mdl::set_next(tail, Some(node)) };
-                (head, node)
-            }
-        });
+        let (mut i, mut node) = start;
+        while i < unit {
+            // SAFETY: a live node of the staged list, which owns it; only read.
+            node = unsafe { (*node.as_ptr()).next }?;
+            i = i.saturating_add(1);
+        }
+        self.cursor.set(Some((i, node)));
+        // SAFETY: as above; the node's MDL is untouched and lives while it is staged.
+        let mdl = unsafe { (*node.as_ptr()).mdl };
+        // SAFETY: an untouched MDL from MmAllocatePagesForMdlEx, not written while read.
+        Pfn::new(*unsafe { mdl::pfns(mdl) }.get(index)?)
     }
 
-    fn take(&mut self, size: PageSize) -> Option<Chunk> {
-        let slot = self.chains.get_mut(size.index())?;
-        let (head, tail) = (*slot)?;
-        // SAFETY: stored MDLs are ours and valid.
-        *slot = unsafe { mdl::next(head) }.map(|next| (next, tail));
-        // SAFETY: detach the taken node from the chain.
-        unsafe { mdl::set_next(head, None) };
-        Some(Chunk { mdl: head, size })
+    fn unstage(&mut self) -> Option<Unit> {
+        self.cursor.set(None);
+        self.staged.pop_front()
+    }
+
+    fn park(&mut self, unit: Unit, held: PageMask) {
+        if self.park_ref().len >= PARK_CAPACITY {
+            self.overflow.push_back(unit);
+            return;
+        }
+        let park = self.park_mut();
+        let slot = park.head.saturating_add(park.len) % PARK_CAPACITY;
+        if let (Some(u), Some(h)) = (park.units.get_mut(slot), park.held.get_mut(slot)) {
+            *u = Some(unit.0);
+            *h = held;
+            park.len = park.len.saturating_add(1);
+        }
+    }
+
+    fn unpark(&mut self) -> Option<(Unit, PageMask)> {
+        let park = self.park_mut();
+        if park.len == 0 {
+            return None;
+        }
+        let slot = park.head;
+        let node = park.units.get_mut(slot)?.take()?;
+        let held = park.held.get(slot).copied().unwrap_or(PageMask::EMPTY);
+        park.head = park.head.saturating_add(1) % PARK_CAPACITY;
+        park.len = park.len.saturating_sub(1);
+        Some((Unit(node), held))
+    }
+
+    fn parked(&self) -> usize {
+        self.park_ref().len
     }
 }
 
 impl Drop for MdlPages {
     fn drop(&mut self) {
-        // The engine's shutdown empties the chains; free anything left all the same.
-        for size in PageSize::ALL {
-            while let Some(chunk) = self.take(size) {
-                self.free(chunk);
+        // The engine's shutdown empties everything; free anything left all the same (the
+        // host has ended the session by then, or never had these pages).
+        for shelf in Shelf::ALL {
+            while let Some(unit) = self.take(shelf) {
+                self.free(unit);
             }
         }
-        // The scratch MDLs return what they hold and free themselves when dropped (Scratch's
-        // Drop), right after this.
+        while let Some(unit) = self.staged.pop_front() {
+            self.free(unit);
+        }
+        while let Some((unit, _)) = self.unpark() {
+            self.free(unit);
+        }
+        while let Some(unit) = self.overflow.pop_front() {
+            self.free(unit);
+        }
+        // SAFETY: the ring from pool_alloc in `new`, empty now, used by nothing after this.
+        unsafe { pool_free(self.park) };
     }
 }

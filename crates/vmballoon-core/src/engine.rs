@@ -944,11 +944,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     ) -> Option<Outcome> {
         for shelf in Shelf::ALL {
             if shelf == Shelf::Large {
-                let per = PageSize::Large.frames().get();
                 let n = if exact {
-                    frames.get() / per
+                    frames.whole_pages(PageSize::Large)
                 } else {
-                    frames.get().div_ceil(per)
+                    frames.get().div_ceil(PageSize::Large.frames().get())
                 };
                 let n = usize::try_from(n)
                     .unwrap_or(BATCH_CAPACITY)

@@ -451,7 +451,7 @@ pub struct Bookkeeping {
     pub chunks: u64,
     /// Bytes of the chunk MDLs.
     pub chunk_bytes: u64,
-    /// Bytes of the fixed scratch MDLs.
+    /// Bytes of the fixed arrays (staging and parking).
     pub fixed_bytes: u64,
     /// Everything per ballooned GiB.
     pub per_gib: f64,
@@ -462,9 +462,9 @@ pub struct Bookkeeping {
 /// The floor: 8 bytes per 4 KiB frame, 2 MiB per GiB.
 pub const BOOKKEEPING_FLOOR_PER_GIB: f64 = (GIB_FRAMES * 8) as f64;
 
-/// The bookkeeping at a run's largest balloon, under `pool`: one MDL per stored chunk,
-/// sized for the pages its allocation asked for (header 0x30 + 8 bytes per frame), plus
-/// the scratch MDLs.
+/// The bookkeeping at a run's largest balloon, under `pool`: one MDL per stored unit
+/// (header 0x30 + 8 bytes per frame) and its list node, plus the fixed staging and parking
+/// arrays.
 #[must_use]
 pub fn bookkeeping(s: &Summary, pool: PoolModel) -> Option<Bookkeeping> {
     if s.peak_balloon_frames == 0 {

@@ -755,12 +755,14 @@ fn section_bookkeeping(w: &mut String, suite: &Suite) {
     let _ = writeln!(w, "## 5. Nonpaged bookkeeping per ballooned GiB\n");
     let _ = writeln!(
         w,
-        "The driver's layout (`src/pages.rs`, `src/mdl.rs`): one MDL per chunk, chained \
-         through `MDL.Next`, each an x64 MDL header (0x30 bytes) plus 8 bytes per 4 KiB frame \
-         for the pages its `MmAllocatePagesForMdlEx` call asked for (a 2 MiB page lists its \
-         512 frames); the array keeps that size when refused pages are compacted out. Plus \
-         two scratch MDLs allocated once (512 and 16 entries: 4,144 + 176 bytes). Measured \
-         at the inflate benchmark's peak (8 GiB) from the chunks the engine actually built. \
+        "The driver's layout (`src/pages.rs`, `src/mdl.rs`): one MDL per unit (a whole 2 MiB \
+         block, or up to 512 scattered 4 KiB pages), never modified, each an x64 MDL header \
+         (0x30 bytes) plus 8 bytes per 4 KiB frame (a block lists its 512 frames), and the \
+         driver's own 16-byte list node per unit (units are not chained through `MDL.Next`). \
+         Plus the staging array (512 pointers) and the parking array (32 pointers and \
+         64-byte page masks) allocated once. The peer models are counted the same way. \
+         Measured at the inflate benchmark's peak (8 GiB) from the units the engine actually \
+         built. \
          The floor is 8 bytes per frame: 2,097,152 bytes per GiB. The batch page (one 4 KiB \
          OS page) is not pool and is not counted.\n\n\
          Pool models: **segment heap** (Windows 10 1903+; the report's assumption): \

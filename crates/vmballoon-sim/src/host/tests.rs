@@ -1,7 +1,6 @@
 use super::*;
 use crate::guest::{GuestSpec, PageableLayout};
 use vmballoon_core::fake::ManualClock;
-use vmballoon_core::platform::PageAllocator;
 
 const START: u32 = 0;
 const TARGET: u32 = 1;
