@@ -564,6 +564,7 @@ mod tests {
     fn extreme_but_valid_scenarios_run_without_panic() {
         // The largest sizes a scenario may hold (crate::scenario::MAX_SIZE_MIB).
         let huge = crate::scenario::MAX_SIZE_MIB;
+        let count = u64::MAX / 2;
         let text = format!(
             "name = \"x\"\nduration_s = 20\n[guest]\nram_mib = 2\n\
              [config]\nPollIntervalMs = 100\nReserveMB = 2\n\
@@ -571,8 +572,8 @@ mod tests {
              [[events]]\nat_s = 0\nlock_mib = {huge}\nkind = \"large-pages\"\n\
              [[events]]\nat_s = 0.0001\nlock_mib = {huge}\n\
              [[events]]\nat_s = 1\ncommit_mib = {huge}\n\
-             [[events]]\nat_s = 1\nhost_busy_calls = {huge}\n\
-             [[events]]\nat_s = 2\nhost_refuse_next = {huge}\n\
+             [[events]]\nat_s = 1\nhost_busy_calls = {count}\n\
+             [[events]]\nat_s = 2\nhost_refuse_next = {count}\n\
              [[events]]\nat_s = 3\nhost_reset = true\n\
              [[events]]\nat_s = 20\ntarget_mib = 0\n"
         );
