@@ -825,6 +825,49 @@ fn help_matches_what_the_program_prints() {
     }
 }
 
+#[test]
+fn readme_first_screen_says_what_was_verified_before_the_install_guide() {
+    let readme = include_str!("../README.md");
+    let at = |needle: &str| {
+        readme
+            .find(needle)
+            .unwrap_or_else(|| panic!("README lacks {needle:?}"))
+    };
+    // The status comes first, then the simulator, then cargo xtask ci, then the guide.
+    let status = at("**Status: what has been verified where.**");
+    let never = at("has never been loaded on a Windows guest");
+    let qemu = at("**Against QEMU**");
+    let sim = at("cargo run -p vmballoon-sim");
+    let ci = at("cargo xtask ci ");
+    let guide = at("(docs/admin-guide.md)");
+    assert!(status < never && status < qemu, "status first");
+    assert!(never < sim && qemu < sim, "the status before the commands");
+    assert!(
+        sim < ci && ci < guide,
+        "simulator, then ci, then the install guide"
+    );
+    assert!(
+        readme[status..at("## The simulator")].contains("memory control driver"),
+        "the first screen says to turn off VMware Tools' memory control driver"
+    );
+    // The administrator's guide has the install steps, with vmmemctl off first.
+    let admin = include_str!("../docs/admin-guide.md");
+    let off = admin
+        .find("Turn off VMware Tools' memory control driver")
+        .expect("step");
+    let install = admin.find("pnputil /add-driver").expect("install");
+    assert!(off < install);
+    for section in ["Settings", "ETW", "Uninstall", "MaxBalloonMB", "wpr -start"] {
+        assert!(admin.contains(section), "admin guide lacks {section}");
+    }
+    // The Performance section shows the budgets that are not met as well.
+    let perf = &readme[at("## Performance")..at("## Reliability")];
+    assert!(
+        perf.contains("**not met**") && perf.contains("| met"),
+        "met and not met"
+    );
+}
+
 /// A small XML well-formedness check: tags nest and close, attributes are quoted.
 fn assert_well_formed(xml: &str) {
     let mut stack: Vec<String> = Vec::new();
