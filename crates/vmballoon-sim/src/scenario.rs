@@ -29,7 +29,9 @@
 //!   when converted to frames and every number reported is the one written. A guest that
 //!   could not boot is an error: `os_locked_mib` + `committed_mib` (its commit charge at
 //!   t = 0) must fit in its commit limit, `ram_mib` + `pagefile_mib`.
-//! * Events at the same time apply in file order (the order they take effect).
+//! * At most [`MAX_EVENTS`] events (each failing request is retried every simulated
+//!   second, so this and the one-day limit bound the work of a run). Events at the same
+//!   time apply in file order (the order they take effect).
 //! * Ids are unique. A `release` names the explicit `id` of a `lock_mib` / `commit_mib`
 //!   that takes effect before it (an earlier time, or the same time and earlier in the
 //!   file), wherever it is written in the file; each id is released at most once. A
@@ -689,10 +691,11 @@ impl Loader<'_> {
         if let Some(c) = top.subtable("config", &names)? {
             let ram_mib = u32::try_from(ram.mib_floor()).unwrap_or(u32::MAX);
             for p in Param::ALL {
-                let Some(v) = c.uint(p.name(), "a registry DWORD")? else {
+                let (min, max) = p.range(ram_mib);
+                let range = format!("its range {min}..={max}");
+                let Some(v) = c.bounded(p.name(), "a registry DWORD", u64::MAX, &range)? else {
                     continue;
                 };
-                let (min, max) = p.range(ram_mib);
                 match u32::try_from(v) {
                     Ok(v) if (min..=max).contains(&v) => {
                         raw = raw.with(p, v);

@@ -248,6 +248,11 @@ fn required_keys_ranges_and_types() {
     );
     let e = err(&with("[config]\nMaxBalloonMB = 5000\n"));
     assert_eq!(e.message, "`MaxBalloonMB` = 5000 is out of range 0..=4096");
+    let e = err(&with("[config]\nMaxBalloonMB = 99999999999999999999\n"));
+    assert_eq!(
+        e.message,
+        "`MaxBalloonMB` = 99999999999999999999 is over its range 0..=4096"
+    );
     let e = err(&with("[host]\ncapabilities = [\"basic\", \"turbo\"]\n"));
     assert_eq!(e.line, 13);
     assert!(e.message.starts_with("unknown capability \"turbo\""), "{e}");
