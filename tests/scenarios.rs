@@ -541,6 +541,358 @@ fn both_policies_json_carries_the_comparison_and_the_svg_both_balloons() {
     assert!(svg_text.contains("guest allocation failure (naive)"));
 }
 
+// ---- issue: what a newcomer sees (exact metrics, plots that show every failure) ------
+
+/// Runs the CLI and returns the SVG it wrote.
+fn svg_of(name: &str, args: &[&str]) -> String {
+    let svg = temp(name);
+    let s = svg.display().to_string();
+    let mut argv = args.to_vec();
+    argv.extend(["--svg", s.as_str()]);
+    let r = cli(&argv);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    assert_well_formed(&text);
+    text
+}
+
+/// `#RRGGBB` as plotters writes it.
+fn hex(c: (u8, u8, u8)) -> String {
+    format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+}
+
+/// The crosses of one stroke colour (two `<line>`s each), the legend's sample excluded.
+fn crosses(svg: &str, color: (u8, u8, u8)) -> usize {
+    let stroke = format!("stroke=\"{}\"", hex(color));
+    svg.split('<')
+        .filter(|e| e.starts_with("line ") && e.contains(&stroke))
+        .count()
+        .div_euclid(2)
+        .saturating_sub(1)
+}
+
+/// The triangles (`<polygon>`s) of one fill colour, the legend's sample excluded.
+fn triangles(svg: &str, color: (u8, u8, u8)) -> usize {
+    let fill = format!("fill=\"{}\"", hex(color));
+    svg.split('<')
+        .filter(|e| e.starts_with("polygon ") && e.contains(&fill))
+        .count()
+        .saturating_sub(1)
+}
+
+fn failure_rows(file: &str, kind: PolicyKind) -> usize {
+    let scenario = if file.is_empty() {
+        Scenario::builtin()
+    } else {
+        load(file)
+    };
+    vmballoon_sim::plot::failure_times(&runner::run(&scenario, kind).timeline).len()
+}
+
+#[test]
+fn svg_marks_every_policys_failures() {
+    // large-pages-fragmentation: both balloons make the guest fail; both are drawn.
+    let path = scenarios_dir().join("large-pages-fragmentation.toml");
+    let svg = svg_of("frag.svg", &[path.to_str().expect("utf-8")]);
+    let (m, c) = (
+        vmballoon_sim::plot::FAILURE_MAIN,
+        vmballoon_sim::plot::FAILURE_COMPARE,
+    );
+    let (main, compare) = ((m.0, m.1, m.2), (c.0, c.1, c.2));
+    let vm = failure_rows("large-pages-fragmentation.toml", PolicyKind::Vmballoon);
+    let naive = failure_rows("large-pages-fragmentation.toml", PolicyKind::Naive);
+    assert!(vm > 0 && naive > 0);
+    assert_eq!(
+        crosses(&svg, main),
+        vm,
+        "one vmballoon cross per failing row"
+    );
+    assert_eq!(
+        crosses(&svg, compare),
+        naive,
+        "one naive cross per failing row"
+    );
+    assert!(svg.contains("guest allocation failure (vmballoon)"));
+    assert!(svg.contains("guest allocation failure (naive)"));
+}
+
+#[test]
+fn naive_svg_alone_marks_its_failures() {
+    let svg = svg_of("naive-alone.svg", &["--policy", "naive"]);
+    let rows = failure_rows("", PolicyKind::Naive);
+    assert!(rows > 0);
+    let m = vmballoon_sim::plot::FAILURE_MAIN;
+    assert_eq!(crosses(&svg, (m.0, m.1, m.2)), rows);
+    assert!(svg.contains("guest allocation failure (naive)"));
+}
+
+#[test]
+fn svg_marks_the_scenario_events() {
+    use vmballoon_sim::plot::MarkKind;
+    let svg = svg_of("events.svg", &[]);
+    // KB 340369: SQL Server pins at 0 s, the host asks at 5 s, a driver locks at 40 s.
+    let c = |k: MarkKind| {
+        let c = k.color();
+        (c.0, c.1, c.2)
+    };
+    assert_eq!(triangles(&svg, c(MarkKind::HostRequest)), 1);
+    assert_eq!(triangles(&svg, c(MarkKind::Lock)), 2);
+    for label in [
+        "host asks 2662 MiB",
+        "awe sql 2048 MiB",
+        "event: host target (target_mib)",
+        "event: guest pins (lock_mib)",
+    ] {
+        assert!(svg.contains(label), "SVG lacks {label}");
+    }
+    // Releases too, where a scenario has them.
+    let path = scenarios_dir().join("pinned-released.toml");
+    let svg = svg_of("released.svg", &[path.to_str().expect("utf-8")]);
+    assert!(triangles(&svg, c(MarkKind::Release)) >= 1);
+    assert!(svg.contains("event: release"));
+}
+
+#[test]
+fn svg_draws_the_balloon_over_the_ceiling() {
+    // Where the balloon equals the ceiling (KB 340369 from 11 s on) the balloon must stay
+    // visible: the ceiling is a wide pale band drawn first, the balloon a line on top.
+    let svg = svg_of("order.svg", &["--policy", "vmballoon"]);
+    let ceiling = svg
+        .find("stroke=\"#1E963C\" stroke-width=\"9\"")
+        .expect("the ceiling band");
+    let balloon = svg
+        .find("stroke=\"#1F64C8\" stroke-width=\"3\"")
+        .expect("the balloon line");
+    assert!(
+        ceiling < balloon,
+        "the balloon is drawn after (over) the ceiling"
+    );
+    assert!(
+        svg[..ceiling].rfind("opacity=\"0.35\"").is_some(),
+        "the band is pale"
+    );
+}
+
+#[test]
+fn summary_minimum_matches_the_plotted_series() {
+    // KB 340369: the driver's lock at 40 s takes resident available to 232 MiB until the
+    // tick at the same instant gives the memory back. The summary, the CSV and the plot
+    // all show that dip, from the same samples.
+    for file in ["kb-340369.toml", "refused-pages.toml", "pinned-grows.toml"] {
+        for kind in PolicyKind::ALL {
+            let run = runner::run(&load(file), kind);
+            let plotted = vmballoon_sim::plot::resident_line(&run.timeline)
+                .iter()
+                .map(|p| p.1)
+                .fold(f64::INFINITY, f64::min);
+            assert_eq!(
+                plotted.floor() as u64,
+                run.summary.min_resident_available_mib,
+                "{file} / {kind}"
+            );
+            assert!(
+                run.summary.model_errors.is_empty(),
+                "{:?}",
+                run.summary.model_errors
+            );
+        }
+    }
+    let kb = runner::run(&Scenario::builtin(), PolicyKind::Vmballoon);
+    assert_eq!(kb.summary.min_resident_available_mib, 232);
+    let csv = temp("min.csv");
+    let json = temp("min.json");
+    let (c, j) = (csv.display().to_string(), json.display().to_string());
+    let r = cli(&["--policy", "vmballoon", "--timeline", &c, "--json", &j]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let low = header
+        .iter()
+        .position(|h| *h == "resident_available_low_mib")
+        .expect("resident_available_low_mib column");
+    let csv_min = lines
+        .map(|l| {
+            l.split(',')
+                .nth(low)
+                .expect("cell")
+                .parse::<u64>()
+                .expect("MiB")
+        })
+        .min();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("JSON");
+    assert_eq!(csv_min, v["min_resident_available_mib"].as_u64());
+    assert_eq!(csv_min, Some(232));
+}
+
+#[test]
+fn seconds_to_target_counts_from_the_host_request_to_the_balloons_own_goal() {
+    // KB 340369: the host asks at 5 s; vmballoon is at its goal, min(target, ceiling) =
+    // 1260 MiB, at the poll at 11 s: 6 s after the request. The naive balloon's goal is the
+    // host's target, 2662 MiB, which it never reaches (it stops at 1748 MiB).
+    let vm = runner::run(&Scenario::builtin(), PolicyKind::Vmballoon).summary;
+    assert_eq!(vm.target_requested_at_s, Some(5.0));
+    assert_eq!(vm.goal, "min(target, ceiling)");
+    assert_eq!(vm.goal_mib, Some(1260));
+    assert_eq!(vm.seconds_to_target, Some(6.0));
+    let naive = runner::run(&Scenario::builtin(), PolicyKind::Naive).summary;
+    assert_eq!(naive.goal, "target");
+    assert_eq!(naive.target_requested_at_s, Some(5.0));
+    assert_eq!((naive.seconds_to_target, naive.goal_mib), (None, None));
+    // The table names the goal next to the figure, and says "never" rather than "-".
+    let r = cli(&[]);
+    let row = |label: &str| {
+        r.out
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no row {label}:\n{}", r.out))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        row("balloon goal"),
+        "balloon goal min(target, ceiling) target"
+    );
+    assert_eq!(
+        row("seconds to goal after request"),
+        "seconds to goal after request 6.0 never"
+    );
+    // A policy that reaches the host's target is measured against it.
+    let ok = runner::run(&load("registry-caps.toml"), PolicyKind::Naive).summary;
+    assert_eq!(ok.goal, "target");
+    assert_eq!(ok.goal_mib, Some(ok.final_target_mib));
+}
+
+#[test]
+fn same_output_file_twice_is_refused() {
+    let path = temp("same.out");
+    let a = path.display().to_string();
+    // The same file through another spelling: <dir>/../<dir name>/same.out.
+    let dir = path.parent().expect("temp dir");
+    let other = dir
+        .join("..")
+        .join(dir.file_name().expect("dir name"))
+        .join("same.out")
+        .display()
+        .to_string();
+    let scenario = scenarios_dir().join("kb-340369.toml");
+    let s = scenario.to_str().expect("utf-8");
+    for args in [
+        vec!["--json", a.as_str(), "--timeline", a.as_str()],
+        vec!["--json", a.as_str(), "--svg", a.as_str()],
+        vec!["--timeline", a.as_str(), "--svg", other.as_str()],
+        vec![s, "--svg", s],
+    ] {
+        let r = cli(&args);
+        assert_eq!(r.code, 2, "{args:?}");
+        assert!(r.out.is_empty());
+        assert_eq!(r.err.lines().count(), 1, "{}", r.err);
+        assert!(r.err.contains("name the same file"), "{}", r.err);
+    }
+    assert!(
+        std::fs::read_to_string(&scenario)
+            .expect("scenario")
+            .starts_with("# VMware KB 340369"),
+        "the scenario file is untouched"
+    );
+}
+
+#[test]
+fn bogus_policy_lists_the_valid_values() {
+    let r = cli(&["--policy", "bogus"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.err.trim_end(),
+        "error: invalid value 'bogus' for '--policy <POLICY>' \
+         (possible values: vmballoon, naive, linux-vmw, ovt-classic)"
+    );
+}
+
+#[test]
+fn help_matches_what_the_program_prints() {
+    // --help names every policy, the outputs and the file they describe, as the README.
+    let r = cli(&["--help"]);
+    assert_eq!(r.code, 0);
+    for needle in [
+        "vmballoon",
+        "naive",
+        "linux-vmw",
+        "ovt-classic",
+        "--json",
+        "--timeline",
+        "--svg",
+    ] {
+        assert!(r.out.contains(needle), "--help lacks {needle}");
+    }
+    let readme = include_str!("../README.md");
+    let usage = "vmballoon-sim [SCENARIO.toml] [--policy vmballoon|naive|linux-vmw|ovt-classic]";
+    assert!(readme.contains(usage), "README's usage line");
+    // README's sample output is what the program prints now (row for row).
+    let out = cli(&[]).out;
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            readme.contains(line),
+            "README's sample output lacks:\n{line}"
+        );
+    }
+    // The CSV column list in README is the header the program writes.
+    let header = vmballoon_sim::report::TIMELINE_HEADER;
+    let listed: String = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("* `--timeline`"))
+        .take_while(|l| !l.starts_with("* Exit status"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for column in header.split(',') {
+        assert!(listed.contains(column), "README's CSV list lacks {column}");
+    }
+}
+
+#[test]
+fn readme_first_screen_says_what_was_verified_before_the_install_guide() {
+    let readme = include_str!("../README.md");
+    let at = |needle: &str| {
+        readme
+            .find(needle)
+            .unwrap_or_else(|| panic!("README lacks {needle:?}"))
+    };
+    // The status comes first, then the simulator, then cargo xtask ci, then the guide.
+    let status = at("**Status: what has been verified where.**");
+    let never = at("has never been loaded on a Windows guest");
+    let qemu = at("**Against QEMU**");
+    let sim = at("cargo run -p vmballoon-sim");
+    let ci = at("cargo xtask ci ");
+    let guide = at("(docs/admin-guide.md)");
+    assert!(status < never && status < qemu, "status first");
+    assert!(never < sim && qemu < sim, "the status before the commands");
+    assert!(
+        sim < ci && ci < guide,
+        "simulator, then ci, then the install guide"
+    );
+    assert!(
+        readme[status..at("## The simulator")].contains("memory control driver"),
+        "the first screen says to turn off VMware Tools' memory control driver"
+    );
+    // The administrator's guide has the install steps, with vmmemctl off first.
+    let admin = include_str!("../docs/admin-guide.md");
+    let off = admin
+        .find("Turn off VMware Tools' memory control driver")
+        .expect("step");
+    let install = admin.find("pnputil /add-driver").expect("install");
+    assert!(off < install);
+    for section in ["Settings", "ETW", "Uninstall", "MaxBalloonMB", "wpr -start"] {
+        assert!(admin.contains(section), "admin guide lacks {section}");
+    }
+    // The Performance section shows the budgets that are not met as well.
+    let perf = &readme[at("## Performance")..at("## Reliability")];
+    assert!(
+        perf.contains("**not met**") && perf.contains("| met"),
+        "met and not met"
+    );
+}
+
 /// A small XML well-formedness check: tags nest and close, attributes are quoted.
 fn assert_well_formed(xml: &str) {
     let mut stack: Vec<String> = Vec::new();

@@ -11,9 +11,10 @@ mod qemu;
 mod util;
 mod windows;
 
-/// vmballoon project automation.
+/// vmballoon project automation: `cargo xtask ci` is the Linux gate CI runs. (The
+/// simulator is not an xtask: `cargo run -p vmballoon-sim`.)
 #[derive(Parser)]
-#[command(name = "cargo xtask", version, about)]
+#[command(name = "cargo xtask", version)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -21,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// The Linux gate: fmt, clippy, tests, no_std and Windows-target builds, docs.
+    /// The Linux gate: fmt, clippy, tests, the QEMU backdoor peer, a fuzz smoke, no_std and
+    /// Windows-target builds, check-windows, docs.
     Ci,
     /// Install the Rust targets the checks need (rustup does not auto-install here).
     Setup,
@@ -117,4 +119,50 @@ fn ci() -> util::Result {
     )?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every `cargo xtask <word>` in `text` (the word after the prefix).
+    fn advertised(text: &str) -> Vec<&str> {
+        text.match_indices("cargo xtask ")
+            .filter_map(|(i, m)| text.get(i + m.len()..))
+            .filter_map(|rest| {
+                rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                    .next()
+            })
+            .filter(|w| !w.is_empty() && !w.starts_with('-'))
+            .collect()
+    }
+
+    #[test]
+    fn xtask_help_advertises_only_existing_commands() {
+        let mut cmd = super::Cli::command();
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == "ci"), "{names:?}");
+        let help = cmd.render_long_help().to_string();
+        assert!(!help.contains("| sim"), "{help}");
+        let readme = include_str!("../../README.md");
+        for (what, text) in [
+            ("--help", help.as_str()),
+            ("the package description", env!("CARGO_PKG_DESCRIPTION")),
+            ("README.md", readme),
+        ] {
+            for word in advertised(text) {
+                assert!(
+                    names.iter().any(|n| n == word),
+                    "{what} advertises `cargo xtask {word}`, which does not exist ({names:?})"
+                );
+            }
+        }
+        // Each command's one-line help is there.
+        for name in &names {
+            assert!(help.contains(name.as_str()), "--help lacks {name}");
+        }
+    }
 }

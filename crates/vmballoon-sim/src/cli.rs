@@ -69,15 +69,14 @@ where
                 let _ = write!(out, "{}", e.render());
                 return EXIT_OK;
             }
-            let rendered = e.render().to_string();
-            let line = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: bad arguments");
-            let _ = writeln!(err, "{line}");
+            let _ = writeln!(err, "{}", one_line(&e));
             return EXIT_USAGE;
         }
     };
+    if let Err(message) = distinct_files(&cli) {
+        let _ = writeln!(err, "error: {message}");
+        return EXIT_USAGE;
+    }
     match execute(&cli, out) {
         Ok(()) => EXIT_OK,
         Err(message) => {
@@ -85,6 +84,63 @@ where
             EXIT_USAGE
         }
     }
+}
+
+/// clap's error as one line: its first line, plus the valid values when a value was
+/// invalid (clap puts them on a line of their own).
+fn one_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let rendered = e.render().to_string();
+    let mut line = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("error: bad arguments")
+        .to_owned();
+    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
+        line.push_str(&format!(" (possible values: {})", valid.join(", ")));
+    }
+    line
+}
+
+/// The file a path names, as far as it can be told before writing: the canonical path of
+/// the file or, when it does not exist yet, of its directory plus its name.
+fn identity(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    }
+}
+
+/// Refuses two outputs naming one file (one would overwrite the other), or an output
+/// naming the scenario file (it would overwrite its own input).
+fn distinct_files(cli: &Cli) -> Result<(), String> {
+    let named: Vec<(&str, &Path)> = [
+        ("the scenario", cli.scenario.as_deref()),
+        ("--json", cli.json.as_deref()),
+        ("--timeline", cli.timeline.as_deref()),
+        ("--svg", cli.svg.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(what, p)| p.map(|p| (what, p)))
+    .collect();
+    for (i, (a, pa)) in named.iter().enumerate() {
+        for (b, pb) in named.iter().skip(i + 1) {
+            if identity(pa) == identity(pb) {
+                return Err(format!(
+                    "{a} and {b} name the same file ({}); give each output its own file",
+                    pb.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load(path: Option<&Path>) -> Result<Scenario, String> {
@@ -171,6 +227,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), String> {
             scenario.duration.as_nanos() as f64 / 1e9,
             &main_series,
             other.as_ref(),
+            &plot::event_marks(&scenario),
         )
         .map_err(|e| format!("{}: cannot draw: {e}", path.display()))?;
         write_file(path, &svg)?;

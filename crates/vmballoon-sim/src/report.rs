@@ -3,8 +3,18 @@
 //!
 //! Sizes are whole MiB, rounded down (the format's unit); times are seconds. Timings
 //! derived from the cost model ([`crate::cost`]) are labelled *modelled* (`modelled_*`
-//! keys, "(modelled)" in the table); `seconds_to_target` keeps its meaning: the simulated
-//! poll (instant) at which the balloon was first within 2 MiB of its goal.
+//! keys, "(modelled)" in the table).
+//!
+//! `seconds_to_target` is measured from the host's request (the first `target_mib` event
+//! asking for a balloon, `target_requested_at_s`) to the first poll at which the balloon
+//! was within 2 MiB of its own goal, which `goal` names: `min(target, ceiling)` for
+//! vmballoon, `target` (what the host asks, after its own cap) for a policy without a
+//! ceiling. `goal_mib` is that goal when it was reached. `null` if the host never asked or
+//! the balloon never got there.
+//!
+//! `min_resident_available_mib` is the lowest of the samples the timeline carries
+//! (`resident_available_low_mib`, every instant before and after the policy ran), so the
+//! summary, the CSV and the plot show the same minimum.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,7 +44,8 @@ pub struct Summary {
     /// The reason of the ceiling at the end (vmballoon), or what held the naive balloon
     /// below its target at its last tick (`allocation-failed`), or `null`.
     pub final_ceiling_reason: Option<String>,
-    /// Lowest resident available memory seen.
+    /// Lowest resident available memory sampled (the minimum of the timeline's
+    /// `resident_available_low`: every instant, before and after the policy ran).
     pub min_resident_available_mib: u64,
     /// Failed attempts of guest `lock_mib` / `commit_mib` requests.
     pub guest_alloc_failures: u64,
@@ -44,8 +55,9 @@ pub struct Summary {
     pub frames_locked: u64,
     /// 4 KiB frames taken back from the host.
     pub frames_unlocked: u64,
-    /// Simulated seconds until the balloon first came within 2 MiB of min(target,
-    /// ceiling), once the host asked for something; `null` if never.
+    /// Simulated seconds from the host's request (`target_requested_at_s`) until the
+    /// balloon first came within 2 MiB of its goal (`goal`); `null` if the host never
+    /// asked or the balloon never got there.
     pub seconds_to_target: Option<f64>,
     /// Guest behaviour the host model rejected.
     pub protocol_violations: u64,
@@ -79,7 +91,15 @@ pub struct Summary {
     pub calls_by_command: BTreeMap<String, u64>,
     /// Extra: the policy's own counters.
     pub policy_counters: BTreeMap<String, u64>,
-    /// Extra: like `seconds_to_target`, but when the modelled work of that tick ended
+    /// Extra: what `seconds_to_target` measures the balloon against: `min(target,
+    /// ceiling)` (vmballoon) or `target` (policies without a ceiling).
+    pub goal: String,
+    /// Extra: the goal when the balloon reached it; `null` if it never did.
+    pub goal_mib: Option<u64>,
+    /// Extra: when the host first asked for a balloon (the first `target_mib` event with
+    /// a non-zero target, after the host's cap); `null` if it never did.
+    pub target_requested_at_s: Option<f64>,
+    /// Extra: like `seconds_to_target`, but to when the modelled work of that tick ended
     /// (the time the balloon actually got there under the cost model); `null` if never.
     pub modelled_seconds_to_target: Option<f64>,
     /// Extra: modelled time spent on balloon work over the whole run.
@@ -147,8 +167,11 @@ pub struct TimelineRow {
     pub ceiling: Option<Frames>,
     /// The bound that sets the ceiling.
     pub ceiling_reason: Option<ClampReason>,
-    /// Resident available memory.
+    /// Resident available memory (after the policy ran).
     pub resident_available: Frames,
+    /// The lowest resident available memory sampled since the previous row, this row's
+    /// instant included (before and after the policy ran): dips that a tick repaired.
+    pub resident_available_low: Frames,
     /// Available memory (free frames).
     pub available: Frames,
     /// Pinned memory other than the balloon (OS nonpaged + pinned requests).
@@ -174,7 +197,7 @@ pub struct TimelineRow {
 /// The CSV header: the format's columns, then extras.
 pub const TIMELINE_HEADER: &str = "t_s,target_mib,balloon_mib,ceiling_mib,resident_available_mib,\
 pinned_mib,committed_mib,commit_limit_mib,low_memory,hypercalls,guest_alloc_failures,\
-available_mib,ceiling_reason,reason,low_memory_wake,modelled_end_s";
+available_mib,ceiling_reason,reason,low_memory_wake,modelled_end_s,resident_available_low_mib";
 
 /// The timeline as CSV: [`TIMELINE_HEADER`] and one line per row.
 #[must_use]
@@ -186,7 +209,7 @@ pub fn timeline_csv(rows: &[TimelineRow]) -> String {
         let ns = r.t.as_nanos();
         let _ = writeln!(
             out,
-            "{}.{:03},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6}",
+            "{}.{:03},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{}",
             ns / 1_000_000_000,
             (ns / 1_000_000) % 1000,
             r.target.mib_floor(),
@@ -206,6 +229,7 @@ pub fn timeline_csv(rows: &[TimelineRow]) -> String {
             r.reason.map(ClampReason::name).unwrap_or_default(),
             u8::from(r.woke),
             r.t_end.as_nanos() as f64 / 1e9,
+            r.resident_available_low.mib_floor(),
         );
     }
     out
@@ -213,6 +237,16 @@ pub fn timeline_csv(rows: &[TimelineRow]) -> String {
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A time to the goal, or why there is none: the host never asked, or the balloon never
+/// got there.
+fn time_to_goal(s: &Summary, t: Option<String>) -> String {
+    match (s.target_requested_at_s, t) {
+        (None, _) => "no request".to_owned(),
+        (Some(_), None) => "never".to_owned(),
+        (Some(_), Some(t)) => t,
+    }
 }
 
 /// One row of the stdout table: its label and how to format a summary's cell.
@@ -227,7 +261,7 @@ pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
         let _ = writeln!(out, "  {line}");
     }
     out.push('\n');
-    let rows: [TableRow; 15] = [
+    let rows: [TableRow; 16] = [
         ("max balloon (MiB)", |s| s.max_balloon_mib.to_string()),
         ("final balloon (MiB)", |s| s.final_balloon_mib.to_string()),
         ("final target (MiB)", |s| s.final_target_mib.to_string()),
@@ -239,11 +273,12 @@ pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
         ("guest alloc failures", |s| {
             s.guest_alloc_failures.to_string()
         }),
-        ("seconds to target", |s| {
-            opt(s.seconds_to_target.map(|t| format!("{t:.1}")))
+        ("balloon goal", |s| s.goal.clone()),
+        ("seconds to goal after request", |s| {
+            time_to_goal(s, s.seconds_to_target.map(|t| format!("{t:.1}")))
         }),
-        ("seconds to target (modelled)", |s| {
-            opt(s.modelled_seconds_to_target.map(|t| format!("{t:.3}")))
+        ("seconds to goal (modelled)", |s| {
+            time_to_goal(s, s.modelled_seconds_to_target.map(|t| format!("{t:.3}")))
         }),
         ("balloon work (s, modelled)", |s| {
             format!("{:.3}", s.modelled_busy_seconds)

@@ -22,6 +22,20 @@
 //!    poll (or wake) that started its work, continuations included, and with the modelled
 //!    time its work ended.
 //!
+//! Resident available memory is sampled at every instant, after the events, retries and
+//! trimming (before the policy runs) and again after the policy ran; each row carries the
+//! lowest sample since the previous row ([`TimelineRow::resident_available_low`]), so a
+//! dip that the next tick repairs still shows in the timeline, the plot and the summary's
+//! minimum, which is the lowest of those samples. If the guest changed after the last
+//! tick, a last row at the end of the run (the policy did not run: no calls, no reason)
+//! records it.
+//!
+//! `seconds_to_target` is the time from the host's request (the first `target_mib` event
+//! that asks for a balloon) to the first row at which the balloon is within 2 MiB of its
+//! own goal: min(target, ceiling) for vmballoon, the host's target (after the host's own
+//! cap) for policies without a ceiling; `None` if there was no request or the balloon
+//! never got there.
+//!
 //! Time advances during a tick by the modelled cost of its work ([`crate::cost`]): every
 //! backdoor call, allocation, free and snapshot charges the shared clock, which is the
 //! engine's clock, so the engine's `TICK_BUDGET` bounds a tick in modelled time.
@@ -92,6 +106,13 @@ pub struct Runner<'a> {
     peak: (Frames, Vec<ChunkCount>),
     /// The poll (or wake) instant whose work is still being continued.
     chain: Option<u64>,
+    /// The lowest resident available memory sampled since the last row (`None`: nothing
+    /// sampled since).
+    low_water: Option<Frames>,
+    /// When the host first asked for a balloon (a non-zero target).
+    requested_at: Option<u64>,
+    /// The guest's all-time lowest resident available memory at the last sample.
+    seen_min: Frames,
 }
 
 impl<'a> Runner<'a> {
@@ -125,6 +146,9 @@ impl<'a> Runner<'a> {
             continue_now: false,
             peak: (Frames::ZERO, Vec::new()),
             chain: None,
+            low_water: None,
+            requested_at: None,
+            seen_min: Frames::MAX,
         }
     }
 
@@ -192,6 +216,7 @@ impl<'a> Runner<'a> {
                     next_second = t - t % SECOND + SECOND;
                 }
             }
+            self.sample();
             let due = t >= next_tick;
             if due {
                 next_tick = t - t % poll + poll;
@@ -210,14 +235,41 @@ impl<'a> Runner<'a> {
             }
         }
         self.advance_to(end);
+        // The guest changed after the last tick: record the state at the end, so the
+        // timeline (and the minimum drawn from it) covers the whole run.
+        if self.low_water.is_some() && self.timeline.last().is_none_or(|r| r.t.as_nanos() < end) {
+            let row = self.row(end, None, false, 0);
+            self.timeline.push(row);
+        }
         self.finish()
+    }
+
+    /// Samples resident available memory into the low-water mark of the next row: the
+    /// value now, and the guest's all-time minimum if it fell since the last sample (a dip
+    /// inside a tick or an instant that the state now no longer shows).
+    fn sample(&mut self) {
+        let (now, all_time) = {
+            let g = &self.world.borrow().guest;
+            (g.resident_available(), g.min_resident_available())
+        };
+        let mut low = now;
+        if all_time < self.seen_min {
+            low = low.min(all_time);
+            self.seen_min = all_time;
+        }
+        self.low_water = Some(self.low_water.map_or(low, |l| l.min(low)));
     }
 
     fn apply(&mut self, action: &Action) {
         let now = self.clock.now();
         let mut w = self.world.borrow_mut();
         match action {
-            Action::Target(t) => w.host.set_target(*t),
+            Action::Target(t) => {
+                w.host.set_target(*t);
+                if self.requested_at.is_none() && !w.host.effective_target().is_zero() {
+                    self.requested_at = Some(now.as_nanos());
+                }
+            }
             Action::Lock { id, kind, size } => {
                 w.guest.lock(id, *kind, *size, now);
             }
@@ -260,7 +312,9 @@ impl<'a> Runner<'a> {
         }
         if ran {
             self.last_reason = last.reason;
+            self.sample();
             let row = self.row(t, last.reason, woke, calls);
+            self.low_water = None;
             if row.balloon > self.peak.0 {
                 self.peak = (row.balloon, self.census());
             }
@@ -325,10 +379,13 @@ impl<'a> Runner<'a> {
         ))
     }
 
+    /// The row for the state now, stamped `t`; its low-water mark covers the samples since
+    /// the previous row and the state now.
     fn row(&self, t: u64, reason: Option<ClampReason>, woke: bool, calls: u64) -> TimelineRow {
         let ceiling = self.ceiling();
         let w = self.world.borrow();
         let g = &w.guest;
+        let resident_available = g.resident_available();
         TimelineRow {
             t: Duration::from_nanos(t),
             t_end: Duration::from_nanos(self.now()),
@@ -337,7 +394,10 @@ impl<'a> Runner<'a> {
             balloon: self.policy.balloon(),
             ceiling: ceiling.map(|c| c.value),
             ceiling_reason: ceiling.map(|c| c.reason),
-            resident_available: g.resident_available(),
+            resident_available,
+            resident_available_low: self
+                .low_water
+                .map_or(resident_available, |low| low.min(resident_available)),
             available: g.available(),
             pinned: g.pinned(),
             committed: g.committed(),
@@ -351,33 +411,54 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// The first row at which the balloon came within 2 MiB of min(target, ceiling),
-    /// counted once the host has asked for something (a non-zero goal); if it never did,
-    /// the first row within 2 MiB of the zero goal.
-    fn reached_target(&self) -> Option<&TimelineRow> {
-        let goal = |r: &TimelineRow| r.ceiling.map_or(r.target, |c| c.min(r.target));
-        let close = |r: &TimelineRow| {
-            let g = goal(r);
-            r.balloon.max(g).saturating_sub(r.balloon.min(g)) <= SLACK
-        };
-        let any_goal = self.timeline.iter().any(|r| !goal(r).is_zero());
-        self.timeline
-            .iter()
-            .find(|r| close(r) && (!any_goal || !goal(r).is_zero()))
+    /// The balloon's own goal at a row: min(target, ceiling) where the policy has a
+    /// ceiling, the host's target otherwise.
+    fn goal(r: &TimelineRow) -> Frames {
+        r.ceiling.map_or(r.target, |c| c.min(r.target))
+    }
+
+    /// The first row, at or after the host's request, at which the balloon was within
+    /// 2 MiB of its goal; `None` without a request or if it never got there.
+    fn reached_goal(&self) -> Option<&TimelineRow> {
+        let asked = self.requested_at?;
+        self.timeline.iter().find(|r| {
+            let g = Self::goal(r);
+            r.t.as_nanos() >= asked && r.balloon.max(g).saturating_sub(r.balloon.min(g)) <= SLACK
+        })
     }
 
     fn finish(mut self) -> RunResult {
         let final_ceiling = self.ceiling();
         let final_balloon = self.policy.balloon();
-        let reached = self.reached_target();
-        let seconds_to_target = reached.map(|r| r.t.as_nanos() as f64 / 1e9);
-        let modelled_seconds_to_target = reached.map(|r| r.t_end.as_nanos() as f64 / 1e9);
+        let reached = self.reached_goal();
+        let asked = self.requested_at.unwrap_or(0);
+        let since_request = |t: Duration| t.as_nanos().saturating_sub(asked) as f64 / 1e9;
+        let seconds_to_target = reached.map(|r| since_request(r.t));
+        let modelled_seconds_to_target = reached.map(|r| since_request(r.t_end));
+        let goal_mib = reached.map(|r| Self::goal(r).mib_floor());
+        let goal = if self.policy.kind() == PolicyKind::Vmballoon {
+            "min(target, ceiling)"
+        } else {
+            "target"
+        };
+        let min_resident_available = self.timeline.iter().map(|r| r.resident_available_low).min();
         self.policy.shutdown();
         let w = self.world.borrow();
         let g = &w.guest;
         let after = g.balloon_frames();
         let leaked = after.saturating_sub(g.stored_frames());
         let mut model_errors = g.self_check();
+        // The timeline samples every new all-time low, so its minimum is the guest's.
+        if let Some(sampled) = min_resident_available
+            && g.min_resident_available() != Frames::MAX
+            && sampled != g.min_resident_available()
+        {
+            model_errors.push(format!(
+                "the timeline's lowest resident available ({} frames) is not the guest's ({})",
+                sampled.get(),
+                g.min_resident_available().get()
+            ));
+        }
         if !w.host.held_frames().is_zero() {
             model_errors.push(format!(
                 "the host still holds {} frames after unload",
@@ -409,7 +490,9 @@ impl<'a> Runner<'a> {
             final_target_mib: w.host.effective_target().mib_floor(),
             final_ceiling_mib: final_ceiling.map(|c| c.value.mib_floor()),
             final_ceiling_reason: final_reason.map(|r| r.name().to_owned()),
-            min_resident_available_mib: g.min_resident_available().mib_floor(),
+            min_resident_available_mib: min_resident_available
+                .unwrap_or_else(|| g.resident_available())
+                .mib_floor(),
             guest_alloc_failures: g.alloc_failures(),
             hypercalls: w.host.total_calls(),
             frames_locked: w.host.frames_locked(),
@@ -446,6 +529,9 @@ impl<'a> Runner<'a> {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
+            goal: goal.to_owned(),
+            goal_mib,
+            target_requested_at_s: self.requested_at.map(|t| t as f64 / 1e9),
             modelled_seconds_to_target,
             modelled_busy_seconds: w.meter.total() as f64 / 1e9,
             modelled_cost_seconds: w.meter.seconds(),
@@ -483,7 +569,9 @@ mod tests {
 
     #[test]
     fn extreme_but_valid_scenarios_run_without_panic() {
-        let huge = u64::MAX / 2;
+        // The largest sizes a scenario may hold (crate::scenario::MAX_SIZE_MIB).
+        let huge = crate::scenario::MAX_SIZE_MIB;
+        let count = u64::MAX / 2;
         let text = format!(
             "name = \"x\"\nduration_s = 20\n[guest]\nram_mib = 2\n\
              [config]\nPollIntervalMs = 100\nReserveMB = 2\n\
@@ -491,8 +579,8 @@ mod tests {
              [[events]]\nat_s = 0\nlock_mib = {huge}\nkind = \"large-pages\"\n\
              [[events]]\nat_s = 0.0001\nlock_mib = {huge}\n\
              [[events]]\nat_s = 1\ncommit_mib = {huge}\n\
-             [[events]]\nat_s = 1\nhost_busy_calls = {huge}\n\
-             [[events]]\nat_s = 2\nhost_refuse_next = {huge}\n\
+             [[events]]\nat_s = 1\nhost_busy_calls = {count}\n\
+             [[events]]\nat_s = 2\nhost_refuse_next = {count}\n\
              [[events]]\nat_s = 3\nhost_reset = true\n\
              [[events]]\nat_s = 20\ntarget_mib = 0\n"
         );
@@ -507,10 +595,11 @@ mod tests {
 
     #[test]
     fn a_silent_host_and_an_idle_guest() {
-        // No target ever: nothing to do, nothing broken; seconds_to_target is the first tick.
+        // No target ever: nothing to do, nothing broken, and no time to a goal nobody set.
         for r in run_text("name = \"idle\"\nduration_s = 5\n[guest]\nram_mib = 1024\n") {
             assert_eq!(r.summary.max_balloon_mib, 0);
-            assert_eq!(r.summary.seconds_to_target, Some(0.0));
+            assert_eq!(r.summary.target_requested_at_s, None);
+            assert_eq!(r.summary.seconds_to_target, None);
             assert_eq!(r.timeline.len(), 6, "ticks at 0..=5 s");
         }
     }

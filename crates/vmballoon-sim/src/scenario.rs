@@ -18,11 +18,27 @@
 //! | `[[events]] kind` | `"virtual-lock"` |
 //! | `[[events]] id` | `"<kind>@<line>"` (then it cannot be released) |
 //!
-//! Decisions where the format is silent: `at_s` must lie within `0..=duration_s`;
-//! events at the same time apply in file order; ids are unique; `release` must name the id
-//! of an earlier `lock_mib` / `commit_mib`; `[config]` values outside the registry ranges
-//! are errors (the driver would clamp them, but a scenario should say what it means);
-//! `duration_s` is at most one simulated day.
+//! Decisions where the format is silent:
+//!
+//! * Times: `at_s` and `duration_s` are finite, non-negative and at most
+//!   [`MAX_DURATION_S`] (one simulated day); `duration_s` is above 0; every `at_s` lies
+//!   within `0..=duration_s`, and without `duration_s` the derived "last event + 60 s"
+//!   must stay within the day too (the error names the last event's line).
+//! * Sizes: `ram_mib` is a whole number of 2 MiB blocks up to [`MAX_RAM_MIB`] (the guest
+//!   model's limit); every other size is at most [`MAX_SIZE_MIB`], so no size saturates
+//!   when converted to frames and every number reported is the one written. A guest that
+//!   could not boot is an error: `os_locked_mib` + `committed_mib` (its commit charge at
+//!   t = 0) must fit in its commit limit, `ram_mib` + `pagefile_mib`.
+//! * At most [`MAX_EVENTS`] events (each failing request is retried every simulated
+//!   second, so this and the one-day limit bound the work of a run). Events at the same
+//!   time apply in file order (the order they take effect).
+//! * Ids are unique. A `release` names the explicit `id` of a `lock_mib` / `commit_mib`
+//!   that takes effect before it (an earlier time, or the same time and earlier in the
+//!   file), wherever it is written in the file; each id is released at most once. A
+//!   `release` before its request, of an unknown id, or of an id already released is an
+//!   error naming the `release`'s line.
+//! * `[config]` values outside the registry ranges are errors (the driver would clamp
+//!   them, but a scenario should say what it means).
 
 use std::fmt;
 use std::ops::Range;
@@ -36,8 +52,24 @@ use vmballoon_core::units::{Duration, Frames, Instant};
 use crate::guest::{GuestModel, GuestSpec, PageableLayout, PinKind};
 use crate::host::{CAPABILITY_NAMES, HostSpec};
 
-/// The longest run a scenario may ask for: one simulated day.
+/// The longest run a scenario may ask for, and the latest `at_s`: one simulated day.
 pub const MAX_DURATION_S: f64 = 86_400.0;
+
+/// The largest `ram_mib`: the guest model's limit ([`crate::guest::MAX_RAM`], 64 GiB).
+pub const MAX_RAM_MIB: u64 = crate::guest::MAX_RAM.mib_floor();
+
+/// The largest value of every other size (`os_locked_mib`, `pagefile_mib`,
+/// `committed_mib`, `target_mib`, `lock_mib`, `commit_mib`): 1 TiB, 16 times the largest
+/// guest, so a request that can never be met can still be written, and no size saturates
+/// when converted to frames.
+pub const MAX_SIZE_MIB: u64 = 1 << 20;
+
+/// The most `[[events]]` a scenario may have. Every failing request is retried each
+/// simulated second, so this and [`MAX_DURATION_S`] bound the work of a run.
+pub const MAX_EVENTS: usize = 1000;
+
+/// Seconds the run lasts after the last event when `duration_s` is not given.
+pub const DEFAULT_TAIL_S: f64 = 60.0;
 
 /// The built-in scenario: VMware KB 340369.
 pub const KB_340369: &str = include_str!("../../../scenarios/kb-340369.toml");
@@ -133,7 +165,15 @@ impl Scenario {
         let src = Source { text, file };
         let doc = DeTable::parse(text).map_err(|e| {
             let line = e.span().map_or(1, |s| src.line(s.start));
-            let msg = e.message().trim().replace('\n', "; ");
+            let mut msg = e.message().trim().replace('\n', "; ");
+            // toml says only "duplicate key"; its span is the repeated key: name it.
+            if msg == "duplicate key"
+                && let Some(key) = e.span().and_then(|s| src.text.get(s)).map(str::trim)
+                && !key.is_empty()
+                && !key.contains('\n')
+            {
+                msg = format!("duplicate key `{key}` (each key once per table)");
+            }
             src.error_at_line(line, format!("invalid TOML: {msg}"))
         })?;
         Loader { src }.scenario(doc.get_ref())
@@ -259,46 +299,105 @@ impl<'s, 'i> Table<'s, 'i> {
         self.err(key, format!("`{key}` must be {want}, not {}", v.type_str()))
     }
 
-    /// A non-negative integer.
-    fn uint(&self, key: &str, unit: &str) -> Result<Option<u64>, ScenarioError> {
+    /// The value of `key` as written in the file (for messages), shortened if long.
+    fn written(&self, v: &Value<'_>) -> String {
+        let text = self.src.text.get(v.span()).map_or("", str::trim);
+        let mut chars = text.chars();
+        let head: String = chars.by_ref().take(40).collect();
+        if chars.next().is_some() {
+            format!("{head}...")
+        } else {
+            head
+        }
+    }
+
+    /// A non-negative integer up to `max`; `limit` says what the limit is, in words.
+    fn bounded(
+        &self,
+        key: &str,
+        unit: &str,
+        max: u64,
+        limit: &str,
+    ) -> Result<Option<u64>, ScenarioError> {
         let Some(v) = self.get(key) else {
             return Ok(None);
         };
         let DeValue::Integer(i) = v.get_ref() else {
             return Err(self.type_error(key, &format!("an integer ({unit})"), v.get_ref()));
         };
-        match i128::from_str_radix(i.as_str(), i.radix()) {
+        let parsed = i128::from_str_radix(i.as_str(), i.radix());
+        let shown = self.written(v);
+        match parsed {
             Ok(n) if n < 0 => Err(self.err(key, format!("`{key}` must not be negative (got {n})"))),
-            Ok(n) => u64::try_from(n)
-                .map(Some)
-                .map_err(|_| self.err(key, format!("`{key}` is too large"))),
-            Err(_) => Err(self.err(key, format!("`{key}` is too large"))),
+            Err(_) if shown.starts_with('-') => {
+                Err(self.err(key, format!("`{key}` must not be negative (got {shown})")))
+            }
+            Ok(n) if n <= i128::from(max) => Ok(u64::try_from(n).ok()),
+            _ => Err(self.err(key, format!("`{key}` = {shown} is over {limit}"))),
         }
     }
 
-    /// A non-negative integer that is also a size in MiB.
-    fn mib(&self, key: &str) -> Result<Option<Frames>, ScenarioError> {
-        Ok(self.uint(key, "MiB")?.map(Frames::from_mib))
+    /// A non-negative integer that fits in 64 bits (a count).
+    fn uint(&self, key: &str, unit: &str) -> Result<Option<u64>, ScenarioError> {
+        self.bounded(
+            key,
+            unit,
+            u64::MAX,
+            "the largest 64-bit count (18446744073709551615)",
+        )
     }
 
-    /// A finite, non-negative number (integer or float).
+    /// A size in MiB up to [`MAX_SIZE_MIB`].
+    fn mib(&self, key: &str) -> Result<Option<Frames>, ScenarioError> {
+        Ok(self
+            .bounded(
+                key,
+                "MiB",
+                MAX_SIZE_MIB,
+                &format!("the limit of {MAX_SIZE_MIB} MiB (1 TiB)"),
+            )?
+            .map(Frames::from_mib))
+    }
+
+    /// A number of seconds (integer or float): finite, non-negative and at most
+    /// [`MAX_DURATION_S`] (one simulated day).
     fn seconds(&self, key: &str) -> Result<Option<f64>, ScenarioError> {
         let Some(v) = self.get(key) else {
             return Ok(None);
         };
+        let shown = self.written(v);
+        let special = matches!(shown.trim_start_matches(['+', '-']), "inf" | "nan");
         let n = match v.get_ref() {
-            DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
-                .ok()
-                .map(|n| n as f64),
-            DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+            DeValue::Integer(i) => match i128::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => n as f64,
+                // Beyond 128 bits: over any limit, with its sign.
+                Err(_) if shown.starts_with('-') => f64::NEG_INFINITY,
+                Err(_) => f64::INFINITY,
+            },
+            // A literal beyond f64 (`1e400`) parses to infinity: over the limit.
+            DeValue::Float(f) => f
+                .as_str()
+                .replace('_', "")
+                .parse::<f64>()
+                .unwrap_or(f64::NAN),
             other => return Err(self.type_error(key, "a number (seconds)", other)),
         };
-        match n {
-            Some(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
-            Some(n) if n.is_finite() => {
-                Err(self.err(key, format!("`{key}` must not be negative (got {n})")))
-            }
-            _ => Err(self.err(key, format!("`{key}` must be a finite number of seconds"))),
+        if special || n.is_nan() {
+            Err(self.err(
+                key,
+                format!("`{key}` must be a finite number of seconds (got {shown})"),
+            ))
+        } else if n < 0.0 {
+            Err(self.err(key, format!("`{key}` must not be negative (got {shown})")))
+        } else if n > MAX_DURATION_S {
+            Err(self.err(
+                key,
+                format!(
+                    "`{key}` = {shown} is over the limit of {MAX_DURATION_S} s (one simulated day)"
+                ),
+            ))
+        } else {
+            Ok(Some(n))
         }
     }
 
@@ -353,6 +452,15 @@ const EVENT_ACTIONS: [&str; 7] = [
     "host_refuse_next",
 ];
 
+/// One event as read, before sorting: its time in seconds and the lines of its `at_s`
+/// and action keys, for errors found after the events are in time order.
+struct Parsed {
+    at: f64,
+    at_line: usize,
+    action_line: usize,
+    event: Event,
+}
+
 struct Loader<'a> {
     src: Source<'a>,
 }
@@ -381,31 +489,60 @@ impl Loader<'_> {
         let description = top.string("description")?.unwrap_or_default();
         let duration_s = top.seconds("duration_s")?;
         if let Some(d) = duration_s
-            && !(d > 0.0 && d <= MAX_DURATION_S)
+            && secs(d) == Duration::ZERO
         {
             return Err(top.err(
                 "duration_s",
-                format!("`duration_s` must be above 0 and at most {MAX_DURATION_S} (got {d})"),
+                format!(
+                    "`duration_s` must be above 0 and at most {MAX_DURATION_S} (got {})",
+                    top.get("duration_s")
+                        .map(|v| top.written(v))
+                        .unwrap_or_default()
+                ),
             ));
         }
 
         let guest = self.guest(&top)?;
         let host = self.host(&top)?;
         let (raw_config, config) = self.config(&top, guest.ram)?;
-        let mut events = self.events(&top)?;
-        let last = events.iter().map(|(at, _)| *at).fold(0.0f64, f64::max);
-        let duration_s = duration_s.unwrap_or((last + 60.0).max(60.0));
-        for (at, e) in &events {
-            if *at > duration_s {
+        let (mut events, auto_ids) = self.events(&top)?;
+        let last = events
+            .iter()
+            .max_by(|a, b| a.at.total_cmp(&b.at).then(a.at_line.cmp(&b.at_line)));
+        let duration_s = match (duration_s, last) {
+            (Some(d), _) => d,
+            (None, None) => DEFAULT_TAIL_S,
+            (None, Some(p)) => {
+                let at = p.at;
+                let d = at + DEFAULT_TAIL_S;
+                if d > MAX_DURATION_S {
+                    return Err(self.src.error_at_line(
+                        p.at_line,
+                        format!(
+                            "`at_s` = {at}: without `duration_s` the run would last {d} s \
+                             (last event + {DEFAULT_TAIL_S} s), over the limit of \
+                             {MAX_DURATION_S} s (one simulated day); set `duration_s`"
+                        ),
+                    ));
+                }
+                d
+            }
+        };
+        for p in &events {
+            let at = p.at;
+            if at > duration_s {
                 return Err(self.src.error_at_line(
-                    e.line,
+                    p.at_line,
                     format!(
                         "`at_s` = {at} is after the end of the run (duration_s = {duration_s})"
                     ),
                 ));
             }
         }
-        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Stable: events at the same time keep their file order, the order they apply in.
+        events.sort_by(|a, b| a.at.total_cmp(&b.at));
+        self.check_releases(&events, &auto_ids)?;
+        let events: Vec<Event> = events.into_iter().map(|p| p.event).collect();
         Ok(Scenario {
             name,
             description,
@@ -414,7 +551,7 @@ impl Loader<'_> {
             host,
             raw_config,
             config,
-            events: events.into_iter().map(|(_, e)| e).collect(),
+            events,
         })
     }
 
@@ -443,11 +580,25 @@ impl Loader<'_> {
                 ));
             }
         };
+        let ram_mib = g
+            .bounded(
+                "ram_mib",
+                "MiB",
+                MAX_RAM_MIB,
+                &format!(
+                    "the model's limit of {MAX_RAM_MIB} MiB ({} GiB)",
+                    MAX_RAM_MIB / 1024
+                ),
+            )?
+            .ok_or_else(|| g.missing("ram_mib"))?;
+        let os_locked_mib = g.mib("os_locked_mib")?.unwrap_or(Frames::ZERO);
+        let pagefile_mib = g.mib("pagefile_mib")?.unwrap_or(Frames::ZERO);
+        let committed_mib = g.mib("committed_mib")?.unwrap_or(Frames::ZERO);
         let spec = GuestSpec {
-            ram: g.mib("ram_mib")?.ok_or_else(|| g.missing("ram_mib"))?,
-            os_locked: g.mib("os_locked_mib")?.unwrap_or(Frames::ZERO),
-            pagefile: g.mib("pagefile_mib")?.unwrap_or(Frames::ZERO),
-            committed: g.mib("committed_mib")?.unwrap_or(Frames::ZERO),
+            ram: Frames::from_mib(ram_mib),
+            os_locked: os_locked_mib,
+            pagefile: pagefile_mib,
+            committed: committed_mib,
             layout,
         };
         GuestModel::validate(&spec).map_err(|m| {
@@ -462,6 +613,25 @@ impl Loader<'_> {
                 g.err(key, m)
             }
         })?;
+        // The guest must be able to boot: its commit charge at t = 0 (nonpaged OS memory
+        // plus the pageable commit in use) fits in its commit limit (RAM + page file).
+        // Every size is at most MAX_SIZE_MIB, so these sums cannot overflow.
+        let charge = spec.os_locked.mib_floor() + spec.committed.mib_floor();
+        let limit = ram_mib + spec.pagefile.mib_floor();
+        if charge > limit {
+            let key = if g.get("committed_mib").is_some() {
+                "committed_mib"
+            } else {
+                "os_locked_mib"
+            };
+            return Err(g.err(
+                key,
+                format!(
+                    "the guest cannot boot: os_locked_mib + committed_mib = {charge} MiB is \
+                     over its commit limit ram_mib + pagefile_mib = {limit} MiB"
+                ),
+            ));
+        }
         Ok(spec)
     }
 
@@ -521,10 +691,11 @@ impl Loader<'_> {
         if let Some(c) = top.subtable("config", &names)? {
             let ram_mib = u32::try_from(ram.mib_floor()).unwrap_or(u32::MAX);
             for p in Param::ALL {
-                let Some(v) = c.uint(p.name(), "a registry DWORD")? else {
+                let (min, max) = p.range(ram_mib);
+                let range = format!("its range {min}..={max}");
+                let Some(v) = c.bounded(p.name(), "a registry DWORD", u64::MAX, &range)? else {
                     continue;
                 };
-                let (min, max) = p.range(ram_mib);
                 match u32::try_from(v) {
                     Ok(v) if (min..=max).contains(&v) => {
                         raw = raw.with(p, v);
@@ -542,16 +713,90 @@ impl Loader<'_> {
         Ok((raw, config))
     }
 
-    fn events(&self, top: &Table<'_, '_>) -> Result<Vec<(f64, Event)>, ScenarioError> {
+    /// Checks every `release` against the events in time order (file order within a
+    /// time): its id names an explicit `id` of a request that takes effect before it, and
+    /// was not released already. The error names the `release`'s line.
+    fn check_releases(&self, events: &[Parsed], auto_ids: &[String]) -> Result<(), ScenarioError> {
+        // Requests with an explicit id that took effect so far, and the line of the
+        // release that freed each.
+        let mut seen: Vec<(&str, Option<usize>)> = Vec::new();
+        for (k, p) in events.iter().enumerate() {
+            let ev = &p.event;
+            match &ev.action {
+                Action::Lock { id, .. } | Action::Commit { id, .. } if !auto_ids.contains(id) => {
+                    seen.push((id.as_str(), None));
+                }
+                Action::Release(id) => {
+                    let at = secs_f64(ev.at);
+                    if let Some((_, released)) = seen.iter_mut().find(|(i, _)| *i == id.as_str()) {
+                        if let Some(first) = released {
+                            return Err(self.src.error_at_line(
+                                p.action_line,
+                                format!(
+                                    "`release` = \"{id}\" frees id \"{id}\" a second time \
+                                     (already released on line {first}); each id is released once"
+                                ),
+                            ));
+                        }
+                        *released = Some(p.action_line);
+                        continue;
+                    }
+                    let later = events.iter().skip(k + 1).map(|l| &l.event).find(|l| {
+                        matches!(&l.action,
+                            Action::Lock { id: i, .. } | Action::Commit { id: i, .. }
+                                if i == id && !auto_ids.contains(i))
+                    });
+                    return Err(match later {
+                        Some(req) => self.src.error_at_line(
+                            p.action_line,
+                            format!(
+                                "`release` = \"{id}\" at {at} s comes before its request \
+                                 (line {}, at {} s); a release must take effect after its \
+                                 lock_mib / commit_mib",
+                                req.line,
+                                secs_f64(req.at)
+                            ),
+                        ),
+                        None => self.src.error_at_line(
+                            p.action_line,
+                            format!(
+                                "`release` names unknown id \"{id}\" (no lock_mib or \
+                                 commit_mib event has that id)"
+                            ),
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[[events]]`, in file order with their times, and the automatic ids given to
+    /// requests without `id` (which no `release` may name).
+    fn events(&self, top: &Table<'_, '_>) -> Result<(Vec<Parsed>, Vec<String>), ScenarioError> {
         let Some(v) = top.get("events") else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let DeValue::Array(items) = v.get_ref() else {
             return Err(top.type_error("events", "an array of tables ([[events]])", v.get_ref()));
         };
+        if items.len() > MAX_EVENTS {
+            let line = items
+                .get(MAX_EVENTS)
+                .map_or(1, |item| self.src.line(item.span().start));
+            return Err(self.src.error_at_line(
+                line,
+                format!(
+                    "too many [[events]]: {} (the limit is {MAX_EVENTS}; this is the first one over it)",
+                    items.len()
+                ),
+            ));
+        }
         let mut known = vec!["at_s", "id", "kind"];
         known.extend(EVENT_ACTIONS);
         let mut ids: Vec<(String, usize)> = Vec::new();
+        let mut auto: Vec<String> = Vec::new();
         let mut out = Vec::new();
         for item in items.iter() {
             let DeValue::Table(t) = item.get_ref() else {
@@ -634,7 +879,11 @@ impl Loader<'_> {
                             ids.push((id.clone(), line));
                             id
                         }
-                        None => format!("{label}@{line}"),
+                        None => {
+                            let id = format!("{label}@{line}");
+                            auto.push(id.clone());
+                            id
+                        }
                     };
                     if action_key == "lock_mib" {
                         Action::Lock { id, kind, size }
@@ -642,23 +891,9 @@ impl Loader<'_> {
                         Action::Commit { id, size }
                     }
                 }
-                "release" => {
-                    let id = e.string("release")?.unwrap_or_default();
-                    let earlier = out.iter().any(|(t, ev): &(f64, Event)| {
-                        *t <= at
-                            && matches!(&ev.action,
-                                Action::Lock { id: i, .. } | Action::Commit { id: i, .. } if *i == id)
-                    });
-                    if !earlier {
-                        return Err(e.err(
-                            "release",
-                            format!(
-                                "`release` names unknown id \"{id}\" (no earlier lock_mib or commit_mib event has that id)"
-                            ),
-                        ));
-                    }
-                    Action::Release(id)
-                }
+                // Whether the id exists and comes before this release is checked once the
+                // events are in time order (`Loader::check_releases`).
+                "release" => Action::Release(e.string("release")?.unwrap_or_default()),
                 "host_reset" => match e.boolean("host_reset")? {
                     Some(true) => Action::HostReset,
                     _ => {
@@ -673,17 +908,35 @@ impl Loader<'_> {
                 }
                 _ => Action::HostRefuse(e.uint("host_refuse_next", "pages")?.unwrap_or(0)),
             };
-            out.push((
+            out.push(Parsed {
                 at,
-                Event {
+                at_line: self.src.line(e.key_span("at_s").start),
+                action_line: self.src.line(e.key_span(action_key).start),
+                event: Event {
                     at: Instant::from_nanos(0).saturating_add(secs(at)),
                     line,
                     action,
                 },
+            });
+        }
+        // An unnamed request's id is `<kind>@<line>`: no explicit id may take it.
+        if let Some((id, line)) = ids.iter().find(|(id, _)| auto.contains(id)) {
+            return Err(self.src.error_at_line(
+                *line,
+                format!(
+                    "duplicate id \"{id}\" (the automatic id of the request without `id` on \
+                     line {})",
+                    id.rsplit('@').next().unwrap_or("?")
+                ),
             ));
         }
-        Ok(out)
+        Ok((out, auto))
     }
+}
+
+/// An instant as seconds since the start of the run.
+fn secs_f64(t: Instant) -> f64 {
+    t.as_nanos() as f64 / 1e9
 }
 
 /// `s` seconds as a [`Duration`], to the nanosecond.

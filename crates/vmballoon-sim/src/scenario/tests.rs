@@ -152,7 +152,10 @@ fn negative_and_non_integer_sizes() {
     let e = err(&with("[[events]]\nat_s = nan\ntarget_mib = 1\n"));
     assert!(e.message.contains("finite"), "{e}");
     let e = err("name = \"x\"\n[guest]\nram_mib = 99999999999999999999999\n");
-    assert!(e.message.contains("too large"), "{e}");
+    assert_eq!(
+        e.message,
+        "`ram_mib` = 99999999999999999999999 is over the model's limit of 65536 MiB (64 GiB)"
+    );
 }
 
 #[test]
@@ -187,9 +190,11 @@ fn event_rules() {
         "[[events]]\nat_s = 5\nrelease = \"a\"\n[[events]]\nat_s = 9\nid = \"a\"\nlock_mib = 1\n",
     ));
     assert!(
-        e.message.contains("unknown id \"a\""),
+        e.message
+            .contains("comes before its request (line 15, at 9 s)"),
         "release before the lock: {e}"
     );
+    assert_eq!(e.line, 14);
     let e = err(&with(
         "[[events]]\nat_s = 1\nid = \"a\"\nlock_mib = 1\n[[events]]\nat_s = 2\nid = \"a\"\ncommit_mib = 1\n",
     ));
@@ -243,6 +248,11 @@ fn required_keys_ranges_and_types() {
     );
     let e = err(&with("[config]\nMaxBalloonMB = 5000\n"));
     assert_eq!(e.message, "`MaxBalloonMB` = 5000 is out of range 0..=4096");
+    let e = err(&with("[config]\nMaxBalloonMB = 99999999999999999999\n"));
+    assert_eq!(
+        e.message,
+        "`MaxBalloonMB` = 99999999999999999999 is over its range 0..=4096"
+    );
     let e = err(&with("[host]\ncapabilities = [\"basic\", \"turbo\"]\n"));
     assert_eq!(e.line, 13);
     assert!(e.message.starts_with("unknown capability \"turbo\""), "{e}");
@@ -286,5 +296,316 @@ fn no_input_panics_the_loader() {
         if let Err(e) = Scenario::parse(&mutated, "m") {
             assert!(!e.to_string().contains('\n'), "{e}");
         }
+    }
+}
+
+// ---- limits: times, sizes, guests that cannot boot ----------------------------------
+
+/// A minimal scenario without `duration_s`, with `events` appended.
+fn no_duration(events: &str) -> String {
+    format!("name = \"x\"\n[guest]\nram_mib = 1024\n{events}")
+}
+
+#[test]
+fn far_future_event_time_is_rejected() {
+    // Each of these used to hang (1e10: the run lasted 1e10 s), or overflow to a zero
+    // duration and exit 0 with every event skipped (1e17, 1e300), or silently run past
+    // the one-day cap that an explicit duration_s gets (100000).
+    for at in [
+        "1e10",
+        "1e17",
+        "1e300",
+        "1e400",
+        "100000",
+        "86401",
+        "9223372036854775807",
+        "99999999999999999999999999999999999999999",
+    ] {
+        let e = err(&no_duration(&format!(
+            "[[events]]\nat_s = {at}\ntarget_mib = 1\n"
+        )));
+        assert_eq!(e.line, 5, "{e}");
+        assert!(
+            e.message.starts_with("`at_s` = ")
+                && e.message
+                    .ends_with("is over the limit of 86400 s (one simulated day)"),
+            "{at}: {e}"
+        );
+        assert!(!e.to_string().contains('\n'));
+        // The same with an explicit duration: the same limit.
+        let e = err(&format!(
+            "name = \"x\"\nduration_s = 86400\n[guest]\nram_mib = 1024\n\
+             [[events]]\nat_s = {at}\ntarget_mib = 1\n"
+        ));
+        assert!(e.message.contains("over the limit of 86400 s"), "{at}: {e}");
+    }
+    // Shown as written, shortened when long.
+    let e = err(&no_duration(&format!(
+        "[[events]]\nat_s = {}\ntarget_mib = 1\n",
+        "9".repeat(200)
+    )));
+    assert!(e.message.len() < 120, "{e}");
+    let e = err("name = \"x\"\nduration_s = 1e17\n[guest]\nram_mib = 1024\n");
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (
+            2,
+            "`duration_s` = 1e17 is over the limit of 86400 s (one simulated day)"
+        )
+    );
+}
+
+#[test]
+fn derived_duration_obeys_the_one_day_cap() {
+    // Without duration_s the run lasts until the last event + 60 s: that must fit in the
+    // day too, and the error names the last event's `at_s`.
+    let e = err(&no_duration(
+        "[[events]]\nat_s = 1\ntarget_mib = 1\n[[events]]\nat_s = 86341\ntarget_mib = 2\n",
+    ));
+    assert_eq!(e.line, 8, "{e}");
+    assert_eq!(
+        e.message,
+        "`at_s` = 86341: without `duration_s` the run would last 86401 s (last event + 60 s), \
+         over the limit of 86400 s (one simulated day); set `duration_s`"
+    );
+    let s = Scenario::parse(
+        &no_duration("[[events]]\nat_s = 86340\ntarget_mib = 1\n"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(s.duration, Duration::from_secs(86_400));
+    // An explicit duration may hold events up to its end.
+    let s = Scenario::parse(
+        "name = \"x\"\nduration_s = 86400\n[guest]\nram_mib = 1024\n\
+         [[events]]\nat_s = 86400\ntarget_mib = 1\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(s.events[0].at, Instant::from_nanos(86_400_000_000_000));
+}
+
+#[test]
+fn non_finite_negative_and_zero_times_are_rejected() {
+    for (at, want) in [
+        ("inf", "`at_s` must be a finite number of seconds (got inf)"),
+        (
+            "+inf",
+            "`at_s` must be a finite number of seconds (got +inf)",
+        ),
+        (
+            "-inf",
+            "`at_s` must be a finite number of seconds (got -inf)",
+        ),
+        ("nan", "`at_s` must be a finite number of seconds (got nan)"),
+        ("-1e300", "`at_s` must not be negative (got -1e300)"),
+        ("-0.5", "`at_s` must not be negative (got -0.5)"),
+        (
+            "-99999999999999999999999999999999999999999",
+            "`at_s` must not be negative (got -999999999999999999999999999999999999999...)",
+        ),
+    ] {
+        let e = err(&no_duration(&format!(
+            "[[events]]\nat_s = {at}\ntarget_mib = 1\n"
+        )));
+        assert_eq!((e.line, e.message.as_str()), (5, want));
+    }
+    // -0.0 is zero.
+    let s = Scenario::parse(
+        &no_duration("[[events]]\nat_s = -0.0\ntarget_mib = 1\n"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(s.events[0].at, Instant::from_nanos(0));
+    for d in ["0", "0.0", "1e-12", "-1", "nan", "inf"] {
+        let e = err(&format!(
+            "name = \"x\"\nduration_s = {d}\n[guest]\nram_mib = 1024\n"
+        ));
+        assert_eq!(e.line, 2, "{d}: {e}");
+        assert!(e.message.starts_with("`duration_s`"), "{d}: {e}");
+    }
+}
+
+#[test]
+fn impossible_guest_is_rejected() {
+    // 4000 MiB locked by the OS and 4000 MiB committed at boot, with 4096 MiB of RAM and
+    // no page file: the guest's commit charge (8000 MiB) is over its commit limit.
+    let e = err(
+        "name = \"x\"\n[guest]\nram_mib = 4096\nos_locked_mib = 4000\ncommitted_mib = 4000\n\
+         pagefile_mib = 0\n",
+    );
+    assert_eq!(e.line, 5);
+    assert_eq!(
+        e.message,
+        "the guest cannot boot: os_locked_mib + committed_mib = 8000 MiB is over its commit \
+         limit ram_mib + pagefile_mib = 4096 MiB"
+    );
+    // With a page file large enough it boots (pageable commit may be paged out).
+    let s = Scenario::parse(
+        "name = \"x\"\n[guest]\nram_mib = 4096\nos_locked_mib = 4000\ncommitted_mib = 4000\n\
+         pagefile_mib = 3904\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(s.guest.committed, Frames::from_mib(4000));
+    let e = err(
+        "name = \"x\"\n[guest]\nram_mib = 4096\nos_locked_mib = 4000\ncommitted_mib = 4000\n\
+         pagefile_mib = 3903\n",
+    );
+    assert!(
+        e.message.contains("8000 MiB is over its commit limit"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sizes_beyond_the_model_name_the_real_limit() {
+    for ram in [
+        "18446744073709551615",
+        "18446744073709551614",
+        "65538",
+        "131072",
+        "0x7fffffffffffffff",
+    ] {
+        let e = err(&format!("name = \"x\"\n[guest]\nram_mib = {ram}\n"));
+        assert_eq!(
+            e.message,
+            format!("`ram_mib` = {ram} is over the model's limit of 65536 MiB (64 GiB)")
+        );
+    }
+    let s = Scenario::parse("name = \"x\"\n[guest]\nram_mib = 65536\n", "x").unwrap();
+    assert_eq!(s.guest.ram, Frames::from_mib(65_536));
+    let e = err("name = \"x\"\n[guest]\nram_mib = 4095\n");
+    assert!(e.message.contains("multiple of 2"), "{e}");
+    // Never a number that wrapped or saturated: the value as written and the limit.
+    for key in ["os_locked_mib", "pagefile_mib", "committed_mib"] {
+        let e = err(&format!(
+            "name = \"x\"\n[guest]\nram_mib = 4096\n{key} = 9223372036854775807\n"
+        ));
+        assert_eq!(
+            e.message,
+            format!("`{key}` = 9223372036854775807 is over the limit of 1048576 MiB (1 TiB)")
+        );
+    }
+    for key in ["target_mib", "lock_mib", "commit_mib"] {
+        let e = err(&with(&format!("[[events]]\nat_s = 1\n{key} = 1048577\n")));
+        assert_eq!(
+            e.message,
+            format!("`{key}` = 1048577 is over the limit of 1048576 MiB (1 TiB)")
+        );
+    }
+    // At the limit, a request that can never be met is still a valid scenario.
+    let s = Scenario::parse(&with("[[events]]\nat_s = 1\nlock_mib = 1048576\n"), "x").unwrap();
+    assert!(
+        matches!(s.events[1].action, Action::Lock { size, .. } if size.mib_floor() == 1_048_576)
+    );
+}
+
+#[test]
+fn too_many_events_are_rejected() {
+    let one = "[[events]]\nat_s = 1\nhost_reset = true\n";
+    let ok = with(&one.repeat(MAX_EVENTS - 1));
+    assert_eq!(Scenario::parse(&ok, "x").unwrap().events.len(), MAX_EVENTS);
+    let e = err(&with(&one.repeat(MAX_EVENTS)));
+    assert_eq!(e.line, 12 + 3 * (MAX_EVENTS - 1));
+    assert!(
+        e.message
+            .starts_with("too many [[events]]: 1001 (the limit is 1000"),
+        "{e}"
+    );
+}
+
+// ---- releases ------------------------------------------------------------------------
+
+#[test]
+fn release_written_before_its_lock_follows_time_order() {
+    // What counts is when the events take effect, not where they are written.
+    let s = Scenario::parse(
+        &with(
+            "[[events]]\nat_s = 9\nrelease = \"a\"\n\
+             [[events]]\nat_s = 5\nid = \"a\"\nlock_mib = 1\n",
+        ),
+        "x",
+    )
+    .unwrap();
+    let actions: Vec<_> = s.events.iter().map(|e| e.action.clone()).collect();
+    assert!(matches!(&actions[1], Action::Lock { id, .. } if id == "a"));
+    assert_eq!(actions[2], Action::Release("a".to_owned()));
+    // At the same time, file order decides: a release written first comes first.
+    let e = err(&with(
+        "[[events]]\nat_s = 5\nrelease = \"a\"\n[[events]]\nat_s = 5\nid = \"a\"\ncommit_mib = 1\n",
+    ));
+    assert_eq!(e.line, 14);
+    assert!(
+        e.message
+            .contains("comes before its request (line 15, at 5 s)"),
+        "{e}"
+    );
+    let s = Scenario::parse(
+        &with("[[events]]\nat_s = 5\nid = \"a\"\ncommit_mib = 1\n[[events]]\nat_s = 5\nrelease = \"a\"\n"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(s.events[2].action, Action::Release("a".to_owned()));
+}
+
+#[test]
+fn releasing_an_id_twice_is_rejected() {
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nid = \"a\"\nlock_mib = 1\n\
+         [[events]]\nat_s = 3\nrelease = \"a\"\n\
+         [[events]]\nat_s = 2\nrelease = \"a\"\n",
+    ));
+    // In time order the release at 2 s is the first, the one at 3 s the second.
+    assert_eq!(e.line, 18);
+    assert_eq!(
+        e.message,
+        "`release` = \"a\" frees id \"a\" a second time (already released on line 21); each id \
+         is released once"
+    );
+}
+
+#[test]
+fn automatic_ids_cannot_be_released_or_taken() {
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nlock_mib = 1\n[[events]]\nat_s = 2\nrelease = \"virtual-lock@12\"\n",
+    ));
+    assert!(e.message.contains("unknown id \"virtual-lock@12\""), "{e}");
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nid = \"commit@16\"\nlock_mib = 1\n[[events]]\nat_s = 2\ncommit_mib = 1\n",
+    ));
+    assert_eq!(e.line, 12);
+    assert!(e.message.starts_with("duplicate id \"commit@16\""), "{e}");
+}
+
+#[test]
+fn duplicate_toml_key_message_names_the_key() {
+    for (text, line, key) in [
+        (
+            "name = \"x\"\nname = \"y\"\n[guest]\nram_mib = 1024\n",
+            2,
+            "name",
+        ),
+        (
+            "name = \"x\"\n[guest]\nram_mib = 1024\nram_mib = 2048\n",
+            4,
+            "ram_mib",
+        ),
+        (
+            "name = \"x\"\n[guest]\nram_mib = 1024\n[guest]\nos_locked_mib = 3\n",
+            4,
+            "guest",
+        ),
+        (
+            "name = \"x\"\n[guest]\nram_mib = 1024\n[[events]]\nat_s = 1\ntarget_mib = 3\ntarget_mib = 4\n",
+            7,
+            "target_mib",
+        ),
+    ] {
+        let e = err(text);
+        assert_eq!(e.line, line, "{e}");
+        assert_eq!(
+            e.message,
+            format!("invalid TOML: duplicate key `{key}` (each key once per table)")
+        );
     }
 }
