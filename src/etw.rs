@@ -252,6 +252,14 @@ pub fn write(event: &Event) {
             u64("Frames", &frames.get()),
             u64("BalloonFrames", &balloon.get()),
         ),
+        Event::Migrated { frames, balloon } => tlg::write_event!(
+            VMBALLOON,
+            "Migrated",
+            level(Informational),
+            keyword(BALLOON),
+            u64("Frames", &frames.get()),
+            u64("BalloonFrames", &balloon.get()),
+        ),
         Event::Deflated {
             frames,
             balloon,

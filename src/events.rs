@@ -172,6 +172,13 @@ pub enum Event {
         /// Balloon size after.
         balloon: Frames,
     },
+    /// Scattered 4 KiB pages were traded for whole 2 MiB blocks (migration).
+    Migrated {
+        /// Frames now held as whole blocks instead of scattered pages.
+        frames: Frames,
+        /// Balloon size after.
+        balloon: Frames,
+    },
     /// Pages were taken back from the host (not for low memory).
     Deflated {
         /// Frames unlocked this tick.
@@ -250,7 +257,8 @@ pub enum Event {
 pub const COUNTER_NAMES: &str = "ticks,inflated-4k,inflated-2m,deflated-4k,deflated-2m,\
 refused-4k,refused-2m,refused-held,unlock-failures,alloc-fail-4k,alloc-fail-2m,\
 short-allocations,sessions-started,start-failures,host-resets,frames-popped,\
-low-memory-deflates,guard-deflates,host-backoffs,ticks-continued";
+low-memory-deflates,guard-deflates,host-backoffs,ticks-continued,block-units,scattered-units,\
+migrated-blocks,units-parked";
 
 impl Event {
     /// The TraceLogging event name.
@@ -270,6 +278,7 @@ impl Event {
             Self::ConfigRejected { .. } => "ConfigRejected",
             Self::TargetChanged { .. } => "TargetChanged",
             Self::Inflated { .. } => "Inflated",
+            Self::Migrated { .. } => "Migrated",
             Self::Deflated { .. } => "Deflated",
             Self::CeilingClamped { .. } => "CeilingClamped",
             Self::Refused { .. } => "Refused",
@@ -515,6 +524,12 @@ impl Tracker {
         if !r.inflated.is_zero() {
             out.push(Event::Inflated {
                 frames: r.inflated,
+                balloon: r.balloon,
+            });
+        }
+        if !r.migrated.is_zero() {
+            out.push(Event::Migrated {
+                frames: r.migrated,
                 balloon: r.balloon,
             });
         }
@@ -769,6 +784,21 @@ mod tests {
                 balloon: Frames::from_mib(500),
                 reason: "host-target"
             }]
+        );
+    }
+
+    #[test]
+    fn migration_is_traced_before_the_unlocks_it_made() {
+        let mut t = Tracker::new();
+        let s = Stats::new();
+        let _ = t.on_tick(&report(0), &s);
+        let mut r = report(1);
+        r.migrated = Frames::new(1024);
+        r.inflated = Frames::new(1024);
+        r.deflated = Frames::new(1024);
+        assert_eq!(
+            names(&t.on_tick(&r, &s)),
+            ["Inflated", "Migrated", "Deflated"]
         );
     }
 
