@@ -4,7 +4,7 @@
 //!
 //! * Needs the nightly toolchain (`-Zsanitizer=address`); rustup does not install
 //!   anything by itself on these machines (`RUSTUP_AUTO_INSTALL=0`), so a missing nightly
-//!   is an error that says how to get it.
+//!   is installed explicitly (`rustup toolchain install nightly --profile minimal`).
 //! * Installs `cargo-fuzz` from crates.io (`cargo install cargo-fuzz --locked`) when
 //!   `cargo +nightly fuzz` is missing.
 //! * Each target starts from `fuzz/seeds/<target>` (committed) and grows
@@ -100,14 +100,13 @@ fn ensure_nightly() -> Result {
         .map_err(|e| format!("rustup: {e}"))?;
     let list = String::from_utf8_lossy(&out.stdout);
     if list.lines().any(|l| l.starts_with("nightly")) {
-        Ok(())
-    } else {
-        Err(
-            "fuzz: the nightly toolchain is missing (cargo-fuzz needs -Zsanitizer); \
-             install it with `rustup toolchain install nightly --profile minimal`"
-                .to_owned(),
-        )
+        return Ok(());
     }
+    // rustup installs nothing by itself here (RUSTUP_AUTO_INSTALL=0): ask for it.
+    util::step(
+        "rustup toolchain install nightly (cargo-fuzz needs -Zsanitizer)",
+        Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]),
+    )
 }
 
 fn ensure_cargo_fuzz() -> Result {

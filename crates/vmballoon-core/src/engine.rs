@@ -1130,6 +1130,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             return false;
         }
         let block_frames = PageSize::Large.frames();
+        // What the trades gave back beyond the blocks they took (scattered units come back
+        // whole, so a trade can give back up to a unit more than the block it takes).
+        let mut deficit = Frames::ZERO;
         for _ in 0..MIGRATION_BLOCKS_PER_TICK {
             // Only a block's worth of scattered pages is traded, and only by a balloon within
             // its ceiling: the trade never takes it above what it holds now.
@@ -1137,7 +1140,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 || !self.can_park()
                 || self.room().is_none()
             {
-                return false;
+                return !deficit.is_zero();
             }
             let mut given = Frames::ZERO;
             while given < block_frames && self.can_park() {
@@ -1149,14 +1152,15 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 };
                 self.note_deflated(PageSize::Small, out, report);
                 given = given.saturating_add(out.moved);
+                deficit = deficit.saturating_add(out.moved);
                 if !out.failed.is_zero() || report.error.is_some() {
-                    return report.error.is_none() && !given.is_zero();
+                    return report.error.is_none() && !deficit.is_zero();
                 }
             }
             // The block is taken like any inflation: only if a fresh ceiling (the target as
             // the host now reports it) leaves room for it.
             if self.room().is_none_or(|room| room < block_frames) {
-                return !given.is_zero();
+                return !deficit.is_zero();
             }
             let Some(block) = self.pages.allocate_block() else {
                 self.migration_backoff.fail_up_to(
@@ -1182,10 +1186,11 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 self.lock_small(now, Shelf::Block, block, cycle, report)
             };
             if !ok {
-                return false;
+                return report.error.is_none() && !deficit.is_zero();
             }
+            deficit = deficit.saturating_sub(block_frames);
         }
-        false
+        !deficit.is_zero()
     }
 
     fn add_held(&mut self, shelf: Shelf, frames: Frames, inflate: bool) {

@@ -92,9 +92,9 @@ pub struct CostModel {
     /// batch. **2 µs** (assumption: a kernel-internal call that sums per-processor
     /// counters).
     pub snapshot_ns: u64,
-    /// Guest: an allocation that waits for memory (OVT's CANSLEEP on this guest: like
-    /// `MM_ALLOCATE_TRIM_IF_NECESSARY`, which sleeps 10 ms between attempts,
-    /// `windows-memory.md` §1.2, reverse-engineered) waits this long once when it had to trim. **10 ms.**
+    /// Guest: an allocation that waits for memory (OVT's CANSLEEP on this guest, like
+    /// `MM_ALLOCATE_TRIM_IF_NECESSARY`, whose waiting is not documented) waits this long once
+    /// when it had to trim. **10 ms** (an assumption).
     pub trim_wait_ns: u64,
     /// Guest: paging out one trimmed pageable page (written to the page file; half of them
     /// assumed dirty, 4 KiB at ≈ 400 MB/s). **5 µs** (assumption).

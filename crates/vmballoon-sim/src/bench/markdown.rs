@@ -936,7 +936,7 @@ fn section_cost(w: &mut String, c: &CostModel) {
         (
             "waiting allocation: one wait when it had to trim",
             c.trim_wait_ns,
-            "MM_ALLOCATE_TRIM_IF_NECESSARY sleeps 10 ms (windows-memory.md §1.2 [rev])",
+            "one 10 ms wait (assumption: MM_ALLOCATE_TRIM_IF_NECESSARY's wait is not documented)",
         ),
         (
             "page-out per trimmed page",
