@@ -14,7 +14,7 @@ use wdk_sys::{NTSTATUS, PVOID, STATUS_BUFFER_TOO_SMALL, STATUS_INSUFFICIENT_RESO
 use crate::kernel::{pool_alloc, pool_free};
 use crate::modules;
 
-#[link(name = "aux_klib")]
+#[link(name = "aux_klib", kind = "static")]
 unsafe extern "system" {
     /// Must precede any other AuxKlib call (PASSIVE_LEVEL).
     fn AuxKlibInitialize() -> NTSTATUS;

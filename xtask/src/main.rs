@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod fuzz;
+mod image;
 mod qemu;
+mod sys;
 mod util;
 mod windows;
 
@@ -27,6 +29,9 @@ enum Task {
     Setup,
     /// Type-check and lint the driver glue for x86_64-pc-windows-msvc against the wdk mirror.
     CheckWindows,
+    /// Link the real vmballoon.sys on Linux (rust-lld, KMDF link arguments) and check the
+    /// image: loader requirements, imports and the stack budget.
+    BuildSys,
     /// Windows only: stage inf/vmballoon.inx as ./vmballoon.inx and run `cargo make`.
     Package {
         /// Arguments passed to `cargo make`.
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         Task::Ci => ci(),
         Task::Setup => util::ensure_targets(),
         Task::CheckWindows => windows::check_windows(),
+        Task::BuildSys => sys::build_sys().map(|_| ()),
         Task::Package { args } => windows::package(&args),
         Task::QemuPeer => qemu::run(),
         Task::Bench => bench::run(),

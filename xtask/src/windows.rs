@@ -54,7 +54,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// A fresh copy of the workspace (everything but `target/` and `.git`, so every member
 /// manifest is there) under `target/check-windows/ws`.
-fn stage_workspace(root: &Path, dir: &Path) -> Result<PathBuf> {
+pub fn stage_workspace(root: &Path, dir: &Path) -> Result<PathBuf> {
     let ws = dir.join("ws");
     if ws.exists() {
         fs::remove_dir_all(&ws).map_err(|e| format!("clean {}: {e}", ws.display()))?;
@@ -64,7 +64,7 @@ fn stage_workspace(root: &Path, dir: &Path) -> Result<PathBuf> {
 }
 
 /// `cargo <verb> -p vmballoon --target x86_64-pc-windows-msvc` on the copy, with the mirror.
-fn cargo_on_copy(root: &Path, ws: &Path, target_dir: &Path, verb: &str) -> Command {
+pub fn cargo_on_copy(root: &Path, ws: &Path, target_dir: &Path, verb: &str) -> Command {
     let mut cmd = Command::new(util::cargo());
     cmd.arg(verb)
         .arg("--manifest-path")

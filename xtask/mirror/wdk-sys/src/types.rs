@@ -437,7 +437,9 @@ pub mod _WDFFUNCENUM {
 // ordinary data symbols, not `__imp_` data imports. These are the only extern statics the
 // mirror may have (README.md, "No data imports"; checked by `cargo xtask check-windows`).
 unsafe extern "C" {
-    /// `WdfFunctions_01031` in C; wdk-build renames it `WdfFunctions`.
+    /// `WdfFunctions_01031` in C; wdk-build's bindgen callback renames the Rust item
+    /// `WdfFunctions`, and bindgen keeps the C symbol with `link_name`.
+    #[link_name = "WdfFunctions_01031"]
     pub static mut WdfFunctions: *const WDFFUNC;
     pub static mut WdfDriverGlobals: PWDF_DRIVER_GLOBALS;
     pub static mut WdfFunctionCount: ULONG;
