@@ -278,6 +278,9 @@ class Kernel:
         self.actions = []
         self.finished = False
         self.port_calls = 0
+        self.mm = {"mdls": 0, "short": 0, "none": 0}
+        self.low_memory_wakes = 0
+        self.balloon_calls = 0
         self.backdoor_calls = {}
         self.bugcheck = None
         self.sleep_checks = []
@@ -380,6 +383,10 @@ class Kernel:
     def fail(self, message):
         self.failures.append(message)
 
+    def fail_mdl(self, message):
+        """A breach of MmFreePagesFromMdl's contract (the MDL-ownership check)."""
+        self.failures.append("[mdl] " + message)
+
     # ---- the import dispatcher -----------------------------------------------------------
 
     def stub(self, name):
@@ -452,6 +459,8 @@ class Kernel:
     def satisfied(self, w):
         for i, obj in enumerate(w.objects):
             if self.signaled(obj):
+                if obj == self.lowmem_event and not w.single:
+                    self.low_memory_wakes += 1
                 ev = self.events.get(obj)
                 if ev is not None and ev["type"] == 1 and obj != self.lowmem_event:
                     ev["state"] = False
@@ -601,6 +610,11 @@ class Kernel:
         if eax != BALLOON_MAGIC:
             self.fail("balloon call with magic %#x" % eax)
         command = rcx & 0xFFFFFFFF
+        self.balloon_calls += 1
+        for inj in self.case.get("inject", []):
+            if inj["before_call"] == self.balloon_calls:
+                self.sim.call(dict({"op": "inject"}, **{k: v for k, v in inj.items()
+                                                         if k != "before_call"}))
         arg1 = self.reg(ucx.UC_X86_REG_RBX)
         arg2 = self.reg(ucx.UC_X86_REG_RSI)
         req = {"op": "backdoor", "command": command, "arg1": arg1, "arg2": arg2}
@@ -754,7 +768,7 @@ class Kernel:
         if block is None:
             self.fail("ExFreePoolWithTag(%#x), which is not an allocated pool block" % p)
         elif block["kind"] != "pool":
-            self.fail("ExFreePoolWithTag of an MDL from MmAllocatePagesForMdlEx")
+            self.fail_mdl("ExFreePoolWithTag of an MDL from MmAllocatePagesForMdlEx")
         elif block["tag"] != tag & 0xFFFFFFFF:
             self.fail("pool block freed with tag %#x, allocated with %#x" % (tag, block["tag"]))
         else:
@@ -770,7 +784,7 @@ class Kernel:
         elif block["kind"] != "mdl":
             self.fail("pool block (tag %#x) freed without its tag" % block["tag"])
         elif mdl["state"] != "pages-freed":
-            self.fail("ExFreePool of an MDL whose pages were not freed first (they leak)")
+            self.fail_mdl("ExFreePool of an MDL whose pages were not freed by MmFreePagesFromMdl first")
         else:
             mdl["state"] = "freed"
             self.arena.free(p)
@@ -785,8 +799,12 @@ class Kernel:
         if total == 0 or total % unit:
             raise Failure("MmAllocatePagesForMdlEx of %#x bytes in %#x units" % (total, unit))
         r = self.sim.call({"op": "allocate", "large": bool(large), "pages": total // unit})
+        self.mm["mdls"] += 1
         if r["id"] is None:
+            self.mm["none"] += 1
             return 0
+        if len(r["pfns"]) < total // unit:
+            self.mm["short"] += 1
         frames = []
         for head in r["pfns"]:
             frames.extend(range(head, head + unit // PAGE) if large else [head])
@@ -809,18 +827,18 @@ class Kernel:
         if known is None:
             block = self.pool.get(mdl)
             tag = block["tag"] if block else None
-            self.fail("MmFreePagesFromMdl on an MDL that MmAllocatePagesForMdlEx did not "
+            self.fail_mdl("MmFreePagesFromMdl on an MDL that MmAllocatePagesForMdlEx did not "
                       "return (%s)" % ("a pool block with tag %#x" % tag if block else "%#x" % mdl))
             self.sim.call({"op": "free", "frames": self.mdl_frames(mdl)})
             return 0
         if known["state"] != "allocated":
-            self.fail("MmFreePagesFromMdl twice on one MDL")
+            self.fail_mdl("MmFreePagesFromMdl twice on one MDL")
             return 0
         now = self.rd(mdl, len(known["bytes"]))
         if now != known["bytes"]:
             before = struct.unpack_from("<I", known["bytes"], 0x28)[0] // PAGE
             after = self.rd32(mdl + 0x28) // PAGE
-            self.fail("MmFreePagesFromMdl on a modified MDL (pages %d -> %d)" % (before, after))
+            self.fail_mdl("MmFreePagesFromMdl on a modified MDL (pages %d -> %d)" % (before, after))
             self.sim.call({"op": "free", "frames": self.mdl_frames(mdl)})
         else:
             self.sim.call({"op": "free", "id": known["id"]})
@@ -1090,6 +1108,7 @@ class Kernel:
             if self.driver_object is None:
                 self.fail("DriverEntry succeeded without WdfDriverCreate")
             else:
+                self.drop_speakeasy_code_hook()
                 self.se.call(self.schedule_addr, [])
                 for r in self.emu.runs[1:]:
                     if r.error:
@@ -1099,15 +1118,26 @@ class Kernel:
                     self.fail("the emulation stopped before unload finished")
         return self.check()
 
+    def drop_speakeasy_code_hook(self):
+        """speakeasy installs a code hook over all memory when a run ends (to see its
+        return address): a Python call per instruction from then on, even while it is
+        disabled. Removed before the worker runs; speakeasy adds it again at the end."""
+        hook = self.emu.tmp_code_hook
+        if hook is not None:
+            self.uc.hook_del(hook.handle)
+            self.emu.tmp_code_hook = None
+
     def check(self):
         report = self.sim.call({"op": "report"})
         leftovers = []
-        if self.pool:
-            tags = sorted({("%#x" % b["tag"]) if b["tag"] is not None else b["kind"]
-                           for b in self.pool.values()})
-            leftovers.append("%d pool block(s) never freed (%s)" % (len(self.pool), ", ".join(tags)))
-        if any(m["state"] != "freed" for m in self.mdls.values()):
-            leftovers.append("MDLs not freed")
+        blocks = [b for b in self.pool.values() if b["kind"] == "pool"]
+        if blocks:
+            tags = sorted({"%#x" % b["tag"] for b in blocks})
+            leftovers.append("%d pool block(s) never freed (tag %s)" % (len(blocks), ", ".join(tags)))
+        unfreed = [m for m in self.mdls.values() if m["state"] != "freed"]
+        if unfreed:
+            self.fail_mdl("at the end: %d MDL(s) from MmAllocatePagesForMdlEx not freed "
+                          "(MmFreePagesFromMdl, then ExFreePool)" % len(unfreed))
         if self.contiguous:
             leftovers.append("the batch page was never freed")
         if self.etw:
@@ -1161,9 +1191,52 @@ def run_case(case, root, serve, sys_path, facts):
         "api_calls": kernel.api_calls,
         "etw_writes": kernel.etw_writes,
         "sleep_checks": kernel.sleep_checks,
+        "mm": kernel.mm,
+        "low_memory_wakes": kernel.low_memory_wakes,
         "registry": sim.init["registry"],
         "seconds": time.time() - started,
     }
+
+
+def verdict(case, result):
+    """Checks the scenario's expectations; returns (verdict, problems)."""
+    problems = list(result["failures"])
+    report = result["report"]
+    status = result["status"]
+    peak_mib = report["peak_held_frames"] / 256
+    if status != case.get("status", 0):
+        problems.append("DriverEntry returned %s, expected %#x"
+                        % ("%#x" % status if status is not None else "nothing", case.get("status", 0)))
+    lo, hi = case.get("peak_mib", [0, 0])
+    if not lo <= peak_mib <= hi:
+        problems.append("peak balloon %.1f MiB, expected %g..%g" % (peak_mib, lo, hi))
+    cap = case.get("cap_mib")
+    if cap is not None and peak_mib > cap:
+        problems.append("registry cap MaxBalloonMB=%d ignored: peak %.1f MiB" % (cap, peak_mib))
+    limit = case.get("max_port_calls")
+    if limit is not None and result["port_calls"] > limit:
+        problems.append("%d backdoor port calls, at most %d expected"
+                        % (result["port_calls"], limit))
+    for key, value, what in (("min_resets", report["resets_answered"], "RESET answers"),
+                             ("min_busy", report["busy_answered"], "BUSY answers"),
+                             ("min_refused", report["refused_pages"], "refused pages"),
+                             ("min_failed_allocations",
+                              result["mm"]["short"] + result["mm"]["none"],
+                              "short or empty MDLs"),
+                             ("min_low_memory_wakes", result["low_memory_wakes"],
+                              "LowMemoryCondition wakes")):
+        if value < case.get(key, 0):
+            problems.append("%d %s, at least %d expected" % (value, what, case[key]))
+    if case.get("power") and not result["sleep_checks"]:
+        problems.append("the sleep notification never reached the driver's callback")
+    mdl_only = bool(problems) and all(p.startswith("[mdl] ") for p in problems)
+    if case.get("until_whole_mdl"):
+        if mdl_only:
+            return "expected-fail", problems
+        if not problems:
+            return "unexpected-pass", ["passes: remove `until_whole_mdl` from its entry"]
+        return "fail", problems
+    return ("pass" if not problems else "fail"), problems
 
 
 def main():
@@ -1175,6 +1248,8 @@ def main():
         if only and case["name"] not in only:
             continue
         result = run_case(case, root, serve, sys_path, facts)
+        result["verdict"], result["problems"] = verdict(case, result)
+        result["cap_mib"] = case.get("cap_mib")
         print(json.dumps(result), flush=True)
 
 

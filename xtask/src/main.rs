@@ -6,6 +6,7 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod emulate;
 mod fuzz;
 mod image;
 mod qemu;
@@ -23,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// The Linux gate: fmt, clippy, tests, no_std and Windows-target builds, docs.
+    /// The Linux gate: fmt, clippy, tests, no_std and Windows-target builds, the linked
+    /// driver's image checks and emulated run, docs.
     Ci,
     /// Install the Rust targets the checks need (rustup does not auto-install here).
     Setup,
@@ -32,6 +34,13 @@ enum Task {
     /// Link the real vmballoon.sys on Linux (rust-lld, KMDF link arguments) and check the
     /// image: loader requirements, imports and the stack budget.
     BuildSys,
+    /// Run the real vmballoon.sys in an emulated Windows kernel (speakeasy) against the
+    /// simulator's host and guest models: every scenario of xtask/emulate/scenarios.toml,
+    /// or the ones named.
+    Emulate {
+        /// Scenario names (default: all).
+        names: Vec<String>,
+    },
     /// Windows only: stage inf/vmballoon.inx as ./vmballoon.inx and run `cargo make`.
     Package {
         /// Arguments passed to `cargo make`.
@@ -58,6 +67,7 @@ fn main() -> ExitCode {
         Task::Setup => util::ensure_targets(),
         Task::CheckWindows => windows::check_windows(),
         Task::BuildSys => sys::build_sys().map(|_| ()),
+        Task::Emulate { names } => emulate::run(&names),
         Task::Package { args } => windows::package(&args),
         Task::QemuPeer => qemu::run(),
         Task::Bench => bench::run(),
@@ -115,6 +125,9 @@ fn ci() -> util::Result {
         )?;
     }
     windows::check_windows()?;
+    // Links vmballoon.sys (build-sys, with its image checks) and runs it in the emulated
+    // kernel against the simulator's models.
+    emulate::run(&[])?;
     util::step(
         "doc",
         Command::new(&cargo)

@@ -17,6 +17,7 @@
 //! | `backdoor` | `command`, `arg1`, `arg2`, `entries` (the batch page's first `arg2` entries, batched commands only) | `status`, `result`, `capabilities`, `entries` (written back) |
 //! | `allocate` | `large` (2 MiB pages), `pages` | `id` and `pfns` (page heads), or `id: null` when Mm returns no MDL |
 //! | `free` | `id` (the chunk, when the MDL is the one `allocate` returned, unmodified) or `frames` (4 KiB frame numbers, for any other MDL) | `{}` |
+//! | `inject` | one of `host_reset: true`, `host_busy_calls: N`, `host_refuse_next: N` | `{}`: the scenario event of that name, now (for faults at a given backdoor call rather than a given time) |
 //! | `memory` | — | `total`, `resident_available`, `available`, `committed`, `commit_limit` (frames), `low_memory` |
 //! | `report` | — | the run's numbers: calls by command and answer, frames locked and unlocked, peak and final balloon (frames the host holds), violations, leaks |
 //!
@@ -332,6 +333,20 @@ impl Server {
         }
     }
 
+    fn inject(&mut self, req: &Value) -> Result<Value, String> {
+        let action = if req.get("host_reset").and_then(Value::as_bool) == Some(true) {
+            Action::HostReset
+        } else if let Some(n) = req.get("host_busy_calls").and_then(Value::as_u64) {
+            Action::HostBusy(n)
+        } else if let Some(n) = req.get("host_refuse_next").and_then(Value::as_u64) {
+            Action::HostRefuse(n)
+        } else {
+            return Err("inject: no host_reset, host_busy_calls or host_refuse_next".into());
+        };
+        self.apply(&action);
+        Ok(json!({}))
+    }
+
     fn backdoor(&mut self, req: &Value) -> Result<Value, String> {
         let command = u32::try_from(num(req, "command")?).map_err(|e| e.to_string())?;
         let arg1 = num(req, "arg1")?;
@@ -465,6 +480,7 @@ impl Server {
                     Ok(self.mm(MmCall::FreeFrames { frames }))
                 }
             }
+            "inject" => self.inject(req),
             "memory" => Ok(self.memory()),
             "report" => Ok(self.report()),
             other => Err(format!("unknown op `{other}`")),
