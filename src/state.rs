@@ -140,19 +140,33 @@ impl Work {
         // SAFETY: the engine was written just above.
         let schedule = Schedule::new(unsafe { (*engine).config() });
         // SAFETY: as above.
-        unsafe { (&raw mut (*slot).schedule).write(schedule) };
+        let schedule_slot = unsafe { &raw mut (*slot).schedule };
+        // SAFETY: valid for writes and unused. (The same holds for every write below.)
+        unsafe { schedule_slot.write(schedule) };
         // SAFETY: as above.
-        unsafe { (&raw mut (*slot).wdf).write(wdf) };
+        let wdf_slot = unsafe { &raw mut (*slot).wdf };
         // SAFETY: as above.
-        unsafe { (&raw mut (*slot).tracker).write(Tracker::new()) };
+        unsafe { wdf_slot.write(wdf) };
         // SAFETY: as above.
-        unsafe { (&raw mut (*slot).config).write(None) };
+        let tracker = unsafe { &raw mut (*slot).tracker };
         // SAFETY: as above.
-        unsafe { (&raw mut (*slot).registry_error).write(None) };
+        unsafe { tracker.write(Tracker::new()) };
         // SAFETY: as above.
-        unsafe { (&raw mut (*slot).events).write(Events::default()) };
+        let config = unsafe { &raw mut (*slot).config };
         // SAFETY: as above.
-        unsafe { (&raw mut (*slot).report).write(TickReport::default()) };
+        unsafe { config.write(None) };
+        // SAFETY: as above.
+        let registry_error = unsafe { &raw mut (*slot).registry_error };
+        // SAFETY: as above.
+        unsafe { registry_error.write(None) };
+        // SAFETY: as above.
+        let events = unsafe { &raw mut (*slot).events };
+        // SAFETY: as above.
+        unsafe { events.write(Events::default()) };
+        // SAFETY: as above.
+        let report = unsafe { &raw mut (*slot).report };
+        // SAFETY: as above.
+        unsafe { report.write(TickReport::default()) };
     }
 
     /// Re-reads and validates the registry, traces what changed, and applies it. A registry

@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod emulate;
 mod fuzz;
+mod golden;
 mod image;
 mod qemu;
+mod real;
 mod sys;
 mod util;
 mod windows;
@@ -29,8 +31,17 @@ enum Task {
     Ci,
     /// Install the Rust targets the checks need (rustup does not auto-install here).
     Setup,
-    /// Type-check and lint the driver glue for x86_64-pc-windows-msvc against the wdk mirror.
-    CheckWindows,
+    /// Type-check and lint the driver glue for x86_64-pc-windows-msvc against the wdk mirror
+    /// (checked against xtask/mirror/golden.txt), or with --wdk-headers against the real
+    /// bindings generated from a WDK include tree.
+    CheckWindows {
+        /// A WDK content root (real WDK, or public header mirrors laid out like one).
+        #[arg(long, value_name = "DIR")]
+        wdk_headers: Option<PathBuf>,
+        /// With --wdk-headers: rewrite xtask/mirror/golden.txt from the real bindings.
+        #[arg(long, requires = "wdk_headers")]
+        update_golden: bool,
+    },
     /// Link the real vmballoon.sys on Linux (rust-lld, KMDF link arguments) and check the
     /// image: loader requirements, imports and the stack budget.
     BuildSys,
@@ -65,7 +76,11 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Ci => ci(),
         Task::Setup => util::ensure_targets(),
-        Task::CheckWindows => windows::check_windows(),
+        Task::CheckWindows {
+            wdk_headers: Some(dir),
+            update_golden,
+        } => real::check(&dir, update_golden),
+        Task::CheckWindows { .. } => windows::check_windows(),
         Task::BuildSys => sys::build_sys().map(|_| ()),
         Task::Emulate { names } => emulate::run(&names),
         Task::Package { args } => windows::package(&args),

@@ -24,6 +24,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::golden;
 use crate::util::{self, Result};
 
 /// The driver's target.
@@ -252,6 +253,24 @@ fn check_no_data_imports(root: &Path) -> Result {
     }
 }
 
+/// Adds to the copy's `src/lib.rs` compile-time assertions that the mirror's sizes,
+/// alignments and field offsets are the real bindings' (`xtask/mirror/golden.txt`); the
+/// rest of the mirror (signatures, values, types, derives) is compared with the golden file
+/// by a unit test (`golden::tests`).
+fn stage_layout_asserts(root: &Path, ws: &Path) -> Result {
+    let golden_path = root.join(golden::GOLDEN);
+    let golden_text =
+        fs::read_to_string(&golden_path).map_err(|e| format!("{}: {e}", golden_path.display()))?;
+    let mirror = golden::mirror_facts(&root.join("xtask/mirror/wdk-sys/src"))?;
+    let asserts = golden::layout_asserts(&mirror, &golden_text);
+    let lib = ws.join("src/lib.rs");
+    let mut text = fs::read_to_string(&lib).map_err(|e| format!("{}: {e}", lib.display()))?;
+    text.push_str("\n#[cfg(windows)]\nmod mirror_layout {\n");
+    text.push_str(&asserts);
+    text.push_str("}\n");
+    fs::write(&lib, text).map_err(|e| format!("{}: {e}", lib.display()))
+}
+
 /// `cargo xtask check-windows`.
 pub fn check_windows() -> Result {
     let root = crate::root();
@@ -260,6 +279,7 @@ pub fn check_windows() -> Result {
     let dir = root.join("target/check-windows");
     let lock_before = fs::read(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let ws = stage_workspace(&root, &dir)?;
+    stage_layout_asserts(&root, &ws)?;
     let target_dir = dir.join("target");
     util::step(
         "check-windows: cargo check (x86_64-pc-windows-msvc, wdk mirror)",
