@@ -253,15 +253,22 @@ fn check_no_data_imports(root: &Path) -> Result {
     }
 }
 
-/// Adds to the copy's `src/lib.rs` compile-time assertions that the mirror's sizes,
-/// alignments and field offsets are the real bindings' (`xtask/mirror/golden.txt`); the
-/// rest of the mirror (signatures, values, types, derives) is compared with the golden file
-/// by a unit test (`golden::tests`).
+/// Compares the mirror's signatures, values, types, derives and fields with the real
+/// bindings' (`xtask/mirror/golden.txt`), and adds to the copy's `src/lib.rs` compile-time
+/// assertions that its sizes, alignments and field offsets are the real ones.
 fn stage_layout_asserts(root: &Path, ws: &Path) -> Result {
     let golden_path = root.join(golden::GOLDEN);
     let golden_text =
         fs::read_to_string(&golden_path).map_err(|e| format!("{}: {e}", golden_path.display()))?;
     let mirror = golden::mirror_facts(&root.join("xtask/mirror/wdk-sys/src"))?;
+    let diff = golden::compare(&mirror, &golden_text);
+    if !diff.is_empty() {
+        return Err(format!(
+            "check-windows: the mirror differs from the real bindings ({}):\n  {}",
+            golden::GOLDEN,
+            diff.join("\n  ")
+        ));
+    }
     let asserts = golden::layout_asserts(&mirror, &golden_text);
     let lib = ws.join("src/lib.rs");
     let mut text = fs::read_to_string(&lib).map_err(|e| format!("{}: {e}", lib.display()))?;
