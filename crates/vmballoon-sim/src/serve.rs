@@ -64,6 +64,8 @@ pub enum MmCall {
         /// Frame numbers.
         frames: Vec<u64>,
     },
+    /// How many 4 KiB frames the driver's chunks still hold (the leak count at the end).
+    HeldFrames,
 }
 
 /// The outcome of an [`MmCall`].
@@ -82,6 +84,8 @@ pub enum MmReply {
     Freed,
     /// The call named something the model does not hold.
     Unknown(String),
+    /// Frames held ([`MmCall::HeldFrames`]).
+    Frames(u64),
 }
 
 /// The chunks the driver holds, by id.
@@ -89,17 +93,6 @@ pub enum MmReply {
 pub struct Chunks {
     next: u64,
     held: BTreeMap<u64, GuestChunk>,
-}
-
-impl Chunks {
-    /// Frames in chunks the driver still holds.
-    #[must_use]
-    pub fn frames(&self, guest: &FakeGuest) -> u64 {
-        self.held
-            .values()
-            .map(|c| (guest.page_count(c) as u64) * guest.page_size(c).frames().get())
-            .sum()
-    }
 }
 
 /// The adapter: every use of the guest model's allocation API. The driver's MDLs map to
@@ -128,6 +121,13 @@ pub fn guest_mm(guest: &mut FakeGuest, chunks: &mut Chunks, call: MmCall) -> MmR
             }
             None => MmReply::Unknown(format!("chunk {id} is not held")),
         },
+        MmCall::HeldFrames => MmReply::Frames(
+            chunks
+                .held
+                .values()
+                .map(|c| (guest.page_count(c) as u64) * guest.page_size(c).frames().get())
+                .sum(),
+        ),
         MmCall::FreeFrames { frames } => {
             let wanted: std::collections::BTreeSet<u64> = frames.into_iter().collect();
             let mut found = 0usize;
@@ -396,6 +396,7 @@ impl Server {
             MmReply::Allocated { id, pfns } => json!({ "id": id, "pfns": pfns }),
             MmReply::NoMemory => json!({ "id": null, "pfns": [] }),
             MmReply::Freed => json!({}),
+            MmReply::Frames(n) => json!({ "frames": n }),
             MmReply::Unknown(message) => {
                 self.mm_errors.push(message.clone());
                 json!({ "unknown": message })
@@ -416,13 +417,16 @@ impl Server {
         })
     }
 
-    fn report(&self) -> Value {
+    fn report(&mut self) -> Value {
+        let held_by_driver = match guest_mm(&mut self.guest, &mut self.chunks, MmCall::HeldFrames) {
+            MmReply::Frames(n) => n,
+            _ => 0,
+        };
         let w = self.world.borrow();
         let mut calls = serde_json::Map::new();
         for (command, status, n) in w.host.calls().iter() {
             calls.insert(format!("{} {}", command.name(), status.name()), json!(n));
         }
-        let held_by_driver = self.chunks.frames(&self.guest);
         let balloon_owned = w.guest.balloon_frames().get();
         json!({
             "calls": calls,
@@ -529,9 +533,11 @@ mod tests {
     use super::*;
 
     fn server(text: &str) -> Server {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("vmballoon-serve-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.toml", text.len()));
+        let path = dir.join(format!("{n}.toml"));
         std::fs::write(&path, text).unwrap();
         Server::new(&path).unwrap()
     }
