@@ -250,7 +250,6 @@ class Kernel:
         self.sim = sim
         self.facts = facts
         self.failures = []
-        self.notes = []
         self.now = 0
         self.low = False
         self.events = {}
@@ -902,7 +901,7 @@ class Kernel:
         self.events[ev] = {"type": kind & 0xFFFFFFFF, "state": bool(state & 0xFF)}
         return 0
 
-    def api_KeSetEvent(self, ):
+    def api_KeSetEvent(self):
         ev, _incr, _wait = self.args(3)
         e = self.events.get(ev)
         if e is None:
