@@ -10,8 +10,6 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use vmballoon_backdoor::{DetectError, RealCpu, VmwareBackdoor, detect};
-use vmballoon_core::config::Config;
-use vmballoon_core::engine::Balloon;
 use wdk_sys::{
     _WDF_DRIVER_INIT_FLAGS, DRIVER_OBJECT, NTSTATUS, PCUNICODE_STRING,
     STATUS_DEVICE_DOES_NOT_EXIST, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
@@ -20,7 +18,6 @@ use wdk_sys::{
 };
 
 use crate::batch::BatchMemory;
-use crate::clock::KernelClock;
 use crate::etw;
 use crate::events::{Event, Refusal};
 use crate::image_watch::ImageWatch;
@@ -29,7 +26,7 @@ use crate::memory::KernelMemory;
 use crate::ntstatus::nt_result;
 use crate::pages::MdlPages;
 use crate::power::Registration;
-use crate::state::{Driver, Work};
+use crate::state::{Driver, EngineParts};
 use crate::vmmemctl;
 use crate::worker::worker_main;
 
@@ -96,8 +93,12 @@ fn start(driver: &mut DRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<
     // SAFETY: VMware was detected; the batch page is resident, 4 KiB aligned, below 4 GiB,
     // used by nothing else, and freed only after the engine (field order of `Driver`).
     let backdoor = unsafe { VmwareBackdoor::new(page, pfn) };
-    let engine = Balloon::new(backdoor, pages, memory, KernelClock, Config::default());
-    let block = Driver::create(Work::new(engine, wdf), batch).ok_or(resources)?;
+    let parts = EngineParts {
+        backdoor,
+        pages,
+        memory,
+    };
+    let block = Driver::create(parts, wdf, batch).ok_or(resources)?;
     launch(block, watch, detected.version, detected.product.name()).inspect_err(|_| {
         // SAFETY: the block holds a Driver from `Driver::create`; `launch` failed, so it is
         // not published and unload will never see it.

@@ -435,6 +435,13 @@ impl Events {
     pub const fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Empties the list in place (the driver keeps one `Events` in its pool block and
+    /// refills it: at 2.4 KiB it must never live on a kernel stack).
+    pub fn clear(&mut self) {
+        self.items.iter_mut().for_each(|slot| *slot = None);
+        self.len = 0;
+    }
 }
 
 /// The config events for a registry read: `ConfigLoaded` when the values in effect differ
@@ -443,6 +450,13 @@ impl Events {
 #[must_use]
 pub fn config_events(now: &Validated, previous: Option<&Validated>) -> Events {
     let mut out = Events::default();
+    config_events_into(now, previous, &mut out);
+    out
+}
+
+/// [`config_events`], written into `out` (cleared first) instead of returned by value.
+pub fn config_events_into(now: &Validated, previous: Option<&Validated>, out: &mut Events) {
+    out.clear();
     let c = &now.config;
     if previous.is_none_or(|p| p.config != *c) {
         out.push(Event::ConfigLoaded {
@@ -459,7 +473,6 @@ pub fn config_events(now: &Validated, previous: Option<&Validated>) -> Events {
             out.push(rejected(issue));
         }
     }
-    out
 }
 
 /// The event for a registry read that failed with `status`, when the previous read did not
@@ -508,6 +521,14 @@ impl Tracker {
     /// The events one tick produces. `stats` are the engine's counters after the tick.
     pub fn on_tick(&mut self, r: &TickReport, stats: &Stats) -> Events {
         let mut out = Events::default();
+        self.on_tick_into(r, stats, &mut out);
+        out
+    }
+
+    /// [`Tracker::on_tick`], written into `out` (cleared first) instead of returned by
+    /// value.
+    pub fn on_tick_into(&mut self, r: &TickReport, stats: &Stats, out: &mut Events) {
+        out.clear();
         if let Some(s) = &r.started {
             out.push(started(s));
         }
@@ -599,7 +620,6 @@ impl Tracker {
                 counters: Counter::ALL.map(|c| stats.get(c)),
             });
         }
-        out
     }
 }
 

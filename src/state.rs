@@ -6,8 +6,8 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
 use vmballoon_backdoor::VmwareBackdoor;
-use vmballoon_core::config::{Validated, validate};
-use vmballoon_core::engine::Balloon;
+use vmballoon_core::config::{Config, Validated, validate};
+use vmballoon_core::engine::{Balloon, TickReport};
 use vmballoon_core::platform::{Clock, MemorySource};
 use vmballoon_core::units::Frames;
 use wdk_sys::{NTSTATUS, WDFDRIVER};
@@ -15,7 +15,7 @@ use wdk_sys::{NTSTATUS, WDFDRIVER};
 use crate::batch::BatchMemory;
 use crate::clock::KernelClock;
 use crate::etw;
-use crate::events::{Tracker, config_events, config_unreadable};
+use crate::events::{Events, Tracker, config_events_into, config_unreadable};
 use crate::image_watch::ImageWatch;
 use crate::kernel::{Event, EventKind, Thread, WaitBlocks, pool_alloc};
 use crate::memory::KernelMemory;
@@ -72,24 +72,85 @@ pub struct Work {
     pub config: Option<Validated>,
     /// How the last registry read failed (`None`: it succeeded), to trace a failure once.
     pub registry_error: Option<NTSTATUS>,
+    /// The events of the last decision, refilled in place: at 2.4 KiB an [`Events`] must
+    /// not live on the kernel stack (24 KiB for the whole call chain, the kernel's own
+    /// calls included; `cargo xtask build-sys` fails on any frame above 1 KiB).
+    pub events: Events,
+    /// The last tick's report, written in place by [`engine_tick`] (for the same reason).
+    pub report: TickReport,
     /// Wait blocks for the worker's waits on more than `THREAD_WAIT_OBJECTS` objects, in
     /// this nonpaged state rather than on the worker's stack.
     pub wait_blocks: WaitBlocks,
 }
 
+/// `engine.tick()` into `out`. Never inlined, so the engine's tick has a frame of its own
+/// and its report is built straight into `out` (in the pool block), not in a temporary
+/// that is then copied (`cargo xtask build-sys` budgets every frame at 1 KiB).
+#[inline(never)]
+fn engine_tick(engine: &mut Engine, out: &mut TickReport) {
+    *out = engine.tick();
+}
+
 impl Work {
-    /// The worker's state around `engine`, before the first registry read.
-    pub fn new(engine: Engine, wdf: WDFDRIVER) -> Self {
-        let schedule = Schedule::new(engine.config());
-        Self {
-            engine,
-            wdf,
-            schedule,
-            tracker: Tracker::new(),
-            config: None,
-            registry_error: None,
-            wait_blocks: WaitBlocks::new(),
-        }
+    /// Builds the worker's state at `slot` around the engine made from `parts`, before the
+    /// first registry read. Field by field, so the engine (and the rest) is written
+    /// straight into the pool block and no `Work`-sized value is built on the stack.
+    ///
+    /// # Safety
+    /// `slot` is valid for writes and known to no other thread.
+    unsafe fn init(slot: *mut Self, parts: EngineParts, wdf: WDFDRIVER) {
+        let EngineParts {
+            backdoor,
+            pages,
+            memory,
+        } = parts;
+        // SAFETY: `slot` is valid (our caller's contract); taking a field's address reads
+        // nothing. (The same holds for every projection below.)
+        let engine = unsafe { &raw mut (*slot).engine };
+        // SAFETY: valid for writes and unused.
+        unsafe {
+            engine.write(Balloon::new(
+                backdoor,
+                pages,
+                memory,
+                KernelClock,
+                Config::default(),
+            ));
+        };
+        // SAFETY: the engine was written just above.
+        let schedule = Schedule::new(unsafe { (*engine).config() });
+        // SAFETY: as above.
+        let schedule_slot = unsafe { &raw mut (*slot).schedule };
+        // SAFETY: valid for writes and unused. (The same holds for every write below.)
+        unsafe { schedule_slot.write(schedule) };
+        // SAFETY: as above.
+        let wdf_slot = unsafe { &raw mut (*slot).wdf };
+        // SAFETY: as above.
+        unsafe { wdf_slot.write(wdf) };
+        // SAFETY: as above.
+        let tracker = unsafe { &raw mut (*slot).tracker };
+        // SAFETY: as above.
+        unsafe { tracker.write(Tracker::new()) };
+        // SAFETY: as above.
+        let config = unsafe { &raw mut (*slot).config };
+        // SAFETY: as above.
+        unsafe { config.write(None) };
+        // SAFETY: as above.
+        let registry_error = unsafe { &raw mut (*slot).registry_error };
+        // SAFETY: as above.
+        unsafe { registry_error.write(None) };
+        // SAFETY: as above.
+        let events = unsafe { &raw mut (*slot).events };
+        // SAFETY: as above.
+        unsafe { events.write(Events::default()) };
+        // SAFETY: as above.
+        let report = unsafe { &raw mut (*slot).report };
+        // SAFETY: as above.
+        unsafe { report.write(TickReport::default()) };
+        // SAFETY: as above.
+        let wait_blocks = unsafe { &raw mut (*slot).wait_blocks };
+        // SAFETY: as above.
+        unsafe { wait_blocks.write(WaitBlocks::new()) };
     }
 
     /// Re-reads and validates the registry, traces what changed, and applies it. A registry
@@ -117,7 +178,8 @@ impl Work {
         };
         self.registry_error = None;
         let validated = validate(&raw, ram);
-        etw::write_all(&config_events(&validated, self.config.as_ref()));
+        config_events_into(&validated, self.config.as_ref(), &mut self.events);
+        etw::write_all(&self.events);
         self.engine.set_config(validated.config);
         self.schedule.set_config(&validated.config);
         self.config = Some(validated);
@@ -125,10 +187,12 @@ impl Work {
 
     /// One engine tick, traced; returns the balloon's size after it.
     pub fn tick(&mut self) -> Frames {
-        let report = self.engine.tick();
-        self.schedule.ticked(&report);
-        etw::write_all(&self.tracker.on_tick(&report, self.engine.stats()));
-        report.balloon
+        engine_tick(&mut self.engine, &mut self.report);
+        self.schedule.ticked(&self.report);
+        self.tracker
+            .on_tick_into(&self.report, self.engine.stats(), &mut self.events);
+        etw::write_all(&self.events);
+        self.report.balloon
     }
 }
 
@@ -163,13 +227,26 @@ pub struct Driver {
 // Pool blocks are 16-byte aligned on x64.
 const _: () = assert!(core::mem::align_of::<Driver>() <= 16);
 
+/// What the engine is made of, handed to [`Driver::create`], which builds the engine in
+/// place in the driver's pool block.
+pub struct EngineParts {
+    /// The backdoor, over the batch page handed to `create` alongside.
+    pub backdoor: VmwareBackdoor,
+    /// The page allocator.
+    pub pages: MdlPages,
+    /// The memory source.
+    pub memory: KernelMemory,
+}
+
 impl Driver {
-    /// Allocates the driver state in nonpaged pool and builds it in place. `None` without
-    /// pool; `work` and `batch` are then dropped (and free what they hold) here.
-    pub fn create(work: Work, batch: BatchMemory) -> Option<NonNull<Self>> {
+    /// Allocates the driver state in nonpaged pool and builds it in place (the engine and
+    /// the worker's state included: nothing of `Driver`'s size is built on the stack).
+    /// `None` without pool; `parts` and `batch` are then dropped (and free what they hold)
+    /// here.
+    pub fn create(parts: EngineParts, wdf: WDFDRIVER, batch: BatchMemory) -> Option<NonNull<Self>> {
         let Some(block) = pool_alloc::<Self>(core::mem::size_of::<Self>()) else {
-            // The engine (whose backdoor points at the batch page) before the page.
-            drop(work);
+            // The backdoor (which points at the batch page) before the page.
+            drop(parts);
             drop(batch);
             return None;
         };
@@ -180,10 +257,10 @@ impl Driver {
         // SAFETY: nonpaged, final address (the block never moves), known to no other
         // thread; teardown frees it only after every user is gone.
         unsafe { Shared::init(shared) };
-        // SAFETY: as above.
-        let work_slot = unsafe { &raw mut (*d).work };
-        // SAFETY: valid for writes and unused.
-        unsafe { work_slot.write(UnsafeCell::new(work)) };
+        // SAFETY: as above; `UnsafeCell<Work>` has `Work`'s layout, so this is its address.
+        let work_slot = UnsafeCell::raw_get(unsafe { &raw const (*d).work });
+        // SAFETY: valid for writes, unused, known to no other thread.
+        unsafe { Work::init(work_slot, parts, wdf) };
         // SAFETY: as above.
         let batch_slot = unsafe { &raw mut (*d).batch };
         // SAFETY: as above.

@@ -15,7 +15,7 @@ use crate::kernel::{pool_alloc, pool_free};
 use crate::modules;
 use crate::ntstatus::nt_result;
 
-#[link(name = "aux_klib")]
+#[link(name = "aux_klib", kind = "static")]
 unsafe extern "system" {
     /// Must precede any other AuxKlib call (PASSIVE_LEVEL).
     fn AuxKlibInitialize() -> NTSTATUS;

@@ -6,8 +6,13 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod emulate;
 mod fuzz;
+mod golden;
+mod image;
 mod qemu;
+mod real;
+mod sys;
 mod util;
 mod windows;
 
@@ -23,12 +28,32 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// The Linux gate: fmt, clippy, tests, the QEMU backdoor peer, a fuzz smoke, no_std and
-    /// Windows-target builds, check-windows, docs.
+    /// Windows-target builds, check-windows, the linked driver's image checks and emulated
+    /// run, docs.
     Ci,
     /// Install the Rust targets the checks need (rustup does not auto-install here).
     Setup,
-    /// Type-check and lint the driver glue for x86_64-pc-windows-msvc against the wdk mirror.
-    CheckWindows,
+    /// Type-check and lint the driver glue for x86_64-pc-windows-msvc against the wdk mirror
+    /// (checked against xtask/mirror/golden.txt), or with --wdk-headers against the real
+    /// bindings generated from a WDK include tree.
+    CheckWindows {
+        /// A WDK content root (real WDK, or public header mirrors laid out like one).
+        #[arg(long, value_name = "DIR")]
+        wdk_headers: Option<PathBuf>,
+        /// With --wdk-headers: rewrite xtask/mirror/golden.txt from the real bindings.
+        #[arg(long, requires = "wdk_headers")]
+        update_golden: bool,
+    },
+    /// Link the real vmballoon.sys on Linux (rust-lld, KMDF link arguments) and check the
+    /// image: loader requirements, imports and the stack budget.
+    BuildSys,
+    /// Run the real vmballoon.sys in an emulated Windows kernel (speakeasy) against the
+    /// simulator's host and guest models: every scenario of xtask/emulate/scenarios.toml,
+    /// or the ones named.
+    Emulate {
+        /// Scenario names (default: all).
+        names: Vec<String>,
+    },
     /// Windows only: stage inf/vmballoon.inx as ./vmballoon.inx and run `cargo make`.
     Package {
         /// Arguments passed to `cargo make`.
@@ -53,7 +78,13 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Ci => ci(),
         Task::Setup => util::ensure_targets(),
-        Task::CheckWindows => windows::check_windows(),
+        Task::CheckWindows {
+            wdk_headers: Some(dir),
+            update_golden,
+        } => real::check(&dir, update_golden),
+        Task::CheckWindows { .. } => windows::check_windows(),
+        Task::BuildSys => sys::build_sys().map(|_| ()),
+        Task::Emulate { names } => emulate::run(&names),
         Task::Package { args } => windows::package(&args),
         Task::QemuPeer => qemu::run(),
         Task::Bench => bench::run(),
@@ -111,6 +142,9 @@ fn ci() -> util::Result {
         )?;
     }
     windows::check_windows()?;
+    // Links vmballoon.sys (build-sys, with its image checks) and runs it in the emulated
+    // kernel against the simulator's models.
+    emulate::run(&[])?;
     util::step(
         "doc",
         Command::new(&cargo)

@@ -24,6 +24,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::golden;
 use crate::util::{self, Result};
 
 /// The driver's target.
@@ -56,7 +57,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// A fresh copy of the workspace (everything but `target/` and `.git`, so every member
 /// manifest is there) under `target/check-windows/ws`.
-fn stage_workspace(root: &Path, dir: &Path) -> Result<PathBuf> {
+pub fn stage_workspace(root: &Path, dir: &Path) -> Result<PathBuf> {
     let ws = dir.join("ws");
     if ws.exists() {
         fs::remove_dir_all(&ws).map_err(|e| format!("clean {}: {e}", ws.display()))?;
@@ -66,7 +67,7 @@ fn stage_workspace(root: &Path, dir: &Path) -> Result<PathBuf> {
 }
 
 /// `cargo <verb> -p vmballoon --target x86_64-pc-windows-msvc` on the copy, with the mirror.
-fn cargo_on_copy(root: &Path, ws: &Path, target_dir: &Path, verb: &str) -> Command {
+pub fn cargo_on_copy(root: &Path, ws: &Path, target_dir: &Path, verb: &str) -> Command {
     let mut cmd = Command::new(util::cargo());
     cmd.arg(verb)
         .arg("--manifest-path")
@@ -254,6 +255,31 @@ fn check_no_data_imports(root: &Path) -> Result {
     }
 }
 
+/// Compares the mirror's signatures, values, types, derives and fields with the real
+/// bindings' (`xtask/mirror/golden.txt`), and adds to the copy's `src/lib.rs` compile-time
+/// assertions that its sizes, alignments and field offsets are the real ones.
+fn stage_layout_asserts(root: &Path, ws: &Path) -> Result {
+    let golden_path = root.join(golden::GOLDEN);
+    let golden_text =
+        fs::read_to_string(&golden_path).map_err(|e| format!("{}: {e}", golden_path.display()))?;
+    let mirror = golden::mirror_facts(&root.join("xtask/mirror/wdk-sys/src"))?;
+    let diff = golden::compare(&mirror, &golden_text);
+    if !diff.is_empty() {
+        return Err(format!(
+            "check-windows: the mirror differs from the real bindings ({}):\n  {}",
+            golden::GOLDEN,
+            diff.join("\n  ")
+        ));
+    }
+    let asserts = golden::layout_asserts(&mirror, &golden_text);
+    let lib = ws.join("src/lib.rs");
+    let mut text = fs::read_to_string(&lib).map_err(|e| format!("{}: {e}", lib.display()))?;
+    text.push_str("\n#[cfg(windows)]\nmod mirror_layout {\n");
+    text.push_str(&asserts);
+    text.push_str("}\n");
+    fs::write(&lib, text).map_err(|e| format!("{}: {e}", lib.display()))
+}
+
 /// `cargo xtask check-windows`.
 pub fn check_windows() -> Result {
     let root = crate::root();
@@ -262,6 +288,7 @@ pub fn check_windows() -> Result {
     let dir = root.join("target/check-windows");
     let lock_before = fs::read(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let ws = stage_workspace(&root, &dir)?;
+    stage_layout_asserts(&root, &ws)?;
     let target_dir = dir.join("target");
     util::step(
         "check-windows: cargo check (x86_64-pc-windows-msvc, wdk mirror)",

@@ -1601,6 +1601,22 @@ impl FakeGuest {
     }
 }
 
+/// `MmFreePagesFromMdl` + `ExFreePool` of the MDL whose PFN array is `pfns`, judged: a
+/// page the host still holds, or a free of anything but a whole, untouched MDL the model
+/// handed out ([`GuestModel::mdl_free`]), is recorded in the world's contract checker.
+/// The driver's platform ([`FakeGuest`]) and the emulated kernel's memory manager
+/// (`crate::serve`) both free through it.
+pub fn free_mdl_checked(w: &mut World, pfns: &[u64]) {
+    if let Some(&pfn) = pfns.iter().find(|&&p| w.host.holds_any(p, PageSize::Small)) {
+        w.contract.record(format!(
+            "freed a unit while the host still holds its page pfn {pfn:#x}"
+        ));
+    }
+    if let Err(e) = w.guest.mdl_free(pfns) {
+        w.contract.record(e);
+    }
+}
+
 impl PageAllocator for FakeGuest {
     type Unit = GuestUnit;
 
@@ -1624,19 +1640,6 @@ impl PageAllocator for FakeGuest {
         let pfns = std::mem::take(&mut unit.pfns);
         let mut w = self.world.borrow_mut();
         let w = &mut *w;
-        let probe = GuestUnit {
-            kind: unit.kind,
-            pfns,
-            dropped: Rc::new(Cell::new(0)),
-        };
-        if let Some(i) = (0..probe.pfns.len()).find(|&i| Self::host_holds(w, &probe, i)) {
-            let pfn = probe.pfns.get(i).copied().unwrap_or(0);
-            w.contract.record(format!(
-                "freed a unit while the host still holds its page pfn {pfn:#x}"
-            ));
-        }
-        let mut probe = probe;
-        let pfns = std::mem::take(&mut probe.pfns);
         let (size, pages) = match unit.kind {
             UnitKind::Block => (PageSize::Large, 1),
             UnitKind::Scattered => (PageSize::Small, pfns.len() as u64),
@@ -1645,9 +1648,7 @@ impl PageAllocator for FakeGuest {
         w.charge(Work::Free, ns);
         let ns = w.cost.mdl_free_ns;
         w.charge(Work::Mdl, ns);
-        if let Err(e) = w.guest.mdl_free(&pfns) {
-            w.contract.record(e);
-        }
+        free_mdl_checked(w, &pfns);
     }
 
     fn store(&mut self, shelf: Shelf, unit: GuestUnit, position: StorePosition) {

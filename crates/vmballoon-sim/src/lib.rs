@@ -15,6 +15,8 @@
 //! * [`Policy`] ([`policy`]): the seam for balloon implementations: the engine
 //!   ([`PolicyKind::Vmballoon`]), a pinned-page-unaware balloon ([`naive`]) and models of
 //!   VMware's Linux and open-vm-tools drivers ([`peers`]);
+//! * [`serve`]: the host and guest models as a server for `cargo xtask emulate`, which
+//!   runs the real `vmballoon.sys` in an emulated Windows kernel;
 //! * [`cost`]: the cost model behind every *modelled* timing (VM exits, host page work,
 //!   allocation, zeroing, MDL bookkeeping);
 //! * [`mod@bench`]: the benchmark suite behind `cargo xtask bench` (every policy on the same
@@ -49,6 +51,7 @@ pub mod policy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod serve;
 pub mod world;
 
 pub use guest::{FakeGuest, GuestModel, GuestSpec, PinKind};

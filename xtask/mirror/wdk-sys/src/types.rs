@@ -1,28 +1,32 @@
-//! Types, in bindgen's shape (x64 MSVC: `c_long` is 32 bits). Source header per item.
+//! Types, exactly as the real bindings spell them (`golden.txt`; x64 MSVC: `c_long` is
+//! 32 bits). Source header per item.
 
-use core::ffi::{c_int, c_void};
+use core::ffi::{
+    c_char, c_int, c_long, c_longlong, c_short, c_uchar, c_ulong, c_ulonglong, c_ushort, c_void,
+};
 
-// --- basic typedefs (ntdef.h, basetsd.h) ---
-pub type UCHAR = u8;
-pub type USHORT = u16;
-pub type ULONG = u32;
-pub type LONG = i32;
-pub type CCHAR = i8;
-pub type CSHORT = i16;
-pub type LONGLONG = i64;
-pub type ULONGLONG = u64;
-pub type ULONG64 = u64;
-pub type PULONG64 = *mut ULONG64;
-pub type DWORD = u32;
-pub type ULONG_PTR = u64;
-pub type LONG_PTR = i64;
+// --- basic typedefs (ntdef.h, basetsd.h, corecrt.h) ---
+pub type wchar_t = c_ushort;
+pub type UCHAR = c_uchar;
+pub type USHORT = c_ushort;
+pub type ULONG = c_ulong;
+pub type LONG = c_long;
+pub type CCHAR = c_char;
+pub type CSHORT = c_short;
+pub type LONGLONG = c_longlong;
+pub type ULONGLONG = c_ulonglong;
+pub type ULONG64 = c_ulonglong;
+pub type PULONG64 = *mut c_ulonglong;
+pub type DWORD = c_ulong;
+pub type ULONG_PTR = c_ulonglong;
+pub type LONG_PTR = c_longlong;
 pub type SIZE_T = ULONG_PTR;
-pub type PFN_NUMBER = ULONG_PTR;
+pub type PFN_NUMBER = ULONG64;
 pub type BOOLEAN = UCHAR;
-pub type WCHAR = u16;
+pub type WCHAR = wchar_t;
 pub type PWCH = *mut WCHAR;
 pub type PVOID = *mut c_void;
-pub type HANDLE = PVOID;
+pub type HANDLE = *mut c_void;
 pub type PHANDLE = *mut HANDLE;
 pub type PULONG = *mut ULONG;
 pub type NTSTATUS = LONG;
@@ -38,13 +42,13 @@ pub type NODE_REQUIREMENT = ULONG;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _LARGE_INTEGER__bindgen_ty_1 {
-    pub LowPart: DWORD,
+    pub LowPart: ULONG,
     pub HighPart: LONG,
 }
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct _LARGE_INTEGER__bindgen_ty_2 {
-    pub LowPart: DWORD,
+    pub LowPart: ULONG,
     pub HighPart: LONG,
 }
 #[repr(C)]
@@ -56,7 +60,13 @@ pub union _LARGE_INTEGER {
 }
 impl Default for _LARGE_INTEGER {
     fn default() -> Self {
-        Self { QuadPart: 0 }
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
     }
 }
 pub type LARGE_INTEGER = _LARGE_INTEGER;
@@ -110,6 +120,17 @@ pub struct _OBJECT_ATTRIBUTES {
     pub SecurityDescriptor: PVOID,
     pub SecurityQualityOfService: PVOID,
 }
+impl Default for _OBJECT_ATTRIBUTES {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub type OBJECT_ATTRIBUTES = _OBJECT_ATTRIBUTES;
 pub type POBJECT_ATTRIBUTES = *mut OBJECT_ATTRIBUTES;
 
@@ -119,48 +140,115 @@ pub struct _CLIENT_ID {
     pub UniqueProcess: HANDLE,
     pub UniqueThread: HANDLE,
 }
-pub type PCLIENT_ID = *mut _CLIENT_ID;
+impl Default for _CLIENT_ID {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type CLIENT_ID = _CLIENT_ID;
+pub type PCLIENT_ID = *mut CLIENT_ID;
 
 // --- opaque kernel objects (no definition in the WDK headers) ---
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Debug)]
 pub struct _CALLBACK_OBJECT {
     _unused: [u8; 0],
 }
 pub type PCALLBACK_OBJECT = *mut _CALLBACK_OBJECT;
+/// `PEPROCESS` is `struct _KPROCESS *` (wdm.h), opaque.
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
-pub struct _EPROCESS {
+#[derive(Debug)]
+pub struct _KPROCESS {
     _unused: [u8; 0],
 }
-pub type PEPROCESS = *mut _EPROCESS;
+pub type PEPROCESS = *mut _KPROCESS;
+/// `struct _EPROCESS`, named by `MDL.Process` only, never defined: bindgen's one-byte
+/// placeholder.
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _EPROCESS {
+    pub _address: u8,
+}
 
-// --- dispatcher objects (wdm.h). DISPATCHER_HEADER: only the Lock view of the leading
-// union is mirrored (the glue never reads a header field); size 0x18 as on x64. ---
+// --- dispatcher objects (wdm.h). DISPATCHER_HEADER: of the seven views of its leading
+// union only the first (`Lock`/`LockNV`) is mirrored (the glue never reads a header
+// field; the union's size is the same); size 0x18 as on x64. ---
 #[repr(C)]
 #[derive(Copy, Clone)]
-pub union _DISPATCHER_HEADER__bindgen_ty_1 {
+pub union _DISPATCHER_HEADER__bindgen_ty_1__bindgen_ty_1 {
     pub Lock: LONG,
     pub LockNV: LONG,
 }
-impl Default for _DISPATCHER_HEADER__bindgen_ty_1 {
+impl Default for _DISPATCHER_HEADER__bindgen_ty_1__bindgen_ty_1 {
     fn default() -> Self {
-        Self { Lock: 0 }
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
     }
 }
 #[repr(C)]
-#[derive(Default, Copy, Clone)]
+#[derive(Copy, Clone)]
+pub union _DISPATCHER_HEADER__bindgen_ty_1 {
+    pub __bindgen_anon_1: _DISPATCHER_HEADER__bindgen_ty_1__bindgen_ty_1,
+}
+impl Default for _DISPATCHER_HEADER__bindgen_ty_1 {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Copy, Clone)]
 pub struct _DISPATCHER_HEADER {
     pub __bindgen_anon_1: _DISPATCHER_HEADER__bindgen_ty_1,
     pub SignalState: LONG,
     pub WaitListHead: LIST_ENTRY,
 }
+impl Default for _DISPATCHER_HEADER {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub type DISPATCHER_HEADER = _DISPATCHER_HEADER;
 #[repr(C)]
-#[derive(Default, Copy, Clone)]
+#[derive(Copy, Clone)]
 pub struct _KEVENT {
     pub Header: DISPATCHER_HEADER,
 }
+impl Default for _KEVENT {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+
 pub type KEVENT = _KEVENT;
 pub type PKEVENT = *mut _KEVENT;
 pub type PRKEVENT = *mut _KEVENT;
@@ -168,12 +256,24 @@ const _: () = assert!(core::mem::size_of::<KEVENT>() == 0x18);
 
 /// KWAIT_BLOCK (wdm.h): opaque to drivers, which only supply storage for
 /// `KeWaitForMultipleObjects` waits on more than THREAD_WAIT_OBJECTS objects; the glue
-/// never touches a member (name and x64 size kept).
+/// never touches a member (members left out, real size).
 #[repr(C)]
-#[derive(Debug, Copy, Clone)]
+#[derive(Copy, Clone)]
 pub struct _KWAIT_BLOCK {
-    _opaque: [u64; 6],
+    _rest: [u64; 6],
 }
+impl Default for _KWAIT_BLOCK {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+
 pub type KWAIT_BLOCK = _KWAIT_BLOCK;
 pub type PKWAIT_BLOCK = *mut _KWAIT_BLOCK;
 const _: () = assert!(core::mem::size_of::<KWAIT_BLOCK>() == 0x30);
@@ -240,14 +340,32 @@ pub union _EX_RUNDOWN_REF__bindgen_ty_1 {
 }
 impl Default for _EX_RUNDOWN_REF__bindgen_ty_1 {
     fn default() -> Self {
-        Self { Count: 0 }
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
     }
 }
 #[repr(C)]
-#[derive(Default, Copy, Clone)]
+#[derive(Copy, Clone)]
 pub struct _EX_RUNDOWN_REF {
     pub __bindgen_anon_1: _EX_RUNDOWN_REF__bindgen_ty_1,
 }
+impl Default for _EX_RUNDOWN_REF {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+
 pub type EX_RUNDOWN_REF = _EX_RUNDOWN_REF;
 pub type PEX_RUNDOWN_REF = *mut _EX_RUNDOWN_REF;
 const _: () = assert!(core::mem::size_of::<EX_RUNDOWN_REF>() == 8);
@@ -323,18 +441,18 @@ impl Default for _MDL {
     }
 }
 pub type MDL = _MDL;
-pub type PMDL = *mut MDL;
+pub type PMDL = *mut _MDL;
 const _: () = assert!(core::mem::size_of::<MDL>() == 0x30);
 
 // --- callbacks: function typedefs become Option<unsafe extern "C" fn> ---
-pub type KSTART_ROUTINE = Option<unsafe extern "C" fn(StartContext: PVOID)>;
+pub type KSTART_ROUTINE = ::core::option::Option<unsafe extern "C" fn(StartContext: PVOID)>;
 pub type PKSTART_ROUTINE = KSTART_ROUTINE;
 /// ntddk.h `PLOAD_IMAGE_NOTIFY_ROUTINE`.
 pub type PLOAD_IMAGE_NOTIFY_ROUTINE = Option<
     unsafe extern "C" fn(FullImageName: PUNICODE_STRING, ProcessId: HANDLE, ImageInfo: PIMAGE_INFO),
 >;
 pub type CALLBACK_FUNCTION =
-    Option<unsafe extern "C" fn(CallbackContext: PVOID, Argument1: PVOID, Argument2: PVOID)>;
+    ::core::option::Option<unsafe extern "C" fn(CallbackContext: PVOID, Argument1: PVOID, Argument2: PVOID)>;
 pub type PCALLBACK_FUNCTION = CALLBACK_FUNCTION;
 
 // --- DRIVER_OBJECT (wdm.h): the glue only passes a pointer to WDF; members it never
@@ -345,6 +463,17 @@ pub struct _DRIVER_OBJECT {
     pub Type: CSHORT,
     pub Size: CSHORT,
     _rest: [u64; 41],
+}
+impl Default for _DRIVER_OBJECT {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
 }
 pub type DRIVER_OBJECT = _DRIVER_OBJECT;
 pub type PDRIVER_OBJECT = *mut _DRIVER_OBJECT;
@@ -362,28 +491,25 @@ pub struct WDFKEY__ {
     pub unused: c_int,
 }
 pub type WDFKEY = *mut WDFKEY__;
+/// `WDFOBJECT` is a plain `HANDLE` in wdftypes.h (no `DECLARE_HANDLE` struct).
+pub type WDFOBJECT = HANDLE;
 #[repr(C)]
-#[derive(Debug, Default, Copy, Clone)]
-pub struct WDFOBJECT__ {
-    pub unused: c_int,
-}
-pub type WDFOBJECT = *mut WDFOBJECT__;
-#[repr(C)]
-#[derive(Debug, Default, Copy, Clone)]
+#[derive(Debug)]
 pub struct WDFDEVICE_INIT {
     _unused: [u8; 0],
 }
 pub type PWDFDEVICE_INIT = *mut WDFDEVICE_INIT;
 
-pub type EVT_WDF_DRIVER_DEVICE_ADD =
-    Option<unsafe extern "C" fn(Driver: WDFDRIVER, DeviceInit: PWDFDEVICE_INIT) -> NTSTATUS>;
-pub type PFN_WDF_DRIVER_DEVICE_ADD = EVT_WDF_DRIVER_DEVICE_ADD;
-pub type EVT_WDF_DRIVER_UNLOAD = Option<unsafe extern "C" fn(Driver: WDFDRIVER)>;
-pub type PFN_WDF_DRIVER_UNLOAD = EVT_WDF_DRIVER_UNLOAD;
-pub type EVT_WDF_OBJECT_CONTEXT_CLEANUP = Option<unsafe extern "C" fn(Object: WDFOBJECT)>;
-pub type PFN_WDF_OBJECT_CONTEXT_CLEANUP = EVT_WDF_OBJECT_CONTEXT_CLEANUP;
-pub type EVT_WDF_OBJECT_CONTEXT_DESTROY = Option<unsafe extern "C" fn(Object: WDFOBJECT)>;
-pub type PFN_WDF_OBJECT_CONTEXT_DESTROY = EVT_WDF_OBJECT_CONTEXT_DESTROY;
+// The `EVT_WDF_*` role typedefs are function types in C, which bindgen does not emit: only
+// the `PFN_WDF_*` pointer types exist, with unnamed parameters (`arg1`...).
+pub type PFN_WDF_DRIVER_DEVICE_ADD = ::core::option::Option<
+    unsafe extern "C" fn(arg1: WDFDRIVER, arg2: PWDFDEVICE_INIT) -> NTSTATUS,
+>;
+pub type PFN_WDF_DRIVER_UNLOAD = ::core::option::Option<unsafe extern "C" fn(arg1: WDFDRIVER)>;
+pub type PFN_WDF_OBJECT_CONTEXT_CLEANUP =
+    ::core::option::Option<unsafe extern "C" fn(arg1: WDFOBJECT)>;
+pub type PFN_WDF_OBJECT_CONTEXT_DESTROY =
+    ::core::option::Option<unsafe extern "C" fn(arg1: WDFOBJECT)>;
 
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
@@ -424,10 +550,23 @@ pub mod _WDF_SYNCHRONIZATION_SCOPE {
 }
 pub use self::_WDF_SYNCHRONIZATION_SCOPE::Type as WDF_SYNCHRONIZATION_SCOPE;
 
+/// WDF_OBJECT_CONTEXT_TYPE_INFO: the glue only names its pointer type; members left out,
+/// real size.
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _WDF_OBJECT_CONTEXT_TYPE_INFO {
-    _unused: [u8; 0],
+    _rest: [u64; 5],
+}
+impl Default for _WDF_OBJECT_CONTEXT_TYPE_INFO {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
 }
 pub type PCWDF_OBJECT_CONTEXT_TYPE_INFO = *const _WDF_OBJECT_CONTEXT_TYPE_INFO;
 
@@ -443,20 +582,43 @@ pub struct _WDF_OBJECT_ATTRIBUTES {
     pub ContextSizeOverride: usize,
     pub ContextTypeInfo: PCWDF_OBJECT_CONTEXT_TYPE_INFO,
 }
+impl Default for _WDF_OBJECT_ATTRIBUTES {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub type WDF_OBJECT_ATTRIBUTES = _WDF_OBJECT_ATTRIBUTES;
 pub type PWDF_OBJECT_ATTRIBUTES = *mut _WDF_OBJECT_ATTRIBUTES;
 
-/// WDF_DRIVER_GLOBALS: opaque to drivers.
+/// WDF_DRIVER_GLOBALS (wdfglobals.h): the glue only passes the pointer; members left out,
+/// real size.
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _WDF_DRIVER_GLOBALS {
-    _unused: [u8; 0],
+    _rest: [u64; 7],
+}
+impl Default for _WDF_DRIVER_GLOBALS {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
 }
 pub type PWDF_DRIVER_GLOBALS = *mut _WDF_DRIVER_GLOBALS;
 
-pub type WDFFUNC = Option<unsafe extern "C" fn()>;
+pub type WDFFUNC = ::core::option::Option<unsafe extern "C" fn()>;
 
-pub type PFN_WDFDRIVERCREATE = Option<
+pub type PFN_WDFDRIVERCREATE = ::core::option::Option<
     unsafe extern "C" fn(
         DriverGlobals: PWDF_DRIVER_GLOBALS,
         DriverObject: PDRIVER_OBJECT,
@@ -466,7 +628,7 @@ pub type PFN_WDFDRIVERCREATE = Option<
         Driver: *mut WDFDRIVER,
     ) -> NTSTATUS,
 >;
-pub type PFN_WDFDRIVEROPENPARAMETERSREGISTRYKEY = Option<
+pub type PFN_WDFDRIVEROPENPARAMETERSREGISTRYKEY = ::core::option::Option<
     unsafe extern "C" fn(
         DriverGlobals: PWDF_DRIVER_GLOBALS,
         Driver: WDFDRIVER,
@@ -475,7 +637,7 @@ pub type PFN_WDFDRIVEROPENPARAMETERSREGISTRYKEY = Option<
         Key: *mut WDFKEY,
     ) -> NTSTATUS,
 >;
-pub type PFN_WDFREGISTRYQUERYULONG = Option<
+pub type PFN_WDFREGISTRYQUERYULONG = ::core::option::Option<
     unsafe extern "C" fn(
         DriverGlobals: PWDF_DRIVER_GLOBALS,
         Key: WDFKEY,
@@ -484,7 +646,7 @@ pub type PFN_WDFREGISTRYQUERYULONG = Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFREGISTRYCLOSE =
-    Option<unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Key: WDFKEY)>;
+    ::core::option::Option<unsafe extern "C" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Key: WDFKEY)>;
 
 /// KMDF wdffuncenum.h table indices (append-only across KMDF versions).
 pub mod _WDFFUNCENUM {
@@ -499,7 +661,9 @@ pub mod _WDFFUNCENUM {
 // ordinary data symbols, not `__imp_` data imports. These are the only extern statics the
 // mirror may have (README.md, "No data imports"; checked by `cargo xtask check-windows`).
 unsafe extern "C" {
-    /// `WdfFunctions_01031` in C; wdk-build renames it `WdfFunctions`.
+    /// `WdfFunctions_01031` in C; wdk-build's bindgen callback renames the Rust item
+    /// `WdfFunctions`, and bindgen keeps the C symbol with `link_name`.
+    #[link_name = "WdfFunctions_01031"]
     pub static mut WdfFunctions: *const WDFFUNC;
     pub static mut WdfDriverGlobals: PWDF_DRIVER_GLOBALS;
     pub static mut WdfFunctionCount: ULONG;
