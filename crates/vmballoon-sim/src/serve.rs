@@ -13,12 +13,12 @@
 //! | op | request | reply |
 //! |---|---|---|
 //! | `init` | `scenario` (path of a scenario TOML) | `ram_frames`, `batch_pfn`, `duration_ns`, `registry` (value name → DWORD, or `"wrong-type"`) |
-//! | `advance` | `to_ns`, `stop_on_low_memory` | `now_ns`, `low_memory`: simulated time moves to `to_ns` (or to the first instant at which `LowMemoryCondition` is signalled, if asked), applying the scenario's events, guest retries and the once-a-second working-set manager as [`crate::runner`] does |
+//! | `advance` | `to_ns`, `stop_on_low_memory`, `stop_on_high_commit` | `now_ns`, `low_memory`, `high_commit`: simulated time moves to `to_ns` (or to the first instant at which `LowMemoryCondition`, or `MaximumCommitCondition`, becomes signalled, if asked), applying the scenario's events, guest retries and the once-a-second working-set manager as [`crate::runner`] does |
 //! | `backdoor` | `command`, `arg1`, `arg2`, `entries` (the batch page's first `arg2` entries, batched commands only) | `status`, `result`, `capabilities`, `entries` (written back) |
 //! | `allocate` | `frames` (`TotalBytes` / 4 KiB), `whole_blocks` (`MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS` with a 2 MiB skip), `prefer_contiguous` | `pfns`: the MDL's PFN array (4 KiB frames), or `null` when Mm returns no MDL |
 //! | `free` | `frames`: the PFN array of the MDL passed to `MmFreePagesFromMdl` | `{}`; anything but a whole, untouched MDL the model handed out is a contract violation |
 //! | `inject` | one of `host_reset: true`, `host_busy_calls: N`, `host_refuse_next: N` | `{}`: the scenario event of that name, now (for faults at a given backdoor call rather than a given time) |
-//! | `memory` | — | `total`, `resident_available`, `available`, `committed`, `commit_limit` (frames), `low_memory` |
+//! | `memory` | — | `total`, `resident_available`, `available`, `committed`, `commit_limit` (frames), `low_memory` and `high_commit` (the states of `\KernelObjects\LowMemoryCondition` and `\KernelObjects\MaximumCommitCondition`: [`GuestModel::low_memory`], [`GuestModel::high_commit`]) |
 //! | `report` | — | the run's numbers: calls by command and answer, frames locked and unlocked, peak and final balloon (frames the host holds), protocol and contract violations, leaks |
 //!
 //! Every use of the guest model's allocation API is in one function,
@@ -89,6 +89,15 @@ pub fn guest_mm(world: &SharedWorld, call: MmCall) -> MmReply {
     }
 }
 
+/// Which signals end an `advance` early, the instant they become signalled.
+#[derive(Clone, Copy, Debug, Default)]
+struct StopOn {
+    /// `\KernelObjects\LowMemoryCondition`.
+    low: bool,
+    /// `\KernelObjects\MaximumCommitCondition`.
+    high_commit: bool,
+}
+
 /// The server's state: the scenario and the world.
 pub struct Server {
     scenario: Scenario,
@@ -154,10 +163,14 @@ impl Server {
     }
 
     /// Moves simulated time to `to` (or to the first instant with `LowMemoryCondition`
-    /// signalled, when `stop_on_low` and it was not signalled before), as the runner does
-    /// between policy ticks.
-    fn advance(&mut self, to: u64, stop_on_low: bool) -> Value {
-        let was_low = self.world.borrow().guest.low_memory();
+    /// signalled, when `stop.low` and it was not signalled before; likewise
+    /// `MaximumCommitCondition` with `stop.high_commit`), as the runner does between policy
+    /// ticks.
+    fn advance(&mut self, to: u64, stop: StopOn) -> Value {
+        let (was_low, was_high) = {
+            let w = self.world.borrow();
+            (w.guest.low_memory(), w.guest.high_commit())
+        };
         loop {
             let retry = self
                 .world
@@ -213,17 +226,22 @@ impl Server {
                     self.trim_wake = Some(t.saturating_add(TRIM_WAKE_DELAY.as_nanos()));
                 }
             }
-            let low = self.world.borrow().guest.low_memory();
-            if stop_on_low && low && !was_low {
+            let (low, high) = {
+                let w = self.world.borrow();
+                (w.guest.low_memory(), w.guest.high_commit())
+            };
+            if (stop.low && low && !was_low) || (stop.high_commit && high && !was_high) {
                 break;
             }
             if t >= to {
                 break;
             }
         }
+        let w = self.world.borrow();
         json!({
             "now_ns": self.now(),
-            "low_memory": self.world.borrow().guest.low_memory(),
+            "low_memory": w.guest.low_memory(),
+            "high_commit": w.guest.high_commit(),
         })
     }
 
@@ -324,6 +342,7 @@ impl Server {
             "committed": f(s.committed),
             "commit_limit": f(s.commit_limit),
             "low_memory": s.low_memory,
+            "high_commit": s.high_commit,
         })
     }
 
@@ -366,10 +385,11 @@ impl Server {
         let reply = match op {
             "init" => Ok(self.init_reply()),
             "advance" => num(req, "to_ns").map(|to| {
-                let stop = req
-                    .get("stop_on_low_memory")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
+                let flag = |k: &str| req.get(k).and_then(Value::as_bool).unwrap_or(false);
+                let stop = StopOn {
+                    low: flag("stop_on_low_memory"),
+                    high_commit: flag("stop_on_high_commit"),
+                };
                 self.advance(to, stop)
             }),
             "backdoor" => self.backdoor(req),
@@ -495,6 +515,34 @@ mod tests {
         assert_eq!(target["result"], Frames::from_mib(32).get());
         let m = s.memory();
         assert_eq!(m["total"], Frames::from_mib(256).get());
+    }
+
+    #[test]
+    fn advance_stops_when_maximum_commit_condition_is_set_and_memory_reports_it() {
+        // 512 MiB of commit limit (RAM + page file); 495 MiB committed at 3 s leaves
+        // 1 MiB, under the 2 MiB threshold of a 256 MiB guest.
+        let mut s = server(
+            "name = \"c\"\nduration_s = 10\n[guest]\nram_mib = 256\nos_locked_mib = 16\n\
+             pagefile_mib = 256\n[[events]]\nat_s = 3\nid = \"apps\"\ncommit_mib = 495\n",
+        );
+        assert_eq!(s.memory()["high_commit"], false);
+        let r =
+            s.handle(&json!({"op": "advance", "to_ns": 8 * SECOND, "stop_on_high_commit": true}));
+        assert_eq!(r["now_ns"], 3 * SECOND, "{r}");
+        assert_eq!(r["high_commit"], true);
+        assert_eq!(s.memory()["high_commit"], true);
+        // Already signalled: no early stop.
+        let r =
+            s.handle(&json!({"op": "advance", "to_ns": 8 * SECOND, "stop_on_high_commit": true}));
+        assert_eq!(r["now_ns"], 8 * SECOND);
+        // Not asked to stop: time runs to the end.
+        let mut s = server(
+            "name = \"c\"\nduration_s = 10\n[guest]\nram_mib = 256\nos_locked_mib = 16\n\
+             pagefile_mib = 256\n[[events]]\nat_s = 3\nid = \"apps\"\ncommit_mib = 495\n",
+        );
+        let r = s.handle(&json!({"op": "advance", "to_ns": 8 * SECOND}));
+        assert_eq!(r["now_ns"], 8 * SECOND);
+        assert_eq!(r["high_commit"], true);
     }
 
     #[test]
