@@ -163,6 +163,7 @@ PROVIDER_NAME = "VmBalloon.Driver"
 EVENT_CONTROL_CODE_ENABLE_PROVIDER = 1
 TRACE_LEVEL_VERBOSE = 5
 EVENT_PROVIDER_SET_TRAITS = 2
+MAX_EVENT_DATA_DESCRIPTORS = 128
 
 # IRQLs, and the highest each kernel call allows (docs/windows-memory.md §9; the waits'
 # rule depends on their timeout and is checked in their handlers). A call the harness
@@ -1798,9 +1799,14 @@ class Kernel:
         if handle not in self.etw:
             self.fail("EtwWriteTransfer on %#x, not a registered provider" % handle)
             return STATUS_SUCCESS
+        count &= 0xFFFFFFFF
+        if count > MAX_EVENT_DATA_DESCRIPTORS:
+            self.fail("EtwWriteTransfer with %d data descriptors (at most %d)"
+                      % (count, MAX_EVENT_DATA_DESCRIPTORS))
+            return STATUS_SUCCESS
         meta = None
         payload = b""
-        for i in range(count & 0xFFFFFFFF):
+        for i in range(count):
             ptr, size, kind = struct.unpack("<QII", self.rd(data + 16 * i, 16))
             raw = self.rd(ptr, size) if size else b""
             if kind == 1:
