@@ -38,19 +38,6 @@ use crate::windows::DATA_EXPORTS;
 /// The largest stack frame allowed for any function of the image.
 pub const FRAME_BUDGET: u64 = 1024;
 
-/// Frames known to exceed [`FRAME_BUDGET`], each capped at a size it must not grow past,
-/// with the reason: (demangled name, cap in bytes, why). A frame over its cap fails.
-///
-/// `engine_tick` is vmballoon-core's `Balloon::tick` with its batch loop and the platform
-/// calls LTO inlines into it (several `MemorySnapshot`, `Ceiling` and `TickReport` values
-/// live at once): 1184 bytes. The glue gives it a frame of its own and builds its report
-/// in place; shrinking it further is a change to vmballoon-core's engine.
-pub const OVER_BUDGET_ALLOWED: [(&str, u64, &str); 1] = [(
-    "vmballoon::state::engine_tick",
-    1280,
-    "vmballoon-core's Balloon::tick, inlined",
-)];
-
 /// The modules the image may import from (case-insensitive).
 pub const ALLOWED_IMPORTS: [&str; 3] = ["ntoskrnl.exe", "HAL.dll", "WDFLDR.SYS"];
 
@@ -462,22 +449,7 @@ pub fn check(image: &[u8], map: &str) -> Result<Report> {
         f.callees.retain(|t| *t != own && starts.contains(t));
     }
     for f in functions.values() {
-        let allowed = OVER_BUDGET_ALLOWED.iter().find(|(n, ..)| *n == f.name);
-        if let Some((_, cap, why)) = allowed
-            && f.frame > FRAME_BUDGET
-        {
-            if f.frame > *cap {
-                violations.push(format!(
-                    "{}: {} byte frame, over its cap of {cap} ({why})",
-                    f.name, f.frame
-                ));
-            } else {
-                info.push(format!(
-                    "over budget, capped: {} {} B (cap {cap}: {why})",
-                    f.name, f.frame
-                ));
-            }
-        } else if f.frame > FRAME_BUDGET {
+        if f.frame > FRAME_BUDGET {
             violations.push(format!(
                 "{}: {} byte frame, over the {FRAME_BUDGET}-byte budget",
                 f.name, f.frame

@@ -14,7 +14,10 @@
 //!    cycle) and returned to the OS at the end of the tick.
 //!
 //! The engine never sleeps and never allocates memory of its own; it reports what it did
-//! and why in a [`TickReport`].
+//! and why in a [`TickReport`]. It runs on a 24 KiB kernel stack, where the driver's image
+//! check allows no frame above 1 KiB: each step that holds a batch's outcome (two 64-byte
+//! page masks and more) is `#[inline(never)]`, so their frames follow one another instead
+//! of adding up in one.
 
 use crate::channel::{Channel, Direction};
 use crate::config::Config;
@@ -416,6 +419,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     }
 
     /// The reset sequence (`protocol.md` §3 rule 1; Linux `vmballoon_reset`).
+    #[inline(never)]
     fn reset(&mut self, now: Instant, report: &mut TickReport) {
         // The host has forgotten every page (or never had any): give them back at once, even
         // while backing off, since the guest may need the memory.
@@ -502,6 +506,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
 
     /// Batches until the plan holds or a bound is hit. Returns whether the pass ended
     /// settled: the plan holds with no pressure and no error.
+    #[inline(never)]
     fn pass(&mut self, now: Instant, cycle: &mut Cycle, report: &mut TickReport) -> bool {
         let deadline = now.saturating_add(TICK_BUDGET);
         let mut settled = false;
@@ -667,6 +672,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     }
 
     /// Up to `blocks` whole blocks (at most one batch) locked as 2 MiB pages.
+    #[inline(never)]
     fn inflate_large(
         &mut self,
         now: Instant,
@@ -723,6 +729,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// OS (2 MiB refusals are not held: `protocol.md` §3 rule 3); UNLOCK done → back to the
     /// OS, UNLOCK failed → set aside on the Large shelf. `None` after a RESET (every unit
     /// has then been freed).
+    #[inline(never)]
     fn transfer_large(
         &mut self,
         now: Instant,
@@ -786,6 +793,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// stay out of the OS's hands for the cycle, and the accepted ones are unlocked before
     /// the unit is freed whole); nothing taken and nothing refused → back to the OS.
     /// Returns whether to continue.
+    #[inline(never)]
     fn lock_small(
         &mut self,
         now: Instant,
@@ -988,6 +996,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// Unlocks every frame of one stored 4 KiB unit from `shelf`: all given back → back to
     /// the OS; none → set aside on its shelf; some → parked with the frames the host still
     /// holds. `None` after a RESET.
+    #[inline(never)]
     fn unlock_small(
         &mut self,
         now: Instant,
@@ -1048,6 +1057,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// Ends the tick's business with parked units: one whose host holds nothing goes back
     /// to the OS; one the host holds part of is unlocked (what the host still holds), then
     /// freed whole. An UNLOCK that fails again leaves it parked for the next tick.
+    #[inline(never)]
     fn settle_parked(&mut self, now: Instant, report: &mut TickReport) {
         let parked = self.pages.parked();
         for _ in 0..parked {
@@ -1125,6 +1135,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// block is taken only if a fresh ceiling leaves room for it. When no whole block could
     /// be had, migration pauses, doubling up to [`MAX_MIGRATION_BACKOFF`], and returns
     /// `true`: the caller refills what was given back, with scattered pages.
+    #[inline(never)]
     fn migrate(&mut self, now: Instant, cycle: &mut Cycle, report: &mut TickReport) -> bool {
         if self.migration_backoff.active(now) || self.host_backoff.active(now) || !cycle.blocks_ok {
             return false;
