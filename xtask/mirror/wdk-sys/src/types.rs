@@ -326,6 +326,17 @@ pub struct _IMAGE_INFO {
     pub ImageSize: SIZE_T,
     pub ImageSectionNumber: ULONG,
 }
+impl Default for _IMAGE_INFO {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub type IMAGE_INFO = _IMAGE_INFO;
 pub type PIMAGE_INFO = *mut _IMAGE_INFO;
 const _: () = assert!(core::mem::size_of::<IMAGE_INFO>() == 0x28);
