@@ -217,6 +217,9 @@ pub fn findings(workflow: &str, expect: &Expect) -> Vec<String> {
     if workflow.contains("cargo make") || workflow.contains("Makefile.toml") {
         out.push("the cargo-make flow is gone: the lane builds with cargo wdk".into());
     }
+    if !doc["env"]["RUSTFLAGS"].is_badvalue() {
+        out.push("RUSTFLAGS would replace .cargo/config.toml's +crt-static rustflags".into());
+    }
     let Some(jobs) = doc["jobs"].as_hash() else {
         return vec!["no jobs".into()];
     };
@@ -533,6 +536,11 @@ mod tests {
             (
                 "CARGO_TERM_COLOR: always",
                 "RUSTFLAGS: -Dwarnings",
+                "RUSTFLAGS",
+            ),
+            (
+                "permissions:\n",
+                "env:\n  RUSTFLAGS: -Dwarnings\n\npermissions:\n",
                 "RUSTFLAGS",
             ),
             (
