@@ -10,6 +10,11 @@ mod emulate;
 mod fuzz;
 mod golden;
 mod image;
+#[cfg(test)]
+#[path = "../link/import_lib.rs"]
+mod import_lib;
+#[cfg(test)]
+mod lane;
 mod qemu;
 mod real;
 mod sys;
@@ -54,9 +59,11 @@ enum Task {
         /// Scenario names (default: all).
         names: Vec<String>,
     },
-    /// Windows only: stage inf/vmballoon.inx as ./vmballoon.inx and run `cargo make`.
+    /// Windows only: stage inf/vmballoon.inx as ./vmballoon.inx, run `cargo wdk build
+    /// --profile release --target-arch amd64 --target-platform windows --locked` and check
+    /// the package (vmballoon.sys, .inf, .cat).
     Package {
-        /// Arguments passed to `cargo make`.
+        /// Arguments appended to `cargo wdk build` (e.g. `--sign-mode off`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

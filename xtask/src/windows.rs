@@ -17,8 +17,16 @@
 //! but does not link): no `static` in an `extern` block of the glue, none in the mirror's but
 //! the WDF stub globals, and no known ntoskrnl data export named in the glue.
 //!
-//! **package** (Windows) stages `inf/vmballoon.inx` as `./vmballoon.inx`, where cargo-make's
-//! `copy-inx-to-output` and cargo-wdk look for `<package>.inx`, then runs `cargo make`.
+//! Before the driver, the check type-checks every *other* workspace member for the driver's
+//! target too: `cargo wdk build` has no `-p` and builds every member of the workspace for it
+//! (README, "Build and package (on Windows)"), so a member that stopped compiling for
+//! `x86_64-pc-windows-msvc` would fail the Windows lane.
+//!
+//! **package** (Windows) stages `inf/vmballoon.inx` as `./vmballoon.inx`, where cargo-wdk
+//! looks for `<package>.inx` (beside the package's `Cargo.toml`), runs windows-drivers-rs's
+//! `cargo wdk build` ([`CARGO_WDK_BUILD`]: build, stampinf, inf2cat, infverif, test-signing)
+//! and checks that the package holds the driver, its INF and its catalog. The Windows lane
+//! (`.github/workflows/windows.yml`) runs the same command line; a test holds them equal.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -285,6 +293,19 @@ pub fn check_windows() -> Result {
     let root = crate::root();
     check_no_data_imports(&root)?;
     util::ensure_targets()?;
+    util::step(
+        "check-windows: cargo check of every other member (x86_64-pc-windows-msvc; cargo wdk \
+         build builds them all)",
+        Command::new(util::cargo()).args([
+            "check",
+            "--locked",
+            "--workspace",
+            "--exclude",
+            "vmballoon",
+            "--target",
+            TARGET,
+        ]),
+    )?;
     let dir = root.join("target/check-windows");
     let lock_before = fs::read(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let ws = stage_workspace(&root, &dir)?;
@@ -306,20 +327,107 @@ pub fn check_windows() -> Result {
     Ok(())
 }
 
-/// `cargo xtask package [cargo-make args]` (Windows, WDK installed).
-pub fn package(args: &[String]) -> Result {
-    let root = crate::root();
-    let staged = root.join("vmballoon.inx");
-    fs::copy(root.join("inf/vmballoon.inx"), &staged)
-        .map_err(|e| format!("stage {}: {e}", staged.display()))?;
-    eprintln!("staged inf/vmballoon.inx as {}", staged.display());
+/// The Windows build: `cargo wdk build` (cargo-wdk [`CARGO_WDK_VERSION`]) for the release
+/// profile, amd64 and InfVerif's Windows Driver rules (`/w`), with the committed `Cargo.lock`.
+/// cargo-wdk builds every workspace member for `x86_64-pc-windows-msvc` and packages the one
+/// with WDK metadata and a cdylib, the driver.
+pub const CARGO_WDK_BUILD: [&str; 9] = [
+    "wdk",
+    "build",
+    "--profile",
+    "release",
+    "--target-arch",
+    "amd64",
+    "--target-platform",
+    "windows",
+    "--locked",
+];
+
+/// The cargo-wdk release the build is written for (`cargo install cargo-wdk --version ..
+/// --locked`).
+pub const CARGO_WDK_VERSION: &str = "0.2.0";
+
+/// The INF source, and where cargo-wdk reads it: `<package name>.inx` beside the driver's
+/// `Cargo.toml` (gitignored).
+pub const INX: (&str, &str) = ("inf/vmballoon.inx", "vmballoon.inx");
+
+/// The package cargo-wdk writes, relative to the target directory: `<package>_package` next
+/// to the driver's DLL, which it renames `.sys`.
+pub const PACKAGE_DIR: &str = "x86_64-pc-windows-msvc/release/vmballoon_package";
+
+/// What a package must hold: the driver, its stamped INF and its catalog.
+pub const PACKAGE_FILES: [&str; 3] = ["vmballoon.sys", "vmballoon.inf", "vmballoon.cat"];
+
+/// The files of [`PACKAGE_FILES`] missing or empty in `dir`, as messages.
+#[must_use]
+pub fn package_findings(dir: &Path) -> Vec<String> {
+    PACKAGE_FILES
+        .iter()
+        .filter_map(|name| {
+            let path = dir.join(name);
+            match fs::metadata(&path) {
+                Ok(m) if m.is_file() && m.len() > 0 => None,
+                Ok(_) => Some(format!("{} is empty or not a file", path.display())),
+                Err(e) => Some(format!("{}: {e}", path.display())),
+            }
+        })
+        .collect()
+}
+
+/// `cargo xtask package [cargo wdk build args]` (Windows, WDK installed): stages the INF
+/// source, runs [`CARGO_WDK_BUILD`] with `extra` appended (e.g. `--sign-mode off`) and checks
+/// the package.
+pub fn package(extra: &[String]) -> Result {
     if !cfg!(windows) {
-        return Err("package: cargo make needs a Windows host with the WDK".into());
+        return Err(
+            "package: cargo wdk build needs a Windows host with the WDK (README, \"Build and \
+             package (on Windows)\")"
+                .into(),
+        );
     }
+    let root = crate::root();
+    let install = format!("cargo install cargo-wdk --version {CARGO_WDK_VERSION} --locked");
+    let version = Command::new(util::cargo())
+        .args(["wdk", "--version"])
+        .output()
+        .map_err(|e| format!("package: cannot run `cargo wdk --version` ({e}): {install}"))?;
+    let said = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    if !version.status.success() || !said.contains(CARGO_WDK_VERSION) {
+        return Err(format!(
+            "package: `cargo wdk --version` says {said:?}, not cargo-wdk {CARGO_WDK_VERSION}: \
+             {install}"
+        ));
+    }
+    let (source, staged) = (root.join(INX.0), root.join(INX.1));
+    fs::copy(&source, &staged).map_err(|e| format!("stage {}: {e}", staged.display()))?;
+    eprintln!("staged {} as {}", INX.0, staged.display());
     util::step(
-        "cargo make",
-        Command::new(util::cargo()).arg("make").args(args),
-    )
+        &format!("cargo {}", CARGO_WDK_BUILD.join(" ")),
+        Command::new(util::cargo())
+            .args(CARGO_WDK_BUILD)
+            .args(extra),
+    )?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let dir = root.join(target).join(PACKAGE_DIR);
+    let findings = package_findings(&dir);
+    if !findings.is_empty() {
+        return Err(format!(
+            "package: cargo wdk build left no complete package:\n  {}",
+            findings.join("\n  ")
+        ));
+    }
+    eprintln!("package: {}", dir.display());
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        eprintln!("  {name}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -358,6 +466,27 @@ mod tests {
                 "3: extern static `KeTickCount` (a data import)"
             ]
         );
+    }
+
+    #[test]
+    fn a_package_lacking_a_file_or_with_an_empty_one_is_reported() {
+        let dir = std::env::temp_dir().join(format!("vmballoon-package-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(package_findings(&dir).len(), PACKAGE_FILES.len());
+        for name in PACKAGE_FILES {
+            fs::write(dir.join(name), b"MZ").unwrap();
+        }
+        assert!(package_findings(&dir).is_empty());
+        fs::write(dir.join("vmballoon.sys"), b"").unwrap();
+        fs::remove_file(dir.join("vmballoon.cat")).unwrap();
+        let findings = package_findings(&dir);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(
+            findings[0].contains("vmballoon.sys is empty"),
+            "{findings:?}"
+        );
+        assert!(findings[1].contains("vmballoon.cat"), "{findings:?}");
     }
 
     #[test]
