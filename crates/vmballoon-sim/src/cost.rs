@@ -15,7 +15,7 @@
 //! | `MmFreePagesFromMdl` per page | [`crate::FakeGuest`] | `free_*_ns` |
 //! | the MDL itself (pool allocation, free) per chunk | [`crate::FakeGuest`] | `mdl_*_ns` |
 //! | a memory snapshot (`ZwQuerySystemInformation`) | [`crate::FakeGuest`] | [`CostModel::snapshot_ns`] |
-//! | an allocation that waits for the working-set manager (OVT CANSLEEP) | [`crate::FakeGuest`] | `trim_wait_ns`, `page_out_ns` |
+//! | an allocation that waits for the working-set manager (OVT CANSLEEP) | [`crate::guest::PeerPages`] | `trim_wait_ns`, `page_out_ns` |
 //!
 //! Every figure is a parameter. None of them is a measurement of a real VMware host (its
 //! balloon handler is closed source, and `protocol.md` §11 forbids using leaked vmkernel

@@ -47,7 +47,7 @@
 //!   whole, so 4 KiB balloon pages fragment the large-page pool as little as possible;
 //!   Windows' own choice is not documented). 2 MiB pages need whole free blocks
 //!   (`MM_ALLOCATE_FAST_LARGE_PAGES`: no compaction, fail fast).
-//! * **Waiting allocations** ([`FakeGuest::allocate_waiting`], OVT's CANSLEEP type only):
+//! * **Waiting allocations** ([`PeerPages::allocate_waiting`], OVT's CANSLEEP type only):
 //!   charged like `MmAllocatePagesForMdlEx`, but when free frames are short the
 //!   working-set manager first pages out resident pageable pages for them (as
 //!   `MM_ALLOCATE_TRIM_IF_NECESSARY` waits for trimming); the frames trimmed are counted
