@@ -1,10 +1,6 @@
 //! Build script: configures the WDK link step when building on a Windows host for a
 //! Windows target; does nothing anywhere else (the WDK does not exist on Linux).
 
-#[cfg(windows)]
-#[path = "xtask/link/import_lib.rs"]
-mod import_lib;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The `cfg(windows)` here is the *host* (the machine running this script); it matches the
     // `[target.'cfg(windows)'.build-dependencies]` table, which Cargo also evaluates for the host.
@@ -35,13 +31,9 @@ fn rpcrt4() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let def = root.join("xtask/link/rpcrt4.def");
     println!("cargo::rerun-if-changed={}", def.display());
-    println!(
-        "cargo::rerun-if-changed={}",
-        root.join("xtask/link/import_lib.rs").display()
-    );
     let dir = PathBuf::from(std::env::var("OUT_DIR")?).join("rpcrt4");
     std::fs::create_dir_all(&dir)?;
-    let lib = import_lib::from_def(&std::fs::read_to_string(&def)?)?;
+    let lib = vmballoon_import_lib::from_def(&std::fs::read_to_string(&def)?)?;
     std::fs::write(dir.join("rpcrt4.lib"), lib)?;
     println!("cargo::rustc-link-search=native={}", dir.display());
     Ok(())

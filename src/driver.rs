@@ -19,16 +19,16 @@ use wdk_sys::{
 
 use crate::batch::BatchMemory;
 use crate::etw;
-use crate::events::{Event, Refusal};
 use crate::image_watch::ImageWatch;
 use crate::kernel::{POOL_TAG, Thread, pool_free, ulong_size_of};
 use crate::memory::KernelMemory;
-use crate::ntstatus::nt_result;
 use crate::pages::MdlPages;
 use crate::power::Registration;
 use crate::state::{Driver, EngineParts};
 use crate::vmmemctl;
 use crate::worker::worker_main;
+use vmballoon_nt::events::{Event, Refusal};
+use vmballoon_nt::ntstatus::nt_result;
 
 /// `WdfDriverInitNonPnpDriver` as the `ULONG` flag word of `WDF_DRIVER_CONFIG`.
 const NON_PNP_DRIVER: ULONG = 1;

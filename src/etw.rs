@@ -1,68 +1,20 @@
-//! The `VmBalloon.Driver` TraceLogging provider and the thin layer that writes an
-//! [`crate::events::Event`] as one ETW event (`architecture.md`, "ETW";
+//! The `VmBalloon.Driver` TraceLogging provider and the thin layer that writes a
+//! `vmballoon_nt::events::Event` as one ETW event (`architecture.md`, "ETW";
 //! `windows-memory.md` §6).
 //!
-//! The name carries a company-style prefix, as TraceLogging provider names should
-//! (`Company.Component`), so it cannot collide with another vendor's `VmBalloon`. The
-//! provider id is derived from the name (`Guid::from_name`, EventSource style), so a WPR
-//! profile can enable it as `*VmBalloon.Driver`; `logman` needs the GUID, [`PROVIDER_GUID`].
-//! Off Windows the `tracelogging` crate compiles every call to a no-op (its OS calls are
-//! all under `cfg(all(windows, feature = "etw"))`), so this module builds and is tested on
-//! Linux; on the driver target the `kernel_mode` feature binds `EtwRegister` and
-//! `EtwWriteTransfer` from ntoskrnl.
+//! The provider's name, GUID, event names and keywords are portable data in
+//! `vmballoon_nt::events`, tested on Linux; `define_provider!` needs the name as a literal,
+//! which `tests/etw.rs` holds equal to `PROVIDER_NAME` (and `cargo xtask emulate`
+//! checks the registration the driver makes). The provider id is derived from
+//! the name (`Guid::from_name`, EventSource style), so a WPR profile can enable it as
+//! `*VmBalloon.Driver`; `logman` needs the GUID, `vmballoon_nt::events::PROVIDER_GUID`. On
+//! the driver target the `tracelogging` crate's `kernel_mode` feature binds `EtwRegister`
+//! and `EtwWriteTransfer` from ntoskrnl.
 
 use tracelogging as tlg;
-
-use crate::events::{COUNTER_NAMES, Event, Events};
+use vmballoon_nt::events::{COUNTER_NAMES, Event, Events, keyword};
 
 tlg::define_provider!(VMBALLOON, "VmBalloon.Driver");
-
-/// The provider name: enable it in WPR as `*VmBalloon.Driver`.
-pub const PROVIDER_NAME: &str = "VmBalloon.Driver";
-
-/// The provider GUID, `Guid::from_name("VmBalloon.Driver")` (pinned by a test; the README,
-/// `vmballoon.wprp` and the `logman` commands use it).
-pub const PROVIDER_GUID: &str = "e92fcb9e-d7af-5d24-0966-82f058c99cd3";
-
-/// Every event name the provider writes.
-pub const EVENT_NAMES: [&str; 22] = [
-    "Loaded",
-    "LoadRefused",
-    "Started",
-    "Stopped",
-    "StoodDown",
-    "PowerResumed",
-    "MemorySignal",
-    "MemoryLayout",
-    "ConfigLoaded",
-    "ConfigUnreadable",
-    "ConfigRejected",
-    "TargetChanged",
-    "Inflated",
-    "Deflated",
-    "CeilingClamped",
-    "Refused",
-    "HostReset",
-    "LowMemoryDeflate",
-    "AllocationFailed",
-    "TickError",
-    "MemoryInfoDegraded",
-    "Stats",
-];
-
-/// Keyword bits, for filtering a session to a category.
-pub mod keyword {
-    /// Load, refusal, session start and stop, power.
-    pub const LIFECYCLE: u64 = 0x1;
-    /// Registry values.
-    pub const CONFIG: u64 = 0x2;
-    /// Inflate, deflate, target, clamps, refusals, resets.
-    pub const BALLOON: u64 = 0x4;
-    /// Memory-information problems.
-    pub const MEMORY: u64 = 0x8;
-    /// The periodic statistics.
-    pub const STATS: u64 = 0x10;
-}
 
 /// Registers the provider (`EtwRegister`). Call once, in `DriverEntry` at PASSIVE_LEVEL.
 ///
@@ -78,18 +30,6 @@ pub unsafe fn register() -> u32 {
 /// Unregisters the provider (`EtwUnregister`); a no-op when not registered.
 pub fn unregister() {
     let _ = VMBALLOON.unregister();
-}
-
-/// The provider's id as registered.
-#[must_use]
-pub fn provider_id() -> tlg::Guid {
-    *VMBALLOON.id()
-}
-
-/// The provider's name as registered.
-#[must_use]
-pub fn provider_name() -> &'static str {
-    VMBALLOON.name()
 }
 
 /// Writes every event of `events`.
@@ -357,76 +297,4 @@ pub fn write(event: &Event) {
             str8("CounterNames", COUNTER_NAMES),
         ),
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::events::Refusal;
-    use vmballoon_core::stats::Counter;
-    use vmballoon_core::units::Frames;
-
-    #[test]
-    fn provider_name_and_guid_derived_from_it() {
-        assert_eq!(provider_name(), PROVIDER_NAME);
-        assert_eq!(provider_id(), tlg::Guid::from_name(PROVIDER_NAME));
-        let text = provider_id().to_utf8_bytes();
-        assert_eq!(core::str::from_utf8(&text).unwrap(), PROVIDER_GUID);
-    }
-
-    #[test]
-    fn writing_is_a_harmless_no_op_off_windows_and_unregistered() {
-        // Register / write / unregister must all be callable on Linux (the tracelogging
-        // crate compiles them to no-ops there): this is what lets the driver's event code be
-        // exercised here.
-        let events = [
-            Event::Loaded {
-                backdoor_version: 6,
-                product: "ESX",
-            },
-            Event::LoadRefused {
-                reason: Refusal::NotVmware,
-                status: -1_073_741_637,
-            },
-            Event::Stopped {
-                freed: Frames::new(1),
-                cause: "unload",
-            },
-            Event::ConfigUnreadable {
-                status: -1_073_741_670,
-            },
-            Event::StoodDown {
-                reason: "vmmemctl-loaded",
-                freed: Frames::new(3),
-            },
-            Event::PowerResumed { empty_ms: 1500 },
-            Event::MemorySignal {
-                condition: "maximum-commit",
-                signalled: true,
-            },
-            Event::MemoryLayout {
-                os_major: 10,
-                os_minor: 0,
-                os_build: 26100,
-                memory_usage_size: 0x38,
-                performance_size: 0,
-                basic_size: 0x40,
-            },
-            Event::Stats {
-                balloon: Frames::ZERO,
-                target: Frames::ZERO,
-                ceiling: Frames::ZERO,
-                resident_available: 0,
-                counters: [0; Counter::COUNT],
-            },
-        ];
-        // SAFETY: unregistered below, on this thread only.
-        let status = unsafe { register() };
-        assert_eq!(status, 0);
-        for e in &events {
-            assert!(EVENT_NAMES.contains(&e.name()));
-            write(e);
-        }
-        unregister();
-    }
 }

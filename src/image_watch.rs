@@ -5,7 +5,7 @@
 //!
 //! The routine stays inside its documented contract (`PLOAD_IMAGE_NOTIFY_ROUTINE`): it
 //! runs at PASSIVE_LEVEL in the loading thread, inside a critical region with kernel APCs
-//! disabled, so it only matches the name ([`crate::modules::is_vmmemctl_image`]), records
+//! disabled, so it only matches the name (`vmballoon_nt::vmmemctl::is_vmmemctl_image`), records
 //! the notice in [`NOTICES`] and sets the worker's notice event. The worker does the rest
 //! (START(0), every page back to the OS, a `StoodDown` event) on its own thread.
 //!
@@ -22,9 +22,9 @@ use wdk_sys::ntddk::{PsRemoveLoadImageNotifyRoutine, PsSetLoadImageNotifyRoutine
 use wdk_sys::{HANDLE, NTSTATUS, PIMAGE_INFO, PUNICODE_STRING, ULONG_PTR};
 
 use crate::kernel::Event;
-use crate::modules::is_vmmemctl_image;
-use crate::notices::Notices;
-use crate::ntstatus::nt_result;
+use vmballoon_nt::notices::Notices;
+use vmballoon_nt::ntstatus::nt_result;
+use vmballoon_nt::vmmemctl::is_vmmemctl_image;
 
 /// What the callbacks have told the worker (power transitions, `vmmemctl.sys`). Atomics
 /// only: written at any IRQL by the callbacks, read by the worker.

@@ -20,7 +20,7 @@ use wdk_sys::{
     THREAD_WAIT_OBJECTS, TRUE, ULONG, UNICODE_STRING,
 };
 
-use crate::ntstatus::{nt_result, wait_index};
+use vmballoon_nt::ntstatus::{nt_result, wait_index};
 
 /// Pool tag of every allocation the driver makes ("VmBl" in pool tools), also the
 /// framework's tag for the driver's WDF objects (`WDF_DRIVER_CONFIG.DriverPoolTag`).
@@ -208,8 +208,9 @@ impl Waitable<'_> {
 }
 
 // The portable decoder's constants are the WDK's.
-const _: () = assert!(crate::ntstatus::STATUS_WAIT_0 == wdk_sys::STATUS_WAIT_0);
-const _: () = assert!(crate::ntstatus::MAXIMUM_WAIT_OBJECTS == MAXIMUM_WAIT_OBJECTS as usize);
+const _: () = assert!(vmballoon_nt::ntstatus::STATUS_WAIT_0 == wdk_sys::STATUS_WAIT_0);
+const _: () =
+    assert!(vmballoon_nt::ntstatus::MAXIMUM_WAIT_OBJECTS == MAXIMUM_WAIT_OBJECTS as usize);
 
 /// How many objects one [`WaitBlocks::wait_any`] can wait on: stop, notice,
 /// LowMemoryCondition and MaximumCommitCondition.

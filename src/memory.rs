@@ -2,10 +2,10 @@
 //! then 2 if needed, and 0 for RAM; `windows-memory.md` §3.2) and two documented standard
 //! event objects (§3.3): `\KernelObjects\LowMemoryCondition` and
 //! `\KernelObjects\MaximumCommitCondition`. Parsing and the trust rules live in
-//! [`crate::memsnap`]; this file only makes the calls.
+//! `vmballoon_nt::memory`; this file only makes the calls.
 //!
 //! The `ZwQuerySystemInformation` layouts are not documented: a reply of a size not known
-//! for its class is not used at all (fail closed, `memsnap`), and the first snapshot traces
+//! for its class is not used at all (fail closed, `vmballoon_nt::memory`), and the first snapshot traces
 //! the OS build (`RtlGetVersion`) with the layouts it used (`MemoryLayout`), once.
 
 use core::ptr::{self, NonNull};
@@ -15,10 +15,10 @@ use wdk_sys::ntddk::{IoCreateNotificationEvent, KeReadStateEvent, RtlGetVersion,
 use wdk_sys::{HANDLE, KEVENT, NTSTATUS, PVOID, RTL_OSVERSIONINFOW, ULONG};
 
 use crate::etw;
-use crate::events::{OsVersion, diagnostic_event, layout_event};
 use crate::kernel::{Waitable, ulong_size_of, unicode_string, utf16};
-use crate::memsnap::{self, Diagnostic, InfoClass, Layout, Parsed};
-use crate::ntstatus::nt_result;
+use vmballoon_nt::events::{OsVersion, diagnostic_event, layout_event};
+use vmballoon_nt::memory::{self as replies, Diagnostic, InfoClass, Layout, Parsed};
+use vmballoon_nt::ntstatus::nt_result;
 
 unsafe extern "system" {
     /// Exported by ntoskrnl since NT 4.0 but absent from the WDK headers, so declared here
@@ -38,7 +38,7 @@ static MAXIMUM_COMMIT: [u16; MAXIMUM_COMMIT_NAME.len()] = utf16(MAXIMUM_COMMIT_N
 
 /// Room for the largest reply, aligned like the structures.
 #[repr(C, align(8))]
-struct Reply([u8; memsnap::PERFORMANCE_MAX_SIZE]);
+struct Reply([u8; replies::PERFORMANCE_MAX_SIZE]);
 
 /// An open handle to a standard event object (`IoCreateNotificationEvent`), closed on drop.
 struct StandardEvent {
@@ -114,7 +114,7 @@ impl KernelMemory {
     }
 
     fn query(&mut self, class: InfoClass, parse: fn(&[u8], u32) -> Parsed) -> Parsed {
-        let mut buf = Reply([0; memsnap::PERFORMANCE_MAX_SIZE]);
+        let mut buf = Reply([0; replies::PERFORMANCE_MAX_SIZE]);
         let len = class.buffer_size().min(buf.0.len());
         let mut returned: ULONG = 0;
         // SAFETY: `buf` is a live, 8-aligned local of at least `len` bytes; `returned` a
@@ -129,7 +129,7 @@ impl KernelMemory {
             )
         };
         let parsed = match nt_result(status) {
-            Err(status) => memsnap::failed(class, status),
+            Err(status) => replies::failed(class, status),
             Ok(()) => parse(buf.0.get(..len).unwrap_or(&[]), returned),
         };
         self.layout.record(class, returned, &parsed);
@@ -180,16 +180,16 @@ fn os_version() -> OsVersion {
 impl MemorySource for KernelMemory {
     fn snapshot(&mut self) -> Result<MemorySnapshot, MemoryError> {
         let mut fields = self
-            .query(InfoClass::MemoryUsage, memsnap::parse_memory_usage)
+            .query(InfoClass::MemoryUsage, replies::parse_memory_usage)
             .fields;
         if !fields.is_complete() {
             fields = fields.or(self
-                .query(InfoClass::Performance, memsnap::parse_performance)
+                .query(InfoClass::Performance, replies::parse_performance)
                 .fields);
         }
         // SYSTEM_BASIC_INFORMATION's page count is the RAM size of record (§3.2).
         fields = self
-            .query(InfoClass::Basic, memsnap::parse_basic)
+            .query(InfoClass::Basic, replies::parse_basic)
             .fields
             .or(fields);
         self.trace_layout_once();

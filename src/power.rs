@@ -5,7 +5,7 @@
 //! driver has no D0Exit; this callback is its hook.
 //!
 //! The callback never stalls the transition: it records the notification
-//! ([`crate::notices`]) and signals the worker's notice event, then returns. The worker
+//! (`vmballoon_nt::notices`) and signals the worker's notice event, then returns. The worker
 //! empties the balloon as fast as it can (START(0), every page freed at once) and does not
 //! balloon again until the "back in S0" notification (`Argument2` TRUE) has come. The
 //! callback may run at any IRQL up to DISPATCH_LEVEL ("Using a System-Defined Callback
@@ -32,12 +32,13 @@ use wdk_sys::{
 
 use crate::image_watch::NOTICES;
 use crate::kernel::{NT_FALSE, NT_TRUE, object_attributes, unicode_string, utf16};
-use crate::notices::power_notice;
-use crate::ntstatus::nt_result;
 use crate::state::Shared;
+use vmballoon_nt::notices::power_notice;
+use vmballoon_nt::ntstatus::nt_result;
 
 // The portable decoder's constant is the WDK's.
-const _: () = assert!(crate::notices::PO_CB_SYSTEM_STATE_LOCK == PO_CB_SYSTEM_STATE_LOCK as usize);
+const _: () =
+    assert!(vmballoon_nt::notices::PO_CB_SYSTEM_STATE_LOCK == PO_CB_SYSTEM_STATE_LOCK as usize);
 
 const NAME: &str = r"\Callback\PowerState";
 static POWER_STATE: [u16; NAME.len()] = utf16(NAME);

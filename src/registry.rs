@@ -13,16 +13,17 @@ use wdk_sys::{
 /// Longest value name, in UTF-16 units.
 const NAME_MAX: usize = 32;
 
-use crate::ntstatus::nt_result;
-use crate::regvalue::raw_value;
+use vmballoon_nt::ntstatus::nt_result;
+use vmballoon_nt::registry::raw_value;
 
 // The portable decoder's constants are the WDK's.
 const _: () =
-    assert!(crate::regvalue::STATUS_OBJECT_NAME_NOT_FOUND == STATUS_OBJECT_NAME_NOT_FOUND);
-const _: () = assert!(crate::regvalue::STATUS_OBJECT_TYPE_MISMATCH == STATUS_OBJECT_TYPE_MISMATCH);
+    assert!(vmballoon_nt::registry::STATUS_OBJECT_NAME_NOT_FOUND == STATUS_OBJECT_NAME_NOT_FOUND);
+const _: () =
+    assert!(vmballoon_nt::registry::STATUS_OBJECT_TYPE_MISMATCH == STATUS_OBJECT_TYPE_MISMATCH);
 
 /// Reads every parameter (PASSIVE_LEVEL). `Err` when the key cannot be opened or a value
-/// cannot be read (see [`crate::regvalue::raw_value`]); the caller then keeps the settings in effect.
+/// cannot be read (see [`vmballoon_nt::registry::raw_value`]); the caller then keeps the settings in effect.
 pub fn read(driver: WDFDRIVER) -> Result<RawConfig, NTSTATUS> {
     let mut key: WDFKEY = ptr::null_mut();
     // SAFETY: `driver` is our live WDFDRIVER; `key` is a live local; KEY_READ is what

@@ -15,14 +15,14 @@ use wdk_sys::{NTSTATUS, WDFDRIVER};
 use crate::batch::BatchMemory;
 use crate::clock::KernelClock;
 use crate::etw;
-use crate::events::{Events, Tracker, config_events_into, config_unreadable};
 use crate::image_watch::ImageWatch;
 use crate::kernel::{Event, EventKind, Thread, WaitBlocks, pool_alloc};
 use crate::memory::KernelMemory;
 use crate::pages::MdlPages;
 use crate::power::Registration;
 use crate::registry;
-use crate::schedule::Schedule;
+use vmballoon_nt::events::{Events, Tracker, config_events_into, config_unreadable};
+use vmballoon_nt::schedule::Schedule;
 
 /// The engine on the NT platform.
 pub type Engine = Balloon<VmwareBackdoor, MdlPages, KernelMemory, KernelClock>;

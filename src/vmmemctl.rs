@@ -1,6 +1,6 @@
 //! Is `vmmemctl.sys` loaded? Lists the loaded kernel modules with
 //! `AuxKlibQueryModuleInformation` (documented, aux_klib.h) and matches them with the
-//! portable [`crate::modules`].
+//! portable `vmballoon_nt::vmmemctl`.
 //!
 //! Checked once, in `DriverEntry`, after the load-image notify routine is registered
 //! (`image_watch.rs`), which catches a `vmmemctl.sys` that loads later (a VMware Tools
@@ -12,8 +12,8 @@ use core::ptr::{self, NonNull};
 use wdk_sys::{NTSTATUS, PVOID, STATUS_BUFFER_TOO_SMALL, STATUS_INSUFFICIENT_RESOURCES, ULONG};
 
 use crate::kernel::{pool_alloc, pool_free};
-use crate::modules;
-use crate::ntstatus::nt_result;
+use vmballoon_nt::ntstatus::nt_result;
+use vmballoon_nt::vmmemctl::{RECORD_SIZE, lists_vmmemctl};
 
 #[link(name = "aux_klib", kind = "static")]
 unsafe extern "system" {
@@ -53,12 +53,12 @@ pub fn loaded() -> Result<bool, NTSTATUS> {
 /// One size query plus module query. `Err(STATUS_BUFFER_TOO_SMALL)` when the list grew
 /// past the spare room between the two calls (documented as possible): worth a retry.
 fn query() -> Result<bool, NTSTATUS> {
-    let element = ULONG::try_from(modules::RECORD_SIZE).unwrap_or(ULONG::MAX);
+    let element = ULONG::try_from(RECORD_SIZE).unwrap_or(ULONG::MAX);
     let mut size: ULONG = 0;
     // SAFETY: size query: null buffer, `size` is a live local.
     let status = unsafe { AuxKlibQueryModuleInformation(&mut size, element, ptr::null_mut()) };
     nt_result(status)?;
-    let bytes = (size as usize).saturating_add(SPARE_RECORDS * modules::RECORD_SIZE);
+    let bytes = (size as usize).saturating_add(SPARE_RECORDS * RECORD_SIZE);
     let buf: NonNull<c_void> = pool_alloc(bytes).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     let mut filled = ULONG::try_from(bytes).unwrap_or(ULONG::MAX);
     // SAFETY: `buf` holds `filled` writable bytes; `filled` is a live local.
@@ -72,7 +72,7 @@ fn query() -> Result<bool, NTSTATUS> {
         // SAFETY: the first `len` bytes of our zero-filled block of `bytes` bytes, written by
         // AuxKlib or still zero; no other reference to the block exists.
         let records = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
-        modules::lists_vmmemctl(records)
+        lists_vmmemctl(records)
     });
     // SAFETY: our block, not used after this (the slice above has ended).
     unsafe { pool_free(buf) };

@@ -1,8 +1,8 @@
 //! The worker: a system thread at PASSIVE_LEVEL (page allocation and the backdoor need a
 //! low IRQL and may take a while) that waits on {stop, notice, LowMemoryCondition,
 //! MaximumCommitCondition} and ticks the engine. When to wait for what is
-//! [`crate::schedule`]'s decision; what the callbacks' notices mean is
-//! [`crate::notices`]'.
+//! `vmballoon_nt::schedule`'s decision; what the callbacks' notices mean is
+//! `vmballoon_nt::notices`'.
 
 use vmballoon_core::platform::Clock;
 use vmballoon_core::units::Instant;
@@ -10,12 +10,12 @@ use wdk_sys::ntddk::PsTerminateSystemThread;
 use wdk_sys::{PVOID, STATUS_SUCCESS};
 
 use crate::etw;
-use crate::events::{Event, StandDown};
 use crate::image_watch::NOTICES;
 use crate::kernel::{WAIT_OBJECTS, Waitable};
-use crate::notices::Directive;
-use crate::schedule::{Condition, Wake};
 use crate::state::{Driver, Shared, Work};
+use vmballoon_nt::events::{Event, StandDown};
+use vmballoon_nt::notices::Directive;
+use vmballoon_nt::schedule::{Condition, Wake};
 
 /// `KSTART_ROUTINE` of the worker thread; `context` is the [`Driver`], of which the
 /// worker only ever sees `shared` and `work` (never a `&Driver`: unload writes other

@@ -40,10 +40,6 @@ use vmballoon_core::units::Frames;
 use vmballoon_sim::HostSpec;
 use vmballoon_sim::guest::PinKind;
 
-#[path = "../src/memsnap.rs"]
-#[allow(dead_code, missing_docs)]
-mod memsnap;
-
 #[allow(dead_code)]
 mod support {
     pub mod channel;
@@ -427,7 +423,7 @@ proptest! {
         channel::check(&case).map_err(TestCaseError::fail)?;
     }
 
-    /// The driver's memsnap parsers (`src/memsnap.rs`) on arbitrary buffers and return
+    /// The driver's memory-information parsers (`vmballoon_nt::memory`) on arbitrary buffers and return
     /// lengths: nothing is trusted beyond a documented size within the buffer, every field
     /// is read at its offset, negative resident available reads as zero.
     #[test]

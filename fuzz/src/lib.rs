@@ -8,8 +8,6 @@
 pub mod channel;
 #[path = "../../tests/support/hostile.rs"]
 pub mod hostile;
-#[path = "../../src/memsnap.rs"]
-pub mod memsnap;
 #[path = "../../tests/support/memsnap_spec.rs"]
 pub mod memsnap_spec;
 

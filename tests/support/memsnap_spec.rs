@@ -1,15 +1,14 @@
 //! An independent reading of `windows-memory.md` §3.2 checked against the driver's
-//! `memsnap` parsers (`src/memsnap.rs`, included by path where this is used: the root
-//! package is a `cdylib`, which tests and fuzz targets cannot link to).
+//! memory-information parsers (`vmballoon_nt::memory`).
 //!
 //! Rules: a reply is used only if its `ReturnLength` is a documented size of its class and
 //! within the buffer; then each field is read at its x64 offset; a negative resident
 //! available reads as zero with a diagnostic; a page size other than 4096 makes
-//! `SYSTEM_BASIC_INFORMATION` unusable. Expects `crate::memsnap` to be the module.
+//! `SYSTEM_BASIC_INFORMATION` unusable.
 
 use vmballoon_core::units::Frames;
 
-use crate::memsnap::{
+use vmballoon_nt::memory::{
     Diagnostic, InfoClass, Parsed, Partial, failed, parse_basic, parse_memory_usage,
     parse_performance,
 };

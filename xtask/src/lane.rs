@@ -485,7 +485,6 @@ fn job_findings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::import_lib;
 
     const WORKFLOW: &str = include_str!("../../.github/workflows/windows.yml");
 
@@ -668,28 +667,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_import_library_reader_agrees_with_build_sys() {
-        let dir = crate::root().join("xtask/link");
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "def") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                let ours = import_lib::parse(&text).unwrap();
-                let theirs = crate::sys::parse_def(&text).unwrap();
-                assert_eq!(ours, (theirs.library, theirs.exports), "{}", path.display());
-            }
-        }
-        for bad in [
-            "EXPORTS\n X\n",
-            "LIBRARY a\n",
-            "LIBRARY a\nEXPORTS\n X = Y\n",
-        ] {
-            assert!(import_lib::parse(bad).is_err(), "{bad:?}");
-            assert!(crate::sys::parse_def(bad).is_err(), "{bad:?}");
-        }
-    }
-
     /// The bytes `build.rs` gives the real link as `rpcrt4.lib`: an AMD64 import library
     /// whose one import is RPCRT4.dll's `UuidCreate`, by name, as code.
     #[test]
@@ -698,7 +675,7 @@ mod tests {
         use object::read::coff::{ImportFile, ImportName, ImportType};
 
         let def = std::fs::read_to_string(crate::root().join("xtask/link/rpcrt4.def")).unwrap();
-        let bytes = import_lib::from_def(&def).unwrap();
+        let bytes = vmballoon_import_lib::from_def(&def).unwrap();
         let archive = ArchiveFile::parse(bytes.as_slice()).unwrap();
         let mut imports = Vec::new();
         for member in archive.members() {
@@ -733,6 +710,6 @@ mod tests {
                 "{name} not in {symbols:?}"
             );
         }
-        assert!(import_lib::from_def("LIBRARY RPCRT4.dll\n").is_err());
+        assert!(vmballoon_import_lib::from_def("LIBRARY RPCRT4.dll\n").is_err());
     }
 }

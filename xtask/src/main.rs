@@ -11,9 +11,6 @@ mod fuzz;
 mod golden;
 mod image;
 #[cfg(test)]
-#[path = "../link/import_lib.rs"]
-mod import_lib;
-#[cfg(test)]
 mod lane;
 mod qemu;
 mod real;

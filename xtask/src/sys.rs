@@ -1,8 +1,8 @@
 //! `cargo xtask build-sys`: links the real `vmballoon.sys` on Linux and checks the image.
 //!
 //! 1. **Libraries** (`target/build-sys/lib`). Import libraries from the committed `.def`
-//!    files in `xtask/link/` (export names only; written with `ar_archive_writer`, the
-//!    crate rustc itself uses for import libraries): `ntoskrnl.lib`, `hal.lib`,
+//!    files in `xtask/link/` (export names only; written by `vmballoon-import-lib`, as the
+//!    driver's build script writes the real link's `rpcrt4.lib`): `ntoskrnl.lib`, `hal.lib`,
 //!    `WdfLdr.lib`, `wmilib.lib` and `rpcrt4.lib`. The **test-only** stand-ins for the WDK's
 //!    static libraries `WdfDriverEntry.lib` and `aux_klib.lib` are compiled from
 //!    `xtask/link/test-only/*.rs` with `clippy-driver` (so they are linted) into COFF
@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ar_archive_writer::{
-    ArchiveKind, COFFShortExport, DEFAULT_OBJECT_READER, MachineTypes, NewArchiveMember,
-    write_archive_to_stream, write_import_library,
+    ArchiveKind, DEFAULT_OBJECT_READER, NewArchiveMember, write_archive_to_stream,
 };
+use vmballoon_import_lib::from_def;
 
 use crate::image;
 use crate::util::{self, Result};
@@ -86,75 +86,12 @@ pub struct Built {
     pub facts: PathBuf,
 }
 
-/// A `.def` file: the DLL name (`LIBRARY`) and the export names (`EXPORTS`).
-#[derive(Debug, PartialEq, Eq)]
-pub struct DefFile {
-    /// The module the names are imported from.
-    pub library: String,
-    /// Export names.
-    pub exports: Vec<String>,
-}
-
-/// Parses the subset of the module-definition format the committed files use: `;`
-/// comments, `LIBRARY name`, `EXPORTS`, then one name per line.
-pub fn parse_def(text: &str) -> Result<DefFile> {
-    let mut library = None;
-    let mut exports = Vec::new();
-    let mut in_exports = false;
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.split(';').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("LIBRARY") => {
-                library = words.next().map(str::to_owned);
-                in_exports = false;
-            }
-            Some("EXPORTS") => in_exports = true,
-            Some(name) if in_exports && words.next().is_none() => exports.push(name.to_owned()),
-            _ => return Err(format!("line {}: cannot read `{line}`", n + 1)),
-        }
-    }
-    let library = library.ok_or("no LIBRARY line")?;
-    if exports.is_empty() {
-        return Err("no EXPORTS".into());
-    }
-    Ok(DefFile { library, exports })
-}
-
+/// The import library of the `.def` file `def`, at `out` (`vmballoon_import_lib`: the same
+/// bytes the driver's build script gives the real Windows link).
 fn write_import_lib(def: &Path, out: &Path) -> Result {
     let text = fs::read_to_string(def).map_err(|e| format!("{}: {e}", def.display()))?;
-    let def = parse_def(&text).map_err(|e| format!("{}: {e}", def.display()))?;
-    let exports: Vec<COFFShortExport> = def
-        .exports
-        .iter()
-        .map(|name| COFFShortExport {
-            name: name.clone(),
-            ext_name: None,
-            symbol_name: None,
-            import_name: None,
-            export_as: None,
-            ordinal: 0,
-            noname: false,
-            data: false,
-            private: false,
-            constant: false,
-        })
-        .collect();
-    let mut buf = Cursor::new(Vec::new());
-    write_import_library(
-        &mut buf,
-        &def.library,
-        &exports,
-        MachineTypes::AMD64,
-        false,
-        false,
-        &[],
-    )
-    .map_err(|e| format!("{}: {e}", out.display()))?;
-    fs::write(out, buf.into_inner()).map_err(|e| format!("{}: {e}", out.display()))
+    let bytes = from_def(&text).map_err(|e| format!("{}: {e}", def.display()))?;
+    fs::write(out, bytes).map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// A COFF archive of `objects` (name, bytes) at `out` (empty when `objects` is).
@@ -312,14 +249,20 @@ mod tests {
 
     #[test]
     fn def_files_parse_and_every_committed_one_is_valid() {
-        let def = parse_def("; c\nLIBRARY a.sys\nEXPORTS\n  X ; y\n  Y\n").unwrap();
-        assert_eq!(def.library, "a.sys");
-        assert_eq!(def.exports, ["X", "Y"]);
-        assert!(parse_def("EXPORTS\n X\n").is_err());
-        assert!(parse_def("LIBRARY a\nEXPORTS\n X = Y\n").is_err());
+        let (library, exports) =
+            vmballoon_import_lib::parse("; c\nLIBRARY a.sys\nEXPORTS\n  X ; y\n  Y\n").unwrap();
+        assert_eq!(library, "a.sys");
+        assert_eq!(exports, ["X", "Y"]);
+        for bad in [
+            "EXPORTS\n X\n",
+            "LIBRARY a\n",
+            "LIBRARY a\nEXPORTS\n X = Y\n",
+        ] {
+            assert!(vmballoon_import_lib::parse(bad).is_err(), "{bad:?}");
+        }
         for (file, _) in IMPORT_LIBRARIES {
             let path = crate::root().join("xtask/link").join(file);
-            parse_def(&fs::read_to_string(&path).unwrap()).unwrap();
+            from_def(&fs::read_to_string(&path).unwrap()).unwrap();
         }
     }
 }

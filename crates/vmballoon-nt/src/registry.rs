@@ -1,6 +1,6 @@
 //! What one `WdfRegistryQueryULong` answer means for the core's config validator
-//! (`windows-memory.md` §4). Portable, so it is unit-tested on Linux; `registry.rs` (the
-//! `cfg(windows)` glue) calls it with the real NTSTATUS.
+//! (`windows-memory.md` §4). Portable, so it is unit-tested on Linux; the glue's `src/registry.rs`
+//! calls it with the real NTSTATUS.
 
 use vmballoon_core::config::RawValue;
 

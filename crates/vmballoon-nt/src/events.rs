@@ -1,7 +1,8 @@
 //! What the driver tells ETW, as plain data: the [`Event`]s and the pure decisions that
 //! produce them from an engine [`TickReport`], a validated registry read, and the
-//! driver's lifecycle. [`crate::etw`] turns each [`Event`] into one TraceLogging event;
-//! everything here is portable and unit-tested on Linux.
+//! driver's lifecycle, and the provider they are written to ([`PROVIDER_NAME`],
+//! [`PROVIDER_GUID`], [`keyword`]). The glue's `src/etw.rs` turns each [`Event`] into one
+//! TraceLogging event; everything here is portable and unit-tested on Linux.
 //!
 //! Per-tick events are de-duplicated by a [`Tracker`] so that a steady state (a clamp that
 //! holds, a target that does not move, a registry that is re-read every 10 s) does not
@@ -16,7 +17,7 @@ use vmballoon_core::units::{Duration, Frames, Instant};
 
 use vmballoon_core::engine::TickReport;
 
-use crate::memsnap::{Diagnostic, InfoClass, Layout};
+use crate::memory::{Diagnostic, InfoClass, Layout};
 use crate::schedule::Condition;
 
 /// How often the periodic `Stats` event is written.
@@ -229,7 +230,7 @@ pub enum Event {
         /// A status or value, when the kind has one.
         value: u64,
     },
-    /// A memory-information reply was degraded (see [`crate::memsnap`]).
+    /// A memory-information reply was degraded (see [`crate::memory`]).
     MemoryInfoDegraded {
         /// The information class.
         class: &'static str,
@@ -259,6 +260,59 @@ refused-4k,refused-2m,refused-held,unlock-failures,alloc-fail-4k,alloc-fail-2m,\
 short-allocations,sessions-started,start-failures,host-resets,frames-popped,\
 low-memory-deflates,guard-deflates,host-backoffs,ticks-continued,block-units,scattered-units,\
 migrated-blocks,units-parked";
+
+/// The provider name (`docs/architecture.md`, "ETW"): enable it in WPR as
+/// `*VmBalloon.Driver`. The glue's `define_provider!` spells the same literal (a macro
+/// argument cannot be a constant); `tests/etw.rs` holds the two equal.
+///
+/// The name carries a company-style prefix, as TraceLogging provider names should
+/// (`Company.Component`), so it cannot collide with another vendor's `VmBalloon`.
+pub const PROVIDER_NAME: &str = "VmBalloon.Driver";
+
+/// The provider GUID, derived from [`PROVIDER_NAME`] EventSource-style
+/// (`Guid::from_name`, checked by `tests/etw.rs`): `logman` and `vmballoon.wprp` name it.
+pub const PROVIDER_GUID: &str = "e92fcb9e-d7af-5d24-0966-82f058c99cd3";
+
+/// Every event name the provider writes: the [`Event::name`] of each variant.
+pub const EVENT_NAMES: [&str; 23] = [
+    "Loaded",
+    "LoadRefused",
+    "Started",
+    "Stopped",
+    "StoodDown",
+    "PowerResumed",
+    "MemorySignal",
+    "MemoryLayout",
+    "ConfigLoaded",
+    "ConfigUnreadable",
+    "ConfigRejected",
+    "TargetChanged",
+    "Inflated",
+    "Migrated",
+    "Deflated",
+    "CeilingClamped",
+    "Refused",
+    "HostReset",
+    "LowMemoryDeflate",
+    "AllocationFailed",
+    "TickError",
+    "MemoryInfoDegraded",
+    "Stats",
+];
+
+/// Keyword bits of the provider, for filtering a session to a category.
+pub mod keyword {
+    /// Load, refusal, session start and stop, power.
+    pub const LIFECYCLE: u64 = 0x1;
+    /// Registry values.
+    pub const CONFIG: u64 = 0x2;
+    /// Inflate, deflate, target, clamps, refusals, resets.
+    pub const BALLOON: u64 = 0x4;
+    /// Memory-information problems.
+    pub const MEMORY: u64 = 0x8;
+    /// The periodic statistics.
+    pub const STATS: u64 = 0x10;
+}
 
 impl Event {
     /// The TraceLogging event name.
@@ -668,12 +722,150 @@ mod tests {
             "AllocationFailed",
             "Stats",
         ] {
-            assert!(crate::etw::EVENT_NAMES.contains(&required), "{required}");
+            assert!(EVENT_NAMES.contains(&required), "{required}");
         }
-        let mut all = crate::etw::EVENT_NAMES.to_vec();
+        let mut all = EVENT_NAMES.to_vec();
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), crate::etw::EVENT_NAMES.len(), "unique names");
+        assert_eq!(all.len(), EVENT_NAMES.len(), "unique names");
+    }
+
+    /// One event of every variant, in declaration order. The `match` below stops compiling
+    /// when a variant is added, until it is added here too.
+    fn one_of_each() -> [Event; EVENT_NAMES.len()] {
+        let f = Frames::new(1);
+        let all = [
+            Event::Loaded {
+                backdoor_version: 6,
+                product: "ESX",
+            },
+            Event::LoadRefused {
+                reason: Refusal::NotVmware,
+                status: -1,
+            },
+            Event::Started {
+                capabilities: 0x2E,
+                batched: true,
+                large_pages: true,
+                guest_type: 4,
+            },
+            Event::Stopped {
+                freed: f,
+                cause: "unload",
+            },
+            Event::StoodDown {
+                reason: "vmmemctl-loaded",
+                freed: f,
+            },
+            Event::PowerResumed { empty_ms: 1 },
+            Event::MemorySignal {
+                condition: "low-memory",
+                signalled: true,
+            },
+            Event::MemoryLayout {
+                os_major: 10,
+                os_minor: 0,
+                os_build: 26100,
+                memory_usage_size: 0x38,
+                performance_size: 0,
+                basic_size: 0x40,
+            },
+            Event::ConfigLoaded {
+                max_balloon_mb: 0,
+                max_balloon_percent: 0,
+                reserve_mb: 0,
+                poll_interval_ms: 1000,
+                use_large_pages: true,
+                deflate_on_low_memory: true,
+            },
+            Event::ConfigUnreadable { status: -1 },
+            Event::ConfigRejected {
+                param: "ReserveMB",
+                problem: "wrong-type",
+                value: 0,
+                used: 0,
+            },
+            Event::TargetChanged {
+                target: f,
+                previous: Frames::ZERO,
+            },
+            Event::Inflated {
+                frames: f,
+                balloon: f,
+            },
+            Event::Migrated {
+                frames: f,
+                balloon: f,
+            },
+            Event::Deflated {
+                frames: f,
+                balloon: Frames::ZERO,
+                reason: "host-target",
+            },
+            Event::CeilingClamped {
+                reason: "commit",
+                ceiling: f,
+                target: f,
+            },
+            Event::Refused { frames: f },
+            Event::HostReset { popped: f },
+            Event::LowMemoryDeflate {
+                frames: f,
+                balloon: Frames::ZERO,
+            },
+            Event::AllocationFailed { failures: 1 },
+            Event::TickError {
+                kind: "protocol",
+                command: "-",
+                value: 0,
+            },
+            Event::MemoryInfoDegraded {
+                class: "basic",
+                kind: "length",
+                value: 0,
+            },
+            Event::Stats {
+                balloon: f,
+                target: f,
+                ceiling: f,
+                resident_available: 0,
+                counters: [0; Counter::COUNT],
+            },
+        ];
+        for e in &all {
+            match e {
+                Event::Loaded { .. }
+                | Event::LoadRefused { .. }
+                | Event::Started { .. }
+                | Event::Stopped { .. }
+                | Event::StoodDown { .. }
+                | Event::PowerResumed { .. }
+                | Event::MemorySignal { .. }
+                | Event::MemoryLayout { .. }
+                | Event::ConfigLoaded { .. }
+                | Event::ConfigUnreadable { .. }
+                | Event::ConfigRejected { .. }
+                | Event::TargetChanged { .. }
+                | Event::Inflated { .. }
+                | Event::Migrated { .. }
+                | Event::Deflated { .. }
+                | Event::CeilingClamped { .. }
+                | Event::Refused { .. }
+                | Event::HostReset { .. }
+                | Event::LowMemoryDeflate { .. }
+                | Event::AllocationFailed { .. }
+                | Event::TickError { .. }
+                | Event::MemoryInfoDegraded { .. }
+                | Event::Stats { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn event_names_are_the_name_of_every_variant() {
+        let names: Vec<&str> = one_of_each().iter().map(Event::name).collect();
+        assert_eq!(names, EVENT_NAMES);
     }
 
     #[test]
@@ -919,7 +1111,7 @@ mod tests {
         const DENIED: i32 = -1_073_741_790;
         let e = config_unreadable(NO_MEMORY, None);
         assert_eq!(e, Some(Event::ConfigUnreadable { status: NO_MEMORY }));
-        assert!(crate::etw::EVENT_NAMES.contains(&"ConfigUnreadable"));
+        assert!(EVENT_NAMES.contains(&"ConfigUnreadable"));
         assert_eq!(config_unreadable(NO_MEMORY, Some(NO_MEMORY)), None);
         assert!(config_unreadable(DENIED, Some(NO_MEMORY)).is_some());
     }
@@ -994,9 +1186,9 @@ mod tests {
     fn stand_down_and_layout_events() {
         assert_eq!(StandDown::VmmemctlLoaded.name(), "vmmemctl-loaded");
         let mut layout = Layout::default();
-        let mut usage = [0u8; crate::memsnap::MEMORY_USAGE_SIZE];
+        let mut usage = [0u8; crate::memory::MEMORY_USAGE_SIZE];
         usage[..8].copy_from_slice(&(1u64 << 32).to_le_bytes());
-        let parsed = crate::memsnap::parse_memory_usage(&usage, 0x38);
+        let parsed = crate::memory::parse_memory_usage(&usage, 0x38);
         layout.record(InfoClass::MemoryUsage, 0x38, &parsed);
         let os = OsVersion {
             major: 10,
@@ -1015,7 +1207,7 @@ mod tests {
             }
         );
         for name in ["StoodDown", "PowerResumed", "MemorySignal", "MemoryLayout"] {
-            assert!(crate::etw::EVENT_NAMES.contains(&name), "{name}");
+            assert!(EVENT_NAMES.contains(&name), "{name}");
         }
     }
 }

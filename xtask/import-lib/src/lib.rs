@@ -1,17 +1,20 @@
-//! An AMD64 import library from one of the committed `.def` files, written with
-//! `ar_archive_writer` (the crate rustc itself writes import libraries with).
+//! An AMD64 import library from one of the committed `.def` files in `xtask/link/`,
+//! written with `ar_archive_writer` (the crate rustc itself writes import libraries with).
 //!
-//! Shared by two builds that cannot share a crate: the driver's build script, which gives the
-//! real Windows link its `rpcrt4.lib` from `xtask/link/rpcrt4.def` (`build.rs`; why, in
-//! `xtask/link/README.md`, "rpcrt4"), and xtask's tests, which check on Linux the bytes that
-//! link receives. The `.def` subset is the one `cargo xtask build-sys` reads (`;` comments,
-//! `LIBRARY name`, `EXPORTS`, then one name per line); a test holds the two readers equal.
+//! Used by the driver's build script, which gives the real Windows link its `rpcrt4.lib`
+//! from `xtask/link/rpcrt4.def` (`build.rs`; why, in `xtask/link/README.md`, "rpcrt4"), and
+//! by `cargo xtask build-sys`, which makes every import library of the Linux link with it,
+//! so both links get the same bytes; xtask's tests read those bytes back. The `.def` subset
+//! read: `;` comments, `LIBRARY name`, `EXPORTS`, then one name per line.
 
 use std::io::Cursor;
 
 use ar_archive_writer::{COFFShortExport, MachineTypes, write_import_library};
 
 /// The module a `.def` file names (`LIBRARY`) and its export names (`EXPORTS`).
+///
+/// # Errors
+/// A line outside the subset, no `LIBRARY` line, or no export.
 pub fn parse(text: &str) -> Result<(String, Vec<String>), String> {
     let mut library = None;
     let mut exports = Vec::new();
@@ -41,6 +44,9 @@ pub fn parse(text: &str) -> Result<(String, Vec<String>), String> {
 
 /// The AMD64 import library (short import objects, one per export, code imports by name)
 /// of the module and exports the `.def` file `text` names.
+///
+/// # Errors
+/// What [`parse`] rejects, or a failure of the archive writer.
 pub fn from_def(text: &str) -> Result<Vec<u8>, String> {
     let (library, exports) = parse(text)?;
     let exports: Vec<COFFShortExport> = exports

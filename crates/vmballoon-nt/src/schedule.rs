@@ -1,6 +1,6 @@
 //! When the worker thread ticks the engine, re-reads the registry and watches Windows'
 //! memory signals: the timing decisions of the worker as a small portable state machine,
-//! so the kernel loop in `worker.rs` only waits and dispatches.
+//! so the kernel loop in the glue's `src/worker.rs` only waits and dispatches.
 //!
 //! The signals are two documented standard event objects (`windows-memory.md` §3.3):
 //! `\KernelObjects\LowMemoryCondition` (free physical memory is low) and
