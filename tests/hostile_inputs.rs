@@ -3,12 +3,6 @@
 //! session, capability garbage, and every registry parameter missing, mistyped and out of
 //! range. The random versions of the same inputs are in `tests/properties.rs`.
 
-#[allow(dead_code)]
-mod support {
-    pub mod hostile;
-}
-
-use support::hostile::{self, GuestStep, Harness, Reply, Setup, guest_spec, status};
 use vmballoon_core::channel::{Channel, Direction};
 use vmballoon_core::config::{Config, Param, Problem, RawConfig, RawValue, validate};
 use vmballoon_core::engine::SessionState;
@@ -16,6 +10,10 @@ use vmballoon_core::error::Error;
 use vmballoon_core::protocol::{Backdoor, BatchPage, Capabilities, Command, RawReply, Status};
 use vmballoon_core::units::{Frames, PageSize, Pfn};
 use vmballoon_sim::HostSpec;
+use vmballoon_testkit::guest::{GuestStep, guest_spec};
+use vmballoon_testkit::harness::{Harness, Setup};
+use vmballoon_testkit::host::{Reply, status};
+use vmballoon_testkit::oracle::safe_ceiling;
 
 /// Answers START with everything granted (or `start`), then `reply` to every call, ORing
 /// `entry_status` into every batch entry.
@@ -282,7 +280,7 @@ fn absurd_targets_are_bounded_by_the_ceiling_or_rejected() {
             } else {
                 // Inflated exactly to min(target, ceiling): never past RAM or the floor.
                 let snap = h.world.borrow().guest.snapshot();
-                let c = hostile::safe_ceiling(t, r.balloon.get(), &snap, &Config::default());
+                let c = safe_ceiling(t, r.balloon.get(), &snap, &Config::default());
                 assert_eq!(r.balloon.get(), c.min(t), "{what}");
                 assert!(r.balloon.get() < ram, "{what}");
             }
@@ -358,7 +356,7 @@ fn reset_and_busy_from_every_command_recover() {
         for eax in [status::RESET, status::BUSY] {
             for n in 0..12 {
                 let mut script = vec![Reply::Honest; n];
-                script.push(Reply::from_status(eax));
+                script.push(Reply::status(eax));
                 let mut s = setup(caps);
                 s.guest = guest_spec(64, 8, 64, 0, false);
                 let mut h = Harness::new(&s, script);
@@ -369,20 +367,6 @@ fn reset_and_busy_from_every_command_recover() {
                 h.recover(700, 30).unwrap();
                 h.shutdown().unwrap();
             }
-        }
-    }
-}
-
-trait FromStatus {
-    fn from_status(eax: u32) -> Self;
-}
-
-impl FromStatus for Reply {
-    fn from_status(eax: u32) -> Self {
-        Reply::Status {
-            status: eax,
-            rbx: 0,
-            rcx: 0,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! decoders against arbitrary input.
 //!
 //! The engine properties drive `vmballoon_core::engine::Balloon` against the simulator's
-//! host and Windows guest models through the adversarial wrappers of `support/hostile.rs`
+//! host and Windows guest models through the adversarial wrappers of `vmballoon-testkit`
 //! (see its docs for what "hostile" covers and why the oracle stays sound). After every
 //! tick they check: no page leaked, freed twice or freed while the host holds it; no LOCK
 //! of a frame the host holds and no UNLOCK of one it does not; the engine's, the guest's
@@ -40,15 +40,11 @@ use vmballoon_core::units::Frames;
 use vmballoon_sim::HostSpec;
 use vmballoon_sim::guest::PinKind;
 
-#[allow(dead_code)]
-mod support {
-    pub mod channel;
-    pub mod hostile;
-    pub mod memsnap_spec;
-}
-
-use support::channel::{self, EntryOp, TransferCase};
-use support::hostile::{self, EntryReply, Faults, GuestStep, Reply, Setup, guest_spec, status};
+use vmballoon_testkit::channel::{self, EntryOp, TransferCase};
+use vmballoon_testkit::guest::{Faults, GuestStep, guest_spec};
+use vmballoon_testkit::harness::{self, Harness, Setup};
+use vmballoon_testkit::host::{EntryReply, Reply, status};
+use vmballoon_testkit::memory;
 
 /// Cases per property: `VMBALLOON_PROPTEST_CASES=N` runs N cases of each engine property
 /// and 10·N of each decoder property; without it, the defaults below: 1500 / 2000 / 1500
@@ -118,14 +114,14 @@ fn reply(ram_mib: u64) -> impl Strategy<Value = Reply> {
     prop_oneof![
         8 => Just(Reply::Honest),
         4 => (eax(), target(ram_mib), any::<u64>())
-            .prop_map(|(status, rbx, rcx)| Reply::Status { status, rbx, rcx }),
+            .prop_map(|(status, rbx, rcx)| Reply::answer(status, rbx, rcx)),
         2 => target(ram_mib).prop_map(Reply::Target),
         1 => any::<u64>().prop_map(Reply::Caps),
         3 => (
             proptest::collection::vec(entry_reply(), 1..6),
             prop_oneof![3 => Just(0u64), 1 => any::<u64>()],
         )
-            .prop_map(|(entries, tail)| Reply::Entries { entries, tail }),
+            .prop_map(|(entries, tail)| Reply::entries(entries, tail)),
     ]
 }
 
@@ -255,9 +251,9 @@ fn storm_run() -> impl Strategy<Value = (Setup, Vec<Reply>, Vec<GuestStep>, u64)
         let ram = ram_of(&s);
         let storm = prop_oneof![
             3 => Just(Reply::Honest),
-            3 => Just(Reply::from(status::RESET)),
-            3 => Just(Reply::from(status::BUSY)),
-            1 => eax().prop_map(Reply::from),
+            3 => Just(Reply::status(status::RESET)),
+            3 => Just(Reply::status(status::BUSY)),
+            1 => eax().prop_map(Reply::status),
         ];
         (
             Just(s),
@@ -284,17 +280,6 @@ fn pressure_run() -> impl Strategy<Value = (Setup, Vec<GuestStep>, u64)> {
     })
 }
 
-/// A bare status: the host does nothing and answers it.
-impl From<u32> for Reply {
-    fn from(status: u32) -> Self {
-        Reply::Status {
-            status,
-            rbx: 0,
-            rcx: 0,
-        }
-    }
-}
-
 /// Seconds of honest host and quiet guest at the end of each run.
 const RECOVER_S: u64 = 30;
 
@@ -304,7 +289,7 @@ fn check_run(
     steps: &[GuestStep],
     recover_target: u64,
 ) -> Result<(), TestCaseError> {
-    hostile::run(setup, script, steps, recover_target, RECOVER_S).map_err(TestCaseError::fail)
+    harness::run(setup, script, steps, recover_target, RECOVER_S).map_err(TestCaseError::fail)
 }
 
 // ---- the engine ----------------------------------------------------------------------
@@ -417,7 +402,7 @@ proptest! {
 
     /// START's negotiation, TARGET's width rule and one transfer against any reply: the
     /// core's channel decodes exactly what the independent specification in
-    /// `support/channel.rs` says, and puts on the wire exactly the pages it should.
+    /// `vmballoon_testkit::channel` says, and puts on the wire exactly the pages it should.
     #[test]
     fn channel_decodes_any_reply_as_specified(case in transfer_case()) {
         channel::check(&case).map_err(TestCaseError::fail)?;
@@ -436,7 +421,7 @@ proptest! {
         ],
         low in any::<bool>(),
     ) {
-        support::memsnap_spec::check(&buf, rl, low).map_err(TestCaseError::fail)?;
+        memory::check(&buf, rl, low).map_err(TestCaseError::fail)?;
     }
 
     /// Registry values of any type and value, for any RAM size: validation never fails,
@@ -529,7 +514,7 @@ fn scenario_text() -> impl Strategy<Value = String> {
 
 /// A hand-made run: `steps` (one guest step, then one tick, each), then unload.
 fn run_steps(setup: &Setup, script: Vec<Reply>, steps: &[GuestStep]) -> Result<(), String> {
-    let mut h = hostile::Harness::new(setup, script);
+    let mut h = Harness::new(setup, script);
     for step in steps {
         h.guest_step(step);
         h.tick()?;
@@ -555,12 +540,12 @@ fn small_setup(caps: Option<u32>) -> Setup {
 #[test]
 fn f1_reset_mid_single_page_chunk_stores_no_forgotten_page() {
     let script = vec![
-        Reply::Honest,              // START (legacy: SUCCESS)
-        Reply::Honest,              // GUEST_ID
-        Reply::Honest,              // TARGET: 8 frames
-        Reply::Honest,              // LOCK page 0
-        Reply::Honest,              // LOCK page 1
-        Reply::from(status::RESET), // LOCK page 2
+        Reply::Honest,                // START (legacy: SUCCESS)
+        Reply::Honest,                // GUEST_ID
+        Reply::Honest,                // TARGET: 8 frames
+        Reply::Honest,                // LOCK page 0
+        Reply::Honest,                // LOCK page 1
+        Reply::status(status::RESET), // LOCK page 2
     ];
     run_steps(&small_setup(None), script, &[GuestStep::Target(8)]).unwrap();
 }
@@ -571,7 +556,7 @@ fn f1_reset_mid_single_page_chunk_stores_no_forgotten_page() {
 fn f1_reset_on_batched_unlock_stores_no_forgotten_page() {
     let mut script = vec![Reply::Honest; 5]; // START, GUEST_ID, TARGET, 2 x BATCHED_LOCK
     script.push(Reply::Honest); // TARGET: 0
-    script.push(Reply::from(status::RESET)); // BATCHED_UNLOCK
+    script.push(Reply::status(status::RESET)); // BATCHED_UNLOCK
     let steps = [GuestStep::Target(600), GuestStep::Target(0)];
     run_steps(&small_setup(Some(0x06)), script, &steps).unwrap();
 }
@@ -597,7 +582,7 @@ fn f2_start_backoff_first_step_is_capped_at_8_s() {
         config: slow,
         ..small_setup(Some(0x0E))
     };
-    let mut h = hostile::Harness::new(&setup, vec![Reply::from(status::FAILURE)]);
+    let mut h = Harness::new(&setup, vec![Reply::status(status::FAILURE)]);
     h.tick().unwrap();
     h.guest_step(&GuestStep::Config(fast));
     h.recover(0, 30).unwrap();

@@ -1,10 +1,10 @@
-//! (d) The driver's memory-snapshot parsers (`src/memsnap.rs`, included by path: the root
-//! package is a `cdylib`) on arbitrary byte buffers and `ReturnLength` values, against the
-//! independent reading of `windows-memory.md` §3.2 in `tests/support/memsnap_spec.rs`.
+//! (d) The driver's memory-snapshot parsers (`vmballoon_nt::memory`) on arbitrary byte
+//! buffers and `ReturnLength` values, against the independent reading of
+//! `windows-memory.md` §3.2 in `vmballoon_testkit::memory`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vmballoon_fuzz::memsnap_spec;
+use vmballoon_testkit::memory;
 
 fuzz_target!(|data: &[u8]| {
     let (head, buf) = data.split_at(data.len().min(5));
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     };
-    if let Err(e) = memsnap_spec::check(buf, rl, b[4] & 2 != 0) {
+    if let Err(e) = memory::check(buf, rl, b[4] & 2 != 0) {
         panic!("{e}");
     }
 });

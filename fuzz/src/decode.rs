@@ -8,8 +8,10 @@ use vmballoon_core::units::Frames;
 use vmballoon_sim::guest::PinKind;
 use vmballoon_sim::host::HostSpec;
 
-use crate::channel::{EntryOp, TransferCase};
-use crate::hostile::{EntryReply, Faults, GuestStep, Reply, Setup, guest_spec, status};
+use vmballoon_testkit::channel::{EntryOp, TransferCase};
+use vmballoon_testkit::guest::{Faults, GuestStep, guest_spec};
+use vmballoon_testkit::harness::Setup;
+use vmballoon_testkit::host::{EntryReply, Reply, status};
 
 /// EAX: each status class, 0x03000000, undefined values, anything.
 pub fn eax(u: &mut Unstructured<'_>) -> Result<u32> {
@@ -55,11 +57,7 @@ fn entry_reply(u: &mut Unstructured<'_>) -> Result<EntryReply> {
 pub fn reply(u: &mut Unstructured<'_>, ram_mib: u64) -> Result<Reply> {
     Ok(match u.int_in_range(0u8..=9)? {
         0..=3 => Reply::Honest,
-        4..=6 => Reply::Status {
-            status: eax(u)?,
-            rbx: target(u, ram_mib)?,
-            rcx: u.arbitrary()?,
-        },
+        4..=6 => Reply::answer(eax(u)?, target(u, ram_mib)?, u.arbitrary()?),
         7 => Reply::Target(target(u, ram_mib)?),
         8 => Reply::Caps(u.arbitrary()?),
         _ => {
@@ -69,7 +67,7 @@ pub fn reply(u: &mut Unstructured<'_>, ram_mib: u64) -> Result<Reply> {
                 entries.push(entry_reply(u)?);
             }
             let tail = if u.arbitrary()? { u.arbitrary()? } else { 0 };
-            Reply::Entries { entries, tail }
+            Reply::entries(entries, tail)
         }
     })
 }

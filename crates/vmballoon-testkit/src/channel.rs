@@ -1,7 +1,7 @@
 //! An independent specification of reply decoding, checked against the core's `Channel`:
 //! START's negotiation, TARGET's width rule, and one `transfer` (batched or single-page,
 //! lock or unlock, 4 KiB or 2 MiB) against a host that answers any EAX / RBX / RCX and
-//! writes anything into the batch page. Shared by `tests/properties.rs` and the
+//! writes anything into the batch page. Used by `tests/properties.rs` and the
 //! `channel_reply` fuzz target.
 //!
 //! The expected outcome is computed here from `protocol.md` §3–§5 and the decisions the

@@ -1,5 +1,6 @@
 //! An independent reading of `windows-memory.md` §3.2 checked against the driver's
-//! memory-information parsers (`vmballoon_nt::memory`).
+//! memory-information parsers (`vmballoon_nt::memory`): [`check`], used by
+//! `tests/properties.rs` and the `memsnap` fuzz target.
 //!
 //! Rules: a reply is used only if its `ReturnLength` is a documented size of its class and
 //! within the buffer; then each field is read at its x64 offset; a negative resident
