@@ -69,11 +69,15 @@ enum Task {
     /// Every balloon policy on the benchmark scenarios, plus core CPU per frame:
     /// target/bench/report.md and SVG charts.
     Bench,
-    /// Fuzz every cargo-fuzz target in fuzz/ for N seconds each (nightly, libFuzzer).
+    /// Fuzz every cargo-fuzz target in fuzz/, or the ones named, for N seconds each
+    /// (nightly, libFuzzer).
     Fuzz {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Targets to run (default: all): channel_reply, engine_script, scenario_parse,
+        /// memsnap.
+        targets: Vec<String>,
     },
 }
 
@@ -92,7 +96,7 @@ fn main() -> ExitCode {
         Task::Package { args } => windows::package(&args),
         Task::QemuPeer => qemu::run(),
         Task::Bench => bench::run(),
-        Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Fuzz { seconds, targets } => fuzz::run(seconds, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

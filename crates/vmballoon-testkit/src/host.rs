@@ -381,10 +381,10 @@ impl Hostile {
             Command::Batched2mLock | Command::Batched2mUnlock => PageSize::Large,
             _ => PageSize::Small,
         };
-        let mut pages: Vec<u64> = Vec::new();
         let mut o = self.oracle.borrow_mut();
-        if matches!(cmd, Command::Lock | Command::Unlock) {
-            pages.push(arg1);
+        let single = matches!(cmd, Command::Lock | Command::Unlock);
+        let count = if single {
+            1
         } else {
             if arg1 != self.pfn.get() {
                 o.violation(format!(
@@ -396,19 +396,22 @@ impl Hostile {
             if !(1..=BATCH_CAPACITY).contains(&n) {
                 o.violation(format!("{} with {arg2} entries", cmd.name()));
             }
-            for (i, e) in self.page.entries.iter().take(n).enumerate() {
-                let raw = u64::from_le(*e);
+            n.min(BATCH_CAPACITY)
+        };
+        let w = self.world.borrow();
+        for i in 0..count {
+            let pfn = if single {
+                arg1
+            } else {
+                let raw = u64::from_le(self.page.entries[i]);
                 if raw & 0xFFF != 0 {
                     o.violation(format!(
                         "{} entry {i} has low bits set: {raw:#x}",
                         cmd.name()
                     ));
                 }
-                pages.push(raw >> 12);
-            }
-        }
-        let w = self.world.borrow();
-        for &pfn in &pages {
+                raw >> 12
+            };
             if size == PageSize::Large && pfn % 512 != 0 {
                 o.violation(format!("{} of unaligned 2 MiB page {pfn:#x}", cmd.name()));
                 continue;
@@ -444,7 +447,7 @@ impl Hostile {
             // allocated the chunk (the target at that moment; the ceiling from the live
             // snapshot, with the chunk in flight counted as balloon, which leaves it as
             // it was before the allocation).
-            let n = (pages.len() as u64).saturating_mul(size.frames().get());
+            let n = (count as u64).saturating_mul(size.frames().get());
             let held = w.host.held_frames().get();
             let balloon = w.guest.stored_frames().get().saturating_add(o.out);
             let snap = w.guest.snapshot();
