@@ -49,12 +49,21 @@ use vmballoon_testkit::memory;
 /// Cases per property: `VMBALLOON_PROPTEST_CASES=N` runs N cases of each engine property
 /// and 10·N of each decoder property; without it, the defaults below: 1500 / 2000 / 1500
 /// engine cases and 6000 of each decoder (the whole file: about 37 s wall, 66 s CPU in a
-/// debug build on two cores).
+/// debug build on two cores). The long mode, `VMBALLOON_PROPTEST_CASES=10000 cargo test
+/// --release --test properties`, runs 10,000 cases of each engine property (README,
+/// "Reliability").
+///
+/// # Panics
+/// When the variable is set to anything but a positive whole number.
 fn cases(default: u32, scale: u32) -> u32 {
-    std::env::var("VMBALLOON_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .map_or(default, |n| n.saturating_mul(scale))
+    match std::env::var("VMBALLOON_PROPTEST_CASES") {
+        Err(std::env::VarError::NotPresent) => default,
+        Ok(v) => match v.parse::<u32>() {
+            Ok(n) if n > 0 => n.saturating_mul(scale),
+            _ => panic!("VMBALLOON_PROPTEST_CASES must be a positive whole number, not {v:?}"),
+        },
+        Err(e) => panic!("VMBALLOON_PROPTEST_CASES: {e}"),
+    }
 }
 
 fn config(default: u32, scale: u32) -> ProptestConfig {
