@@ -235,7 +235,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The mirror README's "No data imports" rule over the glue and the wdk-sys mirror.
+/// The mirror README's "No data imports" rule over the glue (`src/`) and the wdk-sys
+/// mirror. The driver's other crates cannot break it: `vmballoon-core` and `vmballoon-nt`
+/// are `forbid(unsafe_code)` (an `extern` block is unsafe) and do not depend on `wdk-sys`,
+/// and `vmballoon-backdoor` declares no `extern` block.
 fn check_no_data_imports(root: &Path) -> Result {
     eprintln!("==> check-windows: no data imports (xtask/mirror/README.md)");
     let mut findings = Vec::new();
