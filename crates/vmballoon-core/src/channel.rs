@@ -447,8 +447,7 @@ mod tests {
 
     #[test]
     fn start_sends_requested_caps_and_negotiates() {
-        let script =
-            ScriptedBackdoor::new([Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x0E)]);
+        let script = ScriptedBackdoor::new([Expect::start(0x0E)]);
         let mut ch = Channel::new(script.clone());
         let s = ch.start(Capabilities::REQUESTED).unwrap();
         assert_eq!(s.mode, LockMode::Batched);
@@ -468,8 +467,8 @@ mod tests {
     #[test]
     fn success_with_capabilities_is_only_valid_for_start() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(1, 100, 0).replies(0x0300_0000, 7, 0),
+            Expect::start(0x2E),
+            Expect::target(Frames::new(100), 7).with_status(Status::SuccessWithCapabilities),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -484,10 +483,7 @@ mod tests {
 
     #[test]
     fn guest_id_sends_windows_value() {
-        let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(4, 4, 0).replies(0, 0, 0),
-        ]);
+        let script = ScriptedBackdoor::new([Expect::start(0x2E), Expect::guest_id()]);
         let mut ch = started(&script);
         ch.guest_id().unwrap();
         script.done();
@@ -496,8 +492,8 @@ mod tests {
     #[test]
     fn target_sends_limit_and_reads_ebx() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(1, 1_048_576, 0).replies(0, 681_574, 0),
+            Expect::start(0x2E),
+            Expect::target(Frames::new(1_048_576), 681_574),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -510,8 +506,7 @@ mod tests {
 
     #[test]
     fn target_limit_too_wide_without_64bit_capability_is_refused_not_truncated() {
-        let script =
-            ScriptedBackdoor::new([Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x0E)]);
+        let script = ScriptedBackdoor::new([Expect::start(0x0E)]);
         let mut ch = started(&script);
         let limit = Frames::new(u64::from(u32::MAX) + 1);
         assert_eq!(
@@ -528,8 +523,8 @@ mod tests {
     fn target_limit_wide_with_64bit_capability_is_sent_whole() {
         let limit = u64::from(u32::MAX) + 5;
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(1, limit, 0).replies(0, limit - 1, 0),
+            Expect::start(0x2E),
+            Expect::target(Frames::new(limit), limit - 1),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -542,8 +537,8 @@ mod tests {
     #[test]
     fn target_reply_wider_than_32_bits_without_capability_is_rejected() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x0E),
-            Expect::call(1, 10, 0).replies(0, 0x1_0000_0000, 0),
+            Expect::start(0x0E),
+            Expect::target(Frames::new(10), 0x1_0000_0000),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -560,34 +555,31 @@ mod tests {
     fn reset_from_every_command_ends_the_session() {
         // Each command that can be sent, answered with RESET.
         type Send = fn(&mut Channel<ScriptedBackdoor>) -> Option<Error>;
-        let cases: [(u32, Send); 5] = [
-            (1, |c| c.get_target(Frames::new(1)).err()),
-            (4, |c| c.guest_id().err()),
-            (6, |c| {
+        let cases: [(Command, Send); 5] = [
+            (Command::Target, |c| c.get_target(Frames::new(1)).err()),
+            (Command::GuestId, |c| c.guest_id().err()),
+            (Command::BatchedLock, |c| {
                 c.transfer(Direction::Lock, PageSize::Small, 1, |_| Pfn::new(0x100))
                     .stop
             }),
-            (7, |c| {
+            (Command::BatchedUnlock, |c| {
                 c.transfer(Direction::Unlock, PageSize::Small, 1, |_| Pfn::new(0x100))
                     .stop
             }),
-            (8, |c| {
+            (Command::Batched2mLock, |c| {
                 c.transfer(Direction::Lock, PageSize::Large, 1, |_| Pfn::new(0x200))
                     .stop
             }),
         ];
-        for (number, send) in cases {
+        for (command, send) in cases {
             let script = ScriptedBackdoor::new([
-                Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-                Expect::command(number).replies(7, 0, 0),
+                Expect::start(0x2E),
+                Expect::any(command).with_status(Status::Reset),
             ]);
             let mut ch = started(&script);
             let err = send(&mut ch).unwrap();
-            assert!(err.is_reset(), "command {number}: {err:?}");
-            assert!(
-                ch.reset_pending() && ch.session().is_none(),
-                "command {number}"
-            );
+            assert!(err.is_reset(), "{command:?}: {err:?}");
+            assert!(ch.reset_pending() && ch.session().is_none(), "{command:?}");
             // Nothing but START may follow.
             assert!(matches!(
                 ch.get_target(Frames::new(1)),
@@ -596,21 +588,21 @@ mod tests {
             script.done();
         }
         // START itself answered with RESET, and the 2M unlock and single-page commands.
-        let script = ScriptedBackdoor::new([Expect::call(0, 0x2E, 0).replies(7, 0, 0)]);
+        let script = ScriptedBackdoor::new([Expect::start(0).with_status(Status::Reset)]);
         let mut ch = Channel::new(script.clone());
         assert!(ch.start(Capabilities::REQUESTED).unwrap_err().is_reset());
         script.done();
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::command(9).replies(7, 0, 0),
+            Expect::start(0x2E),
+            Expect::any(Command::Batched2mUnlock).with_status(Status::Reset),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Unlock, PageSize::Large, 1, |_| Pfn::new(0x200));
         assert!(t.stop.unwrap().is_reset());
         script.done();
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0, 0, 0),
-            Expect::call(2, 0x100, 0).replies(7, 0, 0),
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 0).with_status(Status::Reset),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
@@ -625,10 +617,10 @@ mod tests {
     #[test]
     fn busy_and_unknown_statuses_are_typed_errors() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(1, 1, 0).replies(8, 0, 0),
-            Expect::call(1, 1, 0).replies(0x77, 0, 0),
-            Expect::call(1, 1, 0).replies(0xFFFF_FFFF, 0, 0),
+            Expect::start(0x2E),
+            Expect::target(Frames::new(1), 0).with_status(Status::Busy),
+            Expect::target(Frames::new(1), 0).with_status(Status::Unknown(0x77)),
+            Expect::target(Frames::new(1), 0).with_status(Status::Failure),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -661,11 +653,10 @@ mod tests {
     #[test]
     fn batched_lock_writes_entries_and_reads_per_entry_status() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(6, ScriptedBackdoor::BATCH_PFN, 4)
+            Expect::start(0x2E),
+            Expect::batch(Command::BatchedLock, 4, 900)
                 .entries_in(&[0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000])
-                .entry_statuses(&[0, 5, 6, 2])
-                .replies(0, 900, 0),
+                .entry_statuses(&[0, 5, 6, 2]),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 4, |i| {
@@ -684,11 +675,13 @@ mod tests {
     fn batch_failure_overrides_entry_status() {
         // The host writes SUCCESS into every entry but fails the call as a whole.
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::command(6)
+            Expect::start(0x2E),
+            Expect::any(Command::BatchedLock)
                 .entry_statuses(&[0, 0])
-                .replies(0xFFFF_FFFF, 0, 0),
-            Expect::command(7).entry_statuses(&[0, 0]).replies(1, 0, 0),
+                .with_status(Status::Failure),
+            Expect::any(Command::BatchedUnlock)
+                .entry_statuses(&[0, 0])
+                .with_status(Status::CmdInvalid),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| {
@@ -719,10 +712,8 @@ mod tests {
     #[test]
     fn unlock_failure_keeps_page_ballooned() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::command(7)
-                .entry_statuses(&[0, 4, 0])
-                .replies(0, 0, 0),
+            Expect::start(0x2E),
+            Expect::any(Command::BatchedUnlock).entry_statuses(&[0, 4, 0]),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Unlock, PageSize::Small, 3, |i| {
@@ -736,10 +727,8 @@ mod tests {
     #[test]
     fn host_rewriting_entry_address_is_not_trusted() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::command(6)
-                .overwrite_entry(0, 0x99_9000)
-                .replies(0, 0, 0),
+            Expect::start(0x2E),
+            Expect::any(Command::BatchedLock).overwrite_entry(0, 0x99_9000),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| {
@@ -752,10 +741,8 @@ mod tests {
     #[test]
     fn large_page_entries_name_the_aligned_first_frame() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(8, ScriptedBackdoor::BATCH_PFN, 2)
-                .entries_in(&[0x20_0000, 0x60_0000])
-                .replies(0, 1024, 0),
+            Expect::start(0x2E),
+            Expect::batch(Command::Batched2mLock, 2, 1024).entries_in(&[0x20_0000, 0x60_0000]),
         ]);
         let mut ch = started(&script);
         // Page 1 is not 2 MiB-aligned: refused locally, never sent.
@@ -768,8 +755,7 @@ mod tests {
 
     #[test]
     fn large_pages_are_refused_locally_without_2m_capability() {
-        let script =
-            ScriptedBackdoor::new([Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x06)]);
+        let script = ScriptedBackdoor::new([Expect::start(0x06)]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Large, 1, |_| Pfn::new(0x200));
         assert_eq!(
@@ -784,10 +770,10 @@ mod tests {
     #[test]
     fn single_page_mode_sends_one_call_per_page() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0, 0, 0),
-            Expect::call(2, 0x100, 0).replies(0, 50, 0),
-            Expect::call(2, 0x101, 0).replies(5, 0, 0),
-            Expect::call(2, 0x102, 0).replies(0, 49, 0),
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 50),
+            Expect::page(Command::Lock, 0x101, 0).with_status(Status::PpnPinned),
+            Expect::page(Command::Lock, 0x102, 49),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
@@ -802,10 +788,8 @@ mod tests {
 
     #[test]
     fn single_page_pfn_above_32_bits_is_refused_locally() {
-        let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x22),
-            Expect::call(2, 0x100, 0).replies(0, 0, 0),
-        ]);
+        let script =
+            ScriptedBackdoor::new([Expect::start(0x22), Expect::page(Command::Lock, 0x100, 0)]);
         let mut ch = started(&script);
         let pfns = [0x1_0000_0000, 0x100];
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| Pfn::new(pfns[i]));
@@ -818,8 +802,8 @@ mod tests {
     #[test]
     fn single_page_not_needed_stops_the_chunk() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0, 0, 0),
-            Expect::call(2, 0x100, 0).replies(6, 0, 0),
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 0).with_status(Status::PpnNotNeeded),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
@@ -833,10 +817,7 @@ mod tests {
 
     #[test]
     fn stop_sends_null_start_and_closes_session() {
-        let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(0, 0, 0).replies(0, 0, 0),
-        ]);
+        let script = ScriptedBackdoor::new([Expect::start(0x2E), Expect::null_start()]);
         let mut ch = started(&script);
         ch.stop().unwrap();
         assert!(ch.session().is_none() && ch.reset_pending());
@@ -845,11 +826,7 @@ mod tests {
 
     #[test]
     fn no_batch_page_is_reported() {
-        let script = ScriptedBackdoor::without_batch_page([Expect::call(0, 0x2E, 0).replies(
-            0x0300_0000,
-            0,
-            0x2E,
-        )]);
+        let script = ScriptedBackdoor::without_batch_page([Expect::start(0x2E)]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 1, |_| Pfn::new(1));
         assert_eq!(t.stop, Some(Error::NoBatchPage));

@@ -74,6 +74,9 @@ impl Expect {
     /// START asking for what vmballoon asks for (`0x2E`), answered by a current host:
     /// `0x03000000` (SUCCESS_WITH_CAPABILITIES) with `granted` in RCX (`docs/protocol.md`
     /// §2.1, §4). `granted` is the raw register: a host may set bits that were not asked for.
+    ///
+    /// For any other answer to START, adjust the reply: `Expect::start(0)` (granting nothing)
+    /// `.with_status(Status::Reset)`, or `.from_empty_port()` for no balloon host at all.
     #[must_use]
     pub fn start(granted: u64) -> Self {
         Self::call(Command::Start.number(), REQUESTED, 0).replies(
@@ -84,8 +87,7 @@ impl Expect {
     }
 
     /// START asking for `0x2E`, answered by a legacy (protocol 2) host: plain SUCCESS and
-    /// nothing in RCX, which means BASIC only (`docs/protocol.md` §4). Also the START to
-    /// answer otherwise with [`Expect::with_status`] or [`Expect::from_empty_port`].
+    /// nothing in RCX, which means BASIC only (`docs/protocol.md` §4).
     #[must_use]
     pub fn legacy_start() -> Self {
         Self::call(Command::Start.number(), REQUESTED, 0)
@@ -418,7 +420,7 @@ mod tests {
         let odd = Expect::any(Command::Target).with_status(Status::Unknown(0x77));
         assert_eq!(reply(&odd), (0x77, 0, 0));
         // An empty port: all ones in EAX, RBX and RCX as loaded (arg1, command number).
-        let empty = Expect::legacy_start().from_empty_port();
+        let empty = Expect::start(0).from_empty_port();
         assert_eq!(reply(&empty), (u32::MAX, 0x2E, 0));
         let empty = Expect::target(Frames::new(5), 9).from_empty_port();
         assert_eq!(reply(&empty), (u32::MAX, 5, 1));
