@@ -14,7 +14,7 @@ use crate::mask::PageMask;
 use crate::platform::{
     MemoryError, MemorySnapshot, MemorySource, PageAllocator, Shelf, StorePosition,
 };
-use crate::protocol::{Backdoor, BatchPage, RawReply};
+use crate::protocol::{Backdoor, BatchPage, Command, RawReply, Status};
 use crate::units::{Frames, Pfn};
 
 use super::VecStore;
@@ -55,15 +55,16 @@ impl OpenHost {
 
 impl Backdoor for OpenHost {
     fn call(&mut self, command: u32, _arg1: u64, _arg2: u64) -> RawReply {
+        const START: u32 = Command::Start.number();
         self.calls += 1;
         match command {
-            0 => RawReply {
-                status: 0x0300_0000,
+            START => RawReply {
+                status: Status::SuccessWithCapabilities.raw(),
                 result: 0,
                 capabilities: self.capabilities,
             },
             _ => RawReply {
-                status: 0,
+                status: Status::Success.raw(),
                 result: self.target,
                 capabilities: 0,
             },
