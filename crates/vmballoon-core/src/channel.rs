@@ -2,8 +2,9 @@
 //!
 //! It counts every call and its status per command, turns RESET from any command into a
 //! pending session reset, refuses locally what the session does not allow (no START yet,
-//! capability not granted, a value too wide for a 32-bit protocol), and decodes replies
-//! into typed results. Nothing else in the project calls [`Backdoor::call`].
+//! capability not granted, a value too wide for a 32-bit protocol), takes the host's target
+//! from every successful reply that carries one, and decodes replies into typed results.
+//! Nothing else in the project calls [`Backdoor::call`].
 
 use crate::error::{Error, Result};
 use crate::mask::PageMask;
@@ -52,6 +53,16 @@ impl Transfer {
     }
 }
 
+/// A reply the host gave with a success status, as the channel's one call path hands it on.
+#[derive(Clone, Copy, Debug)]
+struct Accepted {
+    /// The registers as the host left them.
+    reply: RawReply,
+    /// For a command whose reply carries the target: why RBX was not taken as the new
+    /// target. The host still did what was asked; only its target is unusable.
+    target_error: Option<Error>,
+}
+
 /// The balloon channel: a [`Backdoor`], the negotiated [`Session`], the last target and
 /// the call statistics.
 #[derive(Debug)]
@@ -88,7 +99,10 @@ impl<B: Backdoor> Channel<B> {
         self.reset_pending
     }
 
-    /// The most recent target the host reported (updated from every reply that carries one).
+    /// The most recent target the host reported. It is taken in one place, the channel's call
+    /// path, from every successful reply to a command that carries one
+    /// ([`Command::replies_with_target`]: TARGET, LOCK, UNLOCK and the four batched
+    /// commands); a failed call, or a target too wide for the session, leaves it unchanged.
     #[must_use]
     pub const fn target(&self) -> Frames {
         self.target
@@ -116,8 +130,9 @@ impl<B: Backdoor> Channel<B> {
         self.backdoor
     }
 
-    /// The single place that executes the backdoor.
-    fn call(&mut self, command: Command, arg1: u64, arg2: u64) -> Result<RawReply> {
+    /// The single place that executes the backdoor, and the single place that updates the
+    /// target.
+    fn call(&mut self, command: Command, arg1: u64, arg2: u64) -> Result<Accepted> {
         if command != Command::Start {
             let Some(session) = self.session else {
                 return Err(Error::NotStarted { command });
@@ -130,40 +145,49 @@ impl<B: Backdoor> Channel<B> {
         let status = Status::from_raw(reply.status);
         self.stats.record(command, status);
         match status {
-            Status::Success => Ok(reply),
+            Status::Success => {}
             // 0x03000000 is a success only as START's answer; anywhere else it is undefined.
-            Status::SuccessWithCapabilities if command == Command::Start => Ok(reply),
-            Status::SuccessWithCapabilities => Err(Error::UnknownStatus {
-                command,
-                raw: reply.status,
-            }),
+            Status::SuccessWithCapabilities if command == Command::Start => {}
+            Status::SuccessWithCapabilities => {
+                return Err(Error::UnknownStatus {
+                    command,
+                    raw: reply.status,
+                });
+            }
             // RESET may arrive as the status of any command (protocol.md §3 rule 1): the host
             // has forgotten every page. No further command but START until the reset is done.
             Status::Reset => {
                 self.session = None;
                 self.reset_pending = true;
-                Err(Error::Reset { command })
+                return Err(Error::Reset { command });
             }
-            Status::Busy => Err(Error::Busy { command }),
-            Status::Unknown(raw) => Err(Error::UnknownStatus { command, raw }),
-            status => Err(Error::Host { command, status }),
+            Status::Busy => return Err(Error::Busy { command }),
+            Status::Unknown(raw) => return Err(Error::UnknownStatus { command, raw }),
+            status => return Err(Error::Host { command, status }),
         }
-    }
-
-    /// Reads the target from a successful reply's RBX, checking its width.
-    fn decode_target(&mut self, command: Command, reply: &RawReply) -> Result<Frames> {
-        let wide = self.session.is_some_and(|s| s.target_64bit);
-        // Without the 64-bit capability the target travels in EBX. Our inputs were checked to
-        // fit in 32 bits, so upper bits in RBX can only come from the host: reject, don't mask.
-        if !wide && reply.result > u64::from(u32::MAX) {
-            return Err(Error::ReplyOutOfRange {
-                command,
-                value: reply.result,
-            });
+        // A successful reply to TARGET, LOCK, UNLOCK or a batched command carries the host's
+        // current target in RBX (`docs/protocol.md` §2). Take it from every such reply, as
+        // Linux does (`VMW_BALLOON_CMD_WITH_TARGET_MASK`), so a host that lowers the target
+        // in the middle of a pass is heard at once; other replies leave RBX undefined.
+        let mut target_error = None;
+        if command.replies_with_target() {
+            let wide = self.session.is_some_and(|s| s.target_64bit);
+            // Without the 64-bit capability the target travels in EBX. Our inputs were checked
+            // to fit in 32 bits, so upper bits in RBX can only come from the host: reject,
+            // don't mask, and keep the last good target.
+            if !wide && reply.result > u64::from(u32::MAX) {
+                target_error = Some(Error::ReplyOutOfRange {
+                    command,
+                    value: reply.result,
+                });
+            } else {
+                self.target = Frames::new(reply.result);
+            }
         }
-        let target = Frames::new(reply.result);
-        self.target = target;
-        Ok(target)
+        Ok(Accepted {
+            reply,
+            target_error,
+        })
     }
 
     /// START with `requested` capabilities; on success the negotiated session is in effect.
@@ -174,7 +198,9 @@ impl<B: Backdoor> Channel<B> {
     pub fn start(&mut self, requested: Capabilities) -> Result<Session> {
         self.session = None;
         self.reset_pending = true;
-        let reply = self.call(Command::Start, u64::from(requested.bits()), 0)?;
+        let reply = self
+            .call(Command::Start, u64::from(requested.bits()), 0)?
+            .reply;
         let status = Status::from_raw(reply.status);
         let session =
             Session::negotiate(requested, status, reply.capabilities).ok_or(Error::NotGranted {
@@ -227,8 +253,11 @@ impl<B: Backdoor> Channel<B> {
                 value: limit.get(),
             });
         }
-        let reply = self.call(Command::Target, limit.get(), 0)?;
-        self.decode_target(Command::Target, &reply)
+        let accepted = self.call(Command::Target, limit.get(), 0)?;
+        match accepted.target_error {
+            Some(e) => Err(e),
+            None => Ok(self.target),
+        }
     }
 
     /// Moves up to 512 pages of `size` to (`Lock`) or from (`Unlock`) the host.
@@ -303,8 +332,8 @@ impl<B: Backdoor> Channel<B> {
         }
         out.calls = 1;
         let result = self.call(command, batch_pfn.get(), entries as u64);
-        let reply = match result {
-            Ok(reply) => reply,
+        let accepted = match result {
+            Ok(accepted) => accepted,
             // Failure of the whole batch overrides single operation results (Linux
             // `vmballoon_lock`): every entry failed with that status. Lock: nothing is held.
             // Unlock: everything stays ballooned.
@@ -313,7 +342,7 @@ impl<B: Backdoor> Channel<B> {
                 return out;
             }
         };
-        if let Err(e) = self.decode_target(command, &reply) {
+        if let Some(e) = accepted.target_error {
             // A malformed target does not undo what the host did with the pages.
             out.stop = Some(e);
         }
@@ -363,9 +392,9 @@ impl<B: Backdoor> Channel<B> {
             };
             out.calls = out.calls.saturating_add(1);
             match self.call(command, u64::from(pfn32), 0) {
-                Ok(reply) => {
+                Ok(accepted) => {
                     out.done.insert(i);
-                    if let Err(e) = self.decode_target(command, &reply) {
+                    if let Some(e) = accepted.target_error {
                         out.stop = Some(e);
                         return out;
                     }
@@ -447,8 +476,7 @@ mod tests {
 
     #[test]
     fn start_sends_requested_caps_and_negotiates() {
-        let script =
-            ScriptedBackdoor::new([Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x0E)]);
+        let script = ScriptedBackdoor::new([Expect::start(0x0E)]);
         let mut ch = Channel::new(script.clone());
         let s = ch.start(Capabilities::REQUESTED).unwrap();
         assert_eq!(s.mode, LockMode::Batched);
@@ -468,8 +496,8 @@ mod tests {
     #[test]
     fn success_with_capabilities_is_only_valid_for_start() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(1, 100, 0).replies(0x0300_0000, 7, 0),
+            Expect::start(0x2E),
+            Expect::target(Frames::new(100), 7).with_status(Status::SuccessWithCapabilities),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -484,10 +512,7 @@ mod tests {
 
     #[test]
     fn guest_id_sends_windows_value() {
-        let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(4, 4, 0).replies(0, 0, 0),
-        ]);
+        let script = ScriptedBackdoor::new([Expect::start(0x2E), Expect::guest_id()]);
         let mut ch = started(&script);
         ch.guest_id().unwrap();
         script.done();
@@ -496,8 +521,8 @@ mod tests {
     #[test]
     fn target_sends_limit_and_reads_ebx() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(1, 1_048_576, 0).replies(0, 681_574, 0),
+            Expect::start(0x2E),
+            Expect::target(Frames::new(1_048_576), 681_574),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -510,8 +535,7 @@ mod tests {
 
     #[test]
     fn target_limit_too_wide_without_64bit_capability_is_refused_not_truncated() {
-        let script =
-            ScriptedBackdoor::new([Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x0E)]);
+        let script = ScriptedBackdoor::new([Expect::start(0x0E)]);
         let mut ch = started(&script);
         let limit = Frames::new(u64::from(u32::MAX) + 1);
         assert_eq!(
@@ -528,8 +552,8 @@ mod tests {
     fn target_limit_wide_with_64bit_capability_is_sent_whole() {
         let limit = u64::from(u32::MAX) + 5;
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(1, limit, 0).replies(0, limit - 1, 0),
+            Expect::start(0x2E),
+            Expect::target(Frames::new(limit), limit - 1),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -542,8 +566,8 @@ mod tests {
     #[test]
     fn target_reply_wider_than_32_bits_without_capability_is_rejected() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x0E),
-            Expect::call(1, 10, 0).replies(0, 0x1_0000_0000, 0),
+            Expect::start(0x0E),
+            Expect::target(Frames::new(10), 0x1_0000_0000),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -557,37 +581,148 @@ mod tests {
     }
 
     #[test]
+    fn target_is_taken_only_from_successful_replies_that_carry_one() {
+        // RBX is 999 in every reply that must not move the target.
+        let script = ScriptedBackdoor::new([
+            Expect::start(0x2E).replies(0x0300_0000, 999, 0x2E),
+            Expect::target(Frames::new(1000), 100),
+            Expect::batch(Command::BatchedLock, 1, 200),
+            Expect::batch(Command::BatchedUnlock, 1, 300),
+            Expect::batch(Command::Batched2mLock, 1, 400),
+            Expect::batch(Command::Batched2mUnlock, 1, 500),
+            Expect::guest_id().replies(0, 999, 0),
+            Expect::target(Frames::new(1000), 999).with_status(Status::Busy),
+            Expect::batch(Command::BatchedLock, 1, 999).with_status(Status::Failure),
+            Expect::batch(Command::Batched2mUnlock, 1, 999).with_status(Status::CmdInvalid),
+            Expect::target(Frames::new(1000), 999).with_status(Status::SuccessWithCapabilities),
+            Expect::batch(Command::BatchedUnlock, 1, 999).with_status(Status::Reset),
+            Expect::null_start().replies(0, 999, 0),
+        ]);
+        let mut ch = Channel::new(script.clone());
+        ch.start(Capabilities::REQUESTED).unwrap();
+        assert_eq!(ch.target(), Frames::ZERO, "START carries no target");
+        assert_eq!(ch.get_target(Frames::new(1000)), Ok(Frames::new(100)));
+        assert_eq!(ch.target(), Frames::new(100));
+        let moves = [
+            ((Direction::Lock, PageSize::Small), 200),
+            ((Direction::Unlock, PageSize::Small), 300),
+            ((Direction::Lock, PageSize::Large), 400),
+            ((Direction::Unlock, PageSize::Large), 500),
+        ];
+        for ((direction, size), target) in moves {
+            let t = ch.transfer(direction, size, 1, |_| Pfn::new(0x200));
+            assert_eq!((t.done.len(), t.stop), (1, None), "{direction:?} {size:?}");
+            assert_eq!(ch.target(), Frames::new(target), "{direction:?} {size:?}");
+        }
+        // Replies that leave the target where it was: no target in GUEST_ID's reply, and
+        // failed calls (BUSY, FAILURE, CMD_INVALID, 0x03000000 outside START, RESET).
+        ch.guest_id().unwrap();
+        assert!(ch.get_target(Frames::new(1000)).unwrap_err().is_busy());
+        let t = ch.transfer(Direction::Lock, PageSize::Small, 1, |_| Pfn::new(0x200));
+        assert!(t.done.is_empty() && t.stop.is_some());
+        let t = ch.transfer(Direction::Unlock, PageSize::Large, 1, |_| Pfn::new(0x200));
+        assert!(t.done.is_empty() && t.stop.is_some());
+        assert!(ch.get_target(Frames::new(1000)).is_err());
+        let t = ch.transfer(Direction::Unlock, PageSize::Small, 1, |_| Pfn::new(0x200));
+        assert!(t.stop.is_some_and(Error::is_reset));
+        ch.stop().unwrap();
+        assert_eq!(ch.target(), Frames::new(500));
+        script.done();
+
+        // Single-page LOCK and UNLOCK carry it too; a refused page does not.
+        let script = ScriptedBackdoor::new([
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 600),
+            Expect::page(Command::Unlock, 0x100, 700),
+            Expect::page(Command::Lock, 0x101, 999).with_status(Status::PpnPinned),
+            Expect::page(Command::Lock, 0x102, 999).with_status(Status::PpnNotNeeded),
+        ]);
+        let mut ch = started(&script);
+        ch.transfer(Direction::Lock, PageSize::Small, 1, |_| Pfn::new(0x100));
+        assert_eq!(ch.target(), Frames::new(600));
+        ch.transfer(Direction::Unlock, PageSize::Small, 1, |_| Pfn::new(0x100));
+        assert_eq!(ch.target(), Frames::new(700));
+        let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| {
+            Pfn::new(0x101 + i as u64)
+        });
+        assert!(t.done.is_empty() && t.not_needed);
+        assert_eq!(ch.target(), Frames::new(700));
+        script.done();
+    }
+
+    #[test]
+    fn target_wider_than_the_session_is_not_taken_but_the_pages_are() {
+        // No 64-bit capability: a target above 32 bits is reported and the last good one
+        // kept, while what the host did with the pages stands.
+        let wide = 0x1_0000_0000;
+        let script = ScriptedBackdoor::new([
+            Expect::start(0x0E),
+            Expect::target(Frames::new(10), 50),
+            Expect::target(Frames::new(10), wide),
+            Expect::batch(Command::BatchedLock, 1, wide),
+        ]);
+        let mut ch = started(&script);
+        assert_eq!(ch.get_target(Frames::new(10)), Ok(Frames::new(50)));
+        let too_wide = |command| Error::ReplyOutOfRange {
+            command,
+            value: wide,
+        };
+        assert_eq!(
+            ch.get_target(Frames::new(10)),
+            Err(too_wide(Command::Target))
+        );
+        assert_eq!(ch.target(), Frames::new(50));
+        let t = ch.transfer(Direction::Lock, PageSize::Small, 1, |_| Pfn::new(0x100));
+        assert_eq!(t.done.iter().collect::<std::vec::Vec<_>>(), [0]);
+        assert_eq!(t.stop, Some(too_wide(Command::BatchedLock)));
+        assert_eq!(ch.target(), Frames::new(50));
+        script.done();
+
+        // Single-page: the page is locked, the chunk stops there.
+        let script = ScriptedBackdoor::new([
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 60),
+            Expect::page(Command::Lock, 0x101, wide),
+        ]);
+        let mut ch = started(&script);
+        let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
+            Pfn::new(0x100 + i as u64)
+        });
+        assert_eq!(t.done.iter().collect::<std::vec::Vec<_>>(), [0, 1]);
+        assert_eq!((t.calls, t.stop), (2, Some(too_wide(Command::Lock))));
+        assert_eq!(ch.target(), Frames::new(60));
+        script.done();
+    }
+
+    #[test]
     fn reset_from_every_command_ends_the_session() {
         // Each command that can be sent, answered with RESET.
         type Send = fn(&mut Channel<ScriptedBackdoor>) -> Option<Error>;
-        let cases: [(u32, Send); 5] = [
-            (1, |c| c.get_target(Frames::new(1)).err()),
-            (4, |c| c.guest_id().err()),
-            (6, |c| {
+        let cases: [(Command, Send); 5] = [
+            (Command::Target, |c| c.get_target(Frames::new(1)).err()),
+            (Command::GuestId, |c| c.guest_id().err()),
+            (Command::BatchedLock, |c| {
                 c.transfer(Direction::Lock, PageSize::Small, 1, |_| Pfn::new(0x100))
                     .stop
             }),
-            (7, |c| {
+            (Command::BatchedUnlock, |c| {
                 c.transfer(Direction::Unlock, PageSize::Small, 1, |_| Pfn::new(0x100))
                     .stop
             }),
-            (8, |c| {
+            (Command::Batched2mLock, |c| {
                 c.transfer(Direction::Lock, PageSize::Large, 1, |_| Pfn::new(0x200))
                     .stop
             }),
         ];
-        for (number, send) in cases {
+        for (command, send) in cases {
             let script = ScriptedBackdoor::new([
-                Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-                Expect::command(number).replies(7, 0, 0),
+                Expect::start(0x2E),
+                Expect::any(command).with_status(Status::Reset),
             ]);
             let mut ch = started(&script);
             let err = send(&mut ch).unwrap();
-            assert!(err.is_reset(), "command {number}: {err:?}");
-            assert!(
-                ch.reset_pending() && ch.session().is_none(),
-                "command {number}"
-            );
+            assert!(err.is_reset(), "{command:?}: {err:?}");
+            assert!(ch.reset_pending() && ch.session().is_none(), "{command:?}");
             // Nothing but START may follow.
             assert!(matches!(
                 ch.get_target(Frames::new(1)),
@@ -596,21 +731,21 @@ mod tests {
             script.done();
         }
         // START itself answered with RESET, and the 2M unlock and single-page commands.
-        let script = ScriptedBackdoor::new([Expect::call(0, 0x2E, 0).replies(7, 0, 0)]);
+        let script = ScriptedBackdoor::new([Expect::start(0).with_status(Status::Reset)]);
         let mut ch = Channel::new(script.clone());
         assert!(ch.start(Capabilities::REQUESTED).unwrap_err().is_reset());
         script.done();
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::command(9).replies(7, 0, 0),
+            Expect::start(0x2E),
+            Expect::any(Command::Batched2mUnlock).with_status(Status::Reset),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Unlock, PageSize::Large, 1, |_| Pfn::new(0x200));
         assert!(t.stop.unwrap().is_reset());
         script.done();
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0, 0, 0),
-            Expect::call(2, 0x100, 0).replies(7, 0, 0),
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 0).with_status(Status::Reset),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
@@ -625,10 +760,10 @@ mod tests {
     #[test]
     fn busy_and_unknown_statuses_are_typed_errors() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(1, 1, 0).replies(8, 0, 0),
-            Expect::call(1, 1, 0).replies(0x77, 0, 0),
-            Expect::call(1, 1, 0).replies(0xFFFF_FFFF, 0, 0),
+            Expect::start(0x2E),
+            Expect::target(Frames::new(1), 0).with_status(Status::Busy),
+            Expect::target(Frames::new(1), 0).with_status(Status::Unknown(0x77)),
+            Expect::target(Frames::new(1), 0).with_status(Status::Failure),
         ]);
         let mut ch = started(&script);
         assert_eq!(
@@ -661,11 +796,10 @@ mod tests {
     #[test]
     fn batched_lock_writes_entries_and_reads_per_entry_status() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(6, ScriptedBackdoor::BATCH_PFN, 4)
+            Expect::start(0x2E),
+            Expect::batch(Command::BatchedLock, 4, 900)
                 .entries_in(&[0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000])
-                .entry_statuses(&[0, 5, 6, 2])
-                .replies(0, 900, 0),
+                .entry_statuses(&[0, 5, 6, 2]),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 4, |i| {
@@ -684,11 +818,13 @@ mod tests {
     fn batch_failure_overrides_entry_status() {
         // The host writes SUCCESS into every entry but fails the call as a whole.
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::command(6)
+            Expect::start(0x2E),
+            Expect::any(Command::BatchedLock)
                 .entry_statuses(&[0, 0])
-                .replies(0xFFFF_FFFF, 0, 0),
-            Expect::command(7).entry_statuses(&[0, 0]).replies(1, 0, 0),
+                .with_status(Status::Failure),
+            Expect::any(Command::BatchedUnlock)
+                .entry_statuses(&[0, 0])
+                .with_status(Status::CmdInvalid),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| {
@@ -719,10 +855,8 @@ mod tests {
     #[test]
     fn unlock_failure_keeps_page_ballooned() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::command(7)
-                .entry_statuses(&[0, 4, 0])
-                .replies(0, 0, 0),
+            Expect::start(0x2E),
+            Expect::any(Command::BatchedUnlock).entry_statuses(&[0, 4, 0]),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Unlock, PageSize::Small, 3, |i| {
@@ -736,10 +870,8 @@ mod tests {
     #[test]
     fn host_rewriting_entry_address_is_not_trusted() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::command(6)
-                .overwrite_entry(0, 0x99_9000)
-                .replies(0, 0, 0),
+            Expect::start(0x2E),
+            Expect::any(Command::BatchedLock).overwrite_entry(0, 0x99_9000),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| {
@@ -752,10 +884,8 @@ mod tests {
     #[test]
     fn large_page_entries_name_the_aligned_first_frame() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(8, ScriptedBackdoor::BATCH_PFN, 2)
-                .entries_in(&[0x20_0000, 0x60_0000])
-                .replies(0, 1024, 0),
+            Expect::start(0x2E),
+            Expect::batch(Command::Batched2mLock, 2, 1024).entries_in(&[0x20_0000, 0x60_0000]),
         ]);
         let mut ch = started(&script);
         // Page 1 is not 2 MiB-aligned: refused locally, never sent.
@@ -768,8 +898,7 @@ mod tests {
 
     #[test]
     fn large_pages_are_refused_locally_without_2m_capability() {
-        let script =
-            ScriptedBackdoor::new([Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x06)]);
+        let script = ScriptedBackdoor::new([Expect::start(0x06)]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Large, 1, |_| Pfn::new(0x200));
         assert_eq!(
@@ -784,10 +913,10 @@ mod tests {
     #[test]
     fn single_page_mode_sends_one_call_per_page() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0, 0, 0),
-            Expect::call(2, 0x100, 0).replies(0, 50, 0),
-            Expect::call(2, 0x101, 0).replies(5, 0, 0),
-            Expect::call(2, 0x102, 0).replies(0, 49, 0),
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 50),
+            Expect::page(Command::Lock, 0x101, 0).with_status(Status::PpnPinned),
+            Expect::page(Command::Lock, 0x102, 49),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
@@ -802,10 +931,8 @@ mod tests {
 
     #[test]
     fn single_page_pfn_above_32_bits_is_refused_locally() {
-        let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x22),
-            Expect::call(2, 0x100, 0).replies(0, 0, 0),
-        ]);
+        let script =
+            ScriptedBackdoor::new([Expect::start(0x22), Expect::page(Command::Lock, 0x100, 0)]);
         let mut ch = started(&script);
         let pfns = [0x1_0000_0000, 0x100];
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| Pfn::new(pfns[i]));
@@ -818,8 +945,8 @@ mod tests {
     #[test]
     fn single_page_not_needed_stops_the_chunk() {
         let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0, 0, 0),
-            Expect::call(2, 0x100, 0).replies(6, 0, 0),
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 0).with_status(Status::PpnNotNeeded),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
@@ -833,10 +960,7 @@ mod tests {
 
     #[test]
     fn stop_sends_null_start_and_closes_session() {
-        let script = ScriptedBackdoor::new([
-            Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E),
-            Expect::call(0, 0, 0).replies(0, 0, 0),
-        ]);
+        let script = ScriptedBackdoor::new([Expect::start(0x2E), Expect::null_start()]);
         let mut ch = started(&script);
         ch.stop().unwrap();
         assert!(ch.session().is_none() && ch.reset_pending());
@@ -845,11 +969,7 @@ mod tests {
 
     #[test]
     fn no_batch_page_is_reported() {
-        let script = ScriptedBackdoor::without_batch_page([Expect::call(0, 0x2E, 0).replies(
-            0x0300_0000,
-            0,
-            0x2E,
-        )]);
+        let script = ScriptedBackdoor::without_batch_page([Expect::start(0x2E)]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 1, |_| Pfn::new(1));
         assert_eq!(t.stop, Some(Error::NoBatchPage));

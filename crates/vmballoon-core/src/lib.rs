@@ -23,14 +23,15 @@
 //! use vmballoon_core::config::Config;
 //! use vmballoon_core::engine::{Balloon, SessionState};
 //! use vmballoon_core::fake::{Expect, FakeWorld, ManualClock, ScriptedBackdoor};
+//! use vmballoon_core::protocol::Command;
 //! use vmballoon_core::units::Frames;
 //!
 //! // A host that grants everything and asks for 64 MiB (16384 frames).
 //! let host = ScriptedBackdoor::new([
-//!     Expect::call(0, 0x2E, 0).replies(0x0300_0000, 0, 0x2E), // START
-//!     Expect::call(4, 4, 0).replies(0, 0, 0),                  // GUEST_ID (Windows)
-//!     Expect::command(1).replies(0, 16384, 0),                 // TARGET
-//!     Expect::command(8).replies(0, 16384, 0),                 // BATCHED_2M_LOCK x 32
+//!     Expect::start(0x2E),                                // START: everything granted
+//!     Expect::guest_id(),                                 // GUEST_ID: Windows
+//!     Expect::target(Frames::from_mib(4096), 16384),      // TARGET: limit = the guest's RAM
+//!     Expect::batch(Command::Batched2mLock, 32, 16384),   // 32 × 2 MiB pages in one batch
 //! ]);
 //! let guest = FakeWorld::new(4096, 300, 4096); // 4 GiB RAM, 300 MiB OS, 4 GiB page file
 //! let mut balloon =

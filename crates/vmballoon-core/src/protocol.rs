@@ -98,7 +98,8 @@ impl Command {
     }
 
     /// Whether a successful reply carries the new target in EBX (`protocol.md` §2:
-    /// commands 1, 2, 3, 6, 7, 8, 9; Linux's `VMW_BALLOON_CMD_WITH_TARGET_MASK`).
+    /// commands 1, 2, 3, 6, 7, 8, 9; Linux's `VMW_BALLOON_CMD_WITH_TARGET_MASK`). The
+    /// channel takes the target from exactly these replies, in its one call path.
     #[must_use]
     pub const fn replies_with_target(self) -> bool {
         matches!(
@@ -251,12 +252,6 @@ impl Status {
             Self::Busy => "busy",
             Self::Unknown(_) => "unknown",
         }
-    }
-
-    /// Whether this is one of the two success values.
-    #[must_use]
-    pub const fn is_success(self) -> bool {
-        matches!(self, Self::Success | Self::SuccessWithCapabilities)
     }
 }
 

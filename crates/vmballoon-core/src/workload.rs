@@ -12,6 +12,7 @@
 use crate::config::{Config, Param, RawConfig, validate};
 use crate::engine::Balloon;
 use crate::fake::{ManualClock, OpenHost, RangePages, StaticMemory};
+use crate::protocol::Capabilities;
 use crate::units::{Frames, PageSize};
 
 /// The engine on the minimal-cost platform.
@@ -31,15 +32,17 @@ pub enum Path {
 #[must_use]
 pub fn setup(path: Path, size: PageSize, frames: Frames) -> BenchBalloon {
     let (caps, large) = match size {
-        PageSize::Small => (0x06, 0),
-        PageSize::Large => (0x2E, 1),
+        // BASIC | BATCHED: 4 KiB pages only, and the registry agrees.
+        PageSize::Small => (Capabilities::BASIC.union(Capabilities::BATCHED), 0),
+        // Everything vmballoon asks for (0x2E), 2 MiB pages included.
+        PageSize::Large => (Capabilities::REQUESTED, 1),
     };
     let raw = RawConfig::new().with(Param::UseLargePages, large);
     let total = Frames::from_mib(64 * 1024);
     let config = Config {
         ..validate(&raw, total).config
     };
-    let host = OpenHost::new(caps, Frames::ZERO);
+    let host = OpenHost::new(u64::from(caps.bits()), Frames::ZERO);
     let mut b = Balloon::new(
         host,
         RangePages::new(),

@@ -4,14 +4,14 @@
 use super::*;
 use crate::config::{Param, RawConfig, validate};
 use crate::fake::{Expect, FakeMemory, FakePages, FakeWorld, ManualClock, ScriptedBackdoor};
-use crate::protocol::Command;
+use crate::protocol::{Command, Status};
 
+/// Granted in START: everything vmballoon asks for (BASIC, BATCHED, BATCHED_2M, 64-bit).
 const FULL: u64 = 0x2E;
+/// Granted in START: BASIC and BATCHED, no 2 MiB pages.
 const BATCHED_4K: u64 = 0x06;
-const OK_CAPS: u32 = 0x0300_0000;
-const RESET: u32 = 7;
-const BUSY: u32 = 8;
-const PINNED: u32 = 5;
+/// A batch entry's status: the host cannot balloon this page.
+const PINNED: u32 = Status::PpnPinned.raw();
 
 type Engine = Balloon<ScriptedBackdoor, FakePages, FakeMemory, ManualClock>;
 
@@ -82,21 +82,6 @@ impl Rig {
     }
 }
 
-fn handshake(caps: u64) -> [Expect; 2] {
-    [
-        Expect::call(0, FULL, 0).replies(OK_CAPS, 0, caps),
-        Expect::call(4, 4, 0).replies(0, 0, 0),
-    ]
-}
-
-fn target(limit_mib: u64, t: u64) -> Expect {
-    Expect::call(1, Frames::from_mib(limit_mib).get(), 0).replies(0, t, 0)
-}
-
-fn batch(command: Command, count: u64, t: u64) -> Expect {
-    Expect::call(command.number(), ScriptedBackdoor::BATCH_PFN, count).replies(0, t, 0)
-}
-
 fn mib(n: u64) -> Frames {
     Frames::from_mib(n)
 }
@@ -108,10 +93,10 @@ fn kb_340369_balloon_stops_at_the_ceiling_and_follows_pinned_memory() {
     let mut rig = Rig::kb();
     let sql = rig.world.pin(2048).unwrap();
     // Resident available 1748 MiB, floor 488 MiB: ceiling 1260 MiB = 630 large pages.
-    rig.expect(handshake(FULL)).expect([
-        target(4096, KB_TARGET),
-        batch(Command::Batched2mLock, 512, KB_TARGET),
-        batch(Command::Batched2mLock, 118, KB_TARGET),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), KB_TARGET),
+        Expect::batch(Command::Batched2mLock, 512, KB_TARGET),
+        Expect::batch(Command::Batched2mLock, 118, KB_TARGET),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, mib(1260));
@@ -125,7 +110,7 @@ fn kb_340369_balloon_stops_at_the_ceiling_and_follows_pinned_memory() {
     assert!(r.started.is_some());
 
     // Steady state: nothing to do.
-    rig.expect([target(4096, KB_TARGET)]);
+    rig.expect([Expect::target(mib(4096), KB_TARGET)]);
     let r = rig.tick();
     assert_eq!((r.inflated, r.deflated), (Frames::ZERO, Frames::ZERO));
 
@@ -133,8 +118,8 @@ fn kb_340369_balloon_stops_at_the_ceiling_and_follows_pinned_memory() {
     let more = rig.world.pin(256).unwrap();
     // 128 whole blocks, the most recent first, in one batch.
     rig.expect([
-        target(4096, KB_TARGET),
-        batch(Command::Batched2mUnlock, 128, KB_TARGET),
+        Expect::target(mib(4096), KB_TARGET),
+        Expect::batch(Command::Batched2mUnlock, 128, KB_TARGET),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, mib(1004));
@@ -145,8 +130,8 @@ fn kb_340369_balloon_stops_at_the_ceiling_and_follows_pinned_memory() {
     // Released again: the balloon grows back to the same ceiling.
     rig.world.unpin(more);
     rig.expect([
-        target(4096, KB_TARGET),
-        batch(Command::Batched2mLock, 128, KB_TARGET),
+        Expect::target(mib(4096), KB_TARGET),
+        Expect::batch(Command::Batched2mLock, 128, KB_TARGET),
     ]);
     assert_eq!(rig.tick().balloon, mib(1260));
 
@@ -155,10 +140,10 @@ fn kb_340369_balloon_stops_at_the_ceiling_and_follows_pinned_memory() {
     rig.world.unpin(sql);
     let rest = KB_TARGET - mib(1260).get();
     rig.expect([
-        target(4096, KB_TARGET),
-        batch(Command::Batched2mLock, 512, KB_TARGET),
-        batch(Command::Batched2mLock, rest / 512 - 512, KB_TARGET),
-        batch(Command::BatchedLock, rest % 512, KB_TARGET),
+        Expect::target(mib(4096), KB_TARGET),
+        Expect::batch(Command::Batched2mLock, 512, KB_TARGET),
+        Expect::batch(Command::Batched2mLock, rest / 512 - 512, KB_TARGET),
+        Expect::batch(Command::BatchedLock, rest % 512, KB_TARGET),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(KB_TARGET));
@@ -171,9 +156,9 @@ fn kb_340369_balloon_stops_at_the_ceiling_and_follows_pinned_memory() {
 fn registry_cap_binds_and_a_lowered_cap_deflates() {
     let cfg = validate(&RawConfig::new().with(Param::MaxBalloonMb, 1000), mib(4096)).config;
     let mut rig = Rig::new(4096, 300, 4096, cfg);
-    rig.expect(handshake(FULL)).expect([
-        target(4096, KB_TARGET),
-        batch(Command::Batched2mLock, 500, KB_TARGET),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), KB_TARGET),
+        Expect::batch(Command::Batched2mLock, 500, KB_TARGET),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, mib(1000));
@@ -187,8 +172,8 @@ fn registry_cap_binds_and_a_lowered_cap_deflates() {
     rig.balloon.set_config(lower);
     let over = mib(1000).get() - mib(4096).percent(10).get();
     rig.expect([
-        target(4096, KB_TARGET),
-        batch(Command::Batched2mUnlock, over.div_ceil(512), KB_TARGET),
+        Expect::target(mib(4096), KB_TARGET),
+        Expect::batch(Command::Batched2mUnlock, over.div_ceil(512), KB_TARGET),
     ]);
     let r = rig.tick();
     assert!(r.balloon <= mib(4096).percent(10));
@@ -202,10 +187,10 @@ fn commit_headroom_binds_on_a_small_page_file() {
     let mut rig = Rig::new(4096, 300, 0, Config::default());
     rig.world.commit(2000);
     // commit free = 4096 - 300 - 2000 = 1796 MiB; minus the 488 MiB floor = 1308 MiB.
-    rig.expect(handshake(FULL)).expect([
-        target(4096, KB_TARGET),
-        batch(Command::Batched2mLock, 512, KB_TARGET),
-        batch(Command::Batched2mLock, 142, KB_TARGET),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), KB_TARGET),
+        Expect::batch(Command::Batched2mLock, 512, KB_TARGET),
+        Expect::batch(Command::Batched2mLock, 142, KB_TARGET),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, mib(1308));
@@ -216,19 +201,19 @@ fn commit_headroom_binds_on_a_small_page_file() {
 #[test]
 fn low_memory_condition_deflates_a_step_and_pauses_inflation() {
     let mut rig = Rig::kb();
-    rig.expect(handshake(FULL)).expect([
-        target(4096, 1024 * 256),
-        batch(Command::Batched2mLock, 512, 1024 * 256),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), 1024 * 256),
+        Expect::batch(Command::Batched2mLock, 512, 1024 * 256),
     ]);
     assert_eq!(rig.tick().balloon, mib(1024));
     // A quiet tick: the balloon last grew 2 s ago, so a signal now is guest pressure.
-    rig.expect([target(4096, 1024 * 256)]);
+    rig.expect([Expect::target(mib(4096), 1024 * 256)]);
     rig.tick();
     rig.world.set_low_memory(true);
     // 1/64 of 4 GiB = 64 MiB = 32 large pages, without waiting for the host target.
     rig.expect([
-        target(4096, 1024 * 256),
-        batch(Command::Batched2mUnlock, 32, 1024 * 256),
+        Expect::target(mib(4096), 1024 * 256),
+        Expect::batch(Command::Batched2mUnlock, 32, 1024 * 256),
     ]);
     let r = rig.tick();
     assert!(r.low_memory_deflate);
@@ -236,20 +221,20 @@ fn low_memory_condition_deflates_a_step_and_pauses_inflation() {
     assert_eq!(r.reason, Some(ClampReason::LowMemory));
     // Still signalled: one more step per tick, never an inflate.
     rig.expect([
-        target(4096, 1024 * 256),
-        batch(Command::Batched2mUnlock, 32, 1024 * 256),
+        Expect::target(mib(4096), 1024 * 256),
+        Expect::batch(Command::Batched2mUnlock, 32, 1024 * 256),
     ]);
     assert_eq!(rig.tick().balloon, mib(896));
     // Cleared, but inflation stays paused for LOW_MEMORY_HOLD.
     rig.world.set_low_memory(false);
-    rig.expect([target(4096, 1024 * 256)]);
+    rig.expect([Expect::target(mib(4096), 1024 * 256)]);
     let r = rig.tick();
     assert_eq!(r.inflated, Frames::ZERO);
     assert_eq!(r.reason, Some(ClampReason::LowMemory));
     rig.clock.advance(LOW_MEMORY_HOLD);
     rig.expect([
-        target(4096, 1024 * 256),
-        batch(Command::Batched2mLock, 64, 1024 * 256),
+        Expect::target(mib(4096), 1024 * 256),
+        Expect::batch(Command::Batched2mLock, 64, 1024 * 256),
     ]);
     assert_eq!(rig.tick().balloon, mib(1024));
     assert_eq!(rig.balloon.stats().get(Counter::LowMemoryDeflates), 2);
@@ -262,21 +247,21 @@ fn low_memory_right_after_growth_stops_inflation_without_deflating() {
     // The balloon's own allocations drained the free lists before Windows trimmed working
     // sets: stop growing, give nothing back; it is guest pressure only if it persists.
     let mut rig = Rig::kb();
-    rig.expect(handshake(FULL)).expect([
-        target(4096, 512 * 256),
-        batch(Command::Batched2mLock, 256, 512 * 256),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), 512 * 256),
+        Expect::batch(Command::Batched2mLock, 256, 512 * 256),
     ]);
     assert_eq!(rig.tick().balloon, mib(512));
     // The host now asks for more, but Windows signals low memory right away.
     rig.world.set_low_memory(true);
-    rig.expect([target(4096, 1024 * 256)]);
+    rig.expect([Expect::target(mib(4096), 1024 * 256)]);
     let r = rig.tick();
     assert_eq!((r.inflated, r.deflated), (Frames::ZERO, Frames::ZERO));
     assert_eq!(r.reason, Some(ClampReason::LowMemory));
     // Still signalled 2 s after the last growth: now it is the guest's, deflate a step.
     rig.expect([
-        target(4096, 1024 * 256),
-        batch(Command::Batched2mUnlock, 32, 1024 * 256),
+        Expect::target(mib(4096), 1024 * 256),
+        Expect::batch(Command::Batched2mUnlock, 32, 1024 * 256),
     ]);
     let r = rig.tick();
     assert!(r.low_memory_deflate);
@@ -289,10 +274,10 @@ fn large_page_allocation_failure_falls_back_to_4k_in_the_same_tick() {
     let mut rig = Rig::kb();
     rig.world.fail_allocations(PageSize::Large, 1);
     // No whole block: scattered 4 KiB units for the rest of the tick.
-    rig.expect(handshake(FULL)).expect([
-        target(4096, 1024),
-        batch(Command::BatchedLock, 512, 1024),
-        batch(Command::BatchedLock, 512, 1024),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(1024));
@@ -310,8 +295,10 @@ fn large_page_allocation_failure_falls_back_to_4k_in_the_same_tick() {
 fn large_pages_are_not_used_when_disabled_by_registry() {
     let cfg = validate(&RawConfig::new().with(Param::UseLargePages, 0), mib(4096)).config;
     let mut rig = Rig::new(4096, 300, 4096, cfg);
-    rig.expect(handshake(FULL))
-        .expect([target(4096, 512), batch(Command::BatchedLock, 512, 512)]);
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), 512),
+        Expect::batch(Command::BatchedLock, 512, 512),
+    ]);
     rig.tick();
     // Still a whole block (fragmentation-neutral), locked as 512 4 KiB pages.
     assert_eq!(rig.world.allocations(PageSize::Large), 1);
@@ -324,13 +311,16 @@ fn large_pages_are_not_used_when_disabled_by_registry() {
 fn small_allocation_failure_stops_and_backs_off() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.world.fail_allocations(PageSize::Small, 1);
-    rig.expect(handshake(BATCHED_4K))
-        .expect([target(4096, 100)]);
+    rig.expect(Expect::handshake(BATCHED_4K))
+        .expect([Expect::target(mib(4096), 100)]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::ZERO);
     assert_eq!(r.reason, Some(ClampReason::AllocationFailed));
     // Back-off of one poll interval has passed at the next tick: it inflates.
-    rig.expect([target(4096, 100), batch(Command::BatchedLock, 100, 100)]);
+    rig.expect([
+        Expect::target(mib(4096), 100),
+        Expect::batch(Command::BatchedLock, 100, 100),
+    ]);
     assert_eq!(rig.tick().balloon, Frames::new(100));
     assert_eq!(rig.balloon.stats().clamps(ClampReason::AllocationFailed), 1);
     rig.finish();
@@ -340,16 +330,19 @@ fn small_allocation_failure_stops_and_backs_off() {
 fn repeated_allocation_failures_back_off_exponentially() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.world.fail_allocations(PageSize::Small, 2);
-    rig.expect(handshake(BATCHED_4K))
-        .expect([target(4096, 100)]);
+    rig.expect(Expect::handshake(BATCHED_4K))
+        .expect([Expect::target(mib(4096), 100)]);
     rig.tick();
-    rig.expect([target(4096, 100)]);
+    rig.expect([Expect::target(mib(4096), 100)]);
     rig.tick(); // second failure: back-off doubles to 2 s
-    rig.expect([target(4096, 100)]);
+    rig.expect([Expect::target(mib(4096), 100)]);
     let r = rig.tick(); // inside the back-off: no allocation attempted
     assert_eq!(r.reason, Some(ClampReason::AllocationFailed));
     assert_eq!(rig.world.allocations(PageSize::Small), 2);
-    rig.expect([target(4096, 100), batch(Command::BatchedLock, 100, 100)]);
+    rig.expect([
+        Expect::target(mib(4096), 100),
+        Expect::batch(Command::BatchedLock, 100, 100),
+    ]);
     assert_eq!(rig.tick().balloon, Frames::new(100));
     rig.finish();
 }
@@ -360,10 +353,10 @@ fn short_allocation_locks_what_it_got_then_backs_off() {
     rig.world.short_allocations(PageSize::Small, 1);
     // A whole block, then a scattered unit for the remaining 488 frames that comes back
     // with half of them.
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1000),
-        batch(Command::BatchedLock, 512, 1000),
-        batch(Command::BatchedLock, 244, 1000),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1000),
+        Expect::batch(Command::BatchedLock, 512, 1000),
+        Expect::batch(Command::BatchedLock, 244, 1000),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(756));
@@ -377,11 +370,11 @@ fn refused_pages_are_held_for_the_cycle_then_returned() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     // The block with 3 refused pages stays whole (refused pages out of the OS's hands) until
     // the end of the tick, when its 509 accepted pages are unlocked and it is freed whole.
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 600),
-        batch(Command::BatchedLock, 512, 600).entry_statuses(&[PINNED, 2, PINNED]),
-        batch(Command::BatchedLock, 91, 600),
-        batch(Command::BatchedUnlock, 509, 600),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 600),
+        Expect::batch(Command::BatchedLock, 512, 600).entry_statuses(&[PINNED, 2, PINNED]),
+        Expect::batch(Command::BatchedLock, 91, 600),
+        Expect::batch(Command::BatchedUnlock, 509, 600),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(91));
@@ -395,7 +388,10 @@ fn refused_pages_are_held_for_the_cycle_then_returned() {
     assert_eq!(rig.balloon.stats().get(Counter::Refused4k), 3);
     assert_eq!(rig.balloon.stats().get(Counter::RefusedHeld), 3);
     // Next tick: the rest, as scattered pages (less than a block is missing).
-    rig.expect([target(4096, 600), batch(Command::BatchedLock, 509, 600)]);
+    rig.expect([
+        Expect::target(mib(4096), 600),
+        Expect::batch(Command::BatchedLock, 509, 600),
+    ]);
     assert_eq!(rig.tick().balloon, Frames::new(600));
     rig.finish();
 }
@@ -403,10 +399,10 @@ fn refused_pages_are_held_for_the_cycle_then_returned() {
 #[test]
 fn sixteen_refused_pages_stop_the_cycle() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1000),
-        batch(Command::BatchedLock, 512, 1000).entry_statuses(&[PINNED; 20]),
-        batch(Command::BatchedUnlock, 492, 1000),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1000),
+        Expect::batch(Command::BatchedLock, 512, 1000).entry_statuses(&[PINNED; 20]),
+        Expect::batch(Command::BatchedUnlock, 492, 1000),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::ZERO, "the block goes back whole");
@@ -422,25 +418,25 @@ fn sixteen_refused_pages_stop_the_cycle() {
 #[test]
 fn refused_large_pages_fall_back_to_small_pages() {
     let mut rig = Rig::kb();
-    rig.expect(handshake(FULL)).expect([
-        target(4096, 512 * 20),
-        batch(Command::Batched2mLock, 20, 512 * 20).entry_statuses(&[PINNED; 16]),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
-        batch(Command::BatchedLock, 512, 512 * 20),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), 512 * 20),
+        Expect::batch(Command::Batched2mLock, 20, 512 * 20).entry_statuses(&[PINNED; 16]),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
+        Expect::batch(Command::BatchedLock, 512, 512 * 20),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(512 * 20));
@@ -454,10 +450,10 @@ fn host_not_needed_stops_inflating() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     // The block the host took 511 pages of is unlocked and freed whole at the end of the
     // tick (units are never split), so the balloon is back to 0 until the next tick.
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1000),
-        batch(Command::BatchedLock, 512, 1000).entry_statuses(&[0, 6]),
-        batch(Command::BatchedUnlock, 511, 1000),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1000),
+        Expect::batch(Command::BatchedLock, 512, 1000).entry_statuses(&[0, 6]),
+        Expect::batch(Command::BatchedUnlock, 511, 1000),
     ]);
     let r = rig.tick();
     assert_eq!(r.inflated, Frames::new(511));
@@ -470,10 +466,10 @@ fn host_not_needed_stops_inflating() {
 #[test]
 fn reset_mid_batch_pops_every_page_without_unlock_and_restarts() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1000),
-        batch(Command::BatchedLock, 512, 1000),
-        Expect::command(6).replies(RESET, 0, 0),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1000),
+        Expect::batch(Command::BatchedLock, 512, 1000),
+        Expect::any(Command::BatchedLock).with_status(Status::Reset),
     ]);
     let r = rig.tick();
     assert!(r.host_reset);
@@ -484,10 +480,10 @@ fn reset_mid_batch_pops_every_page_without_unlock_and_restarts() {
     assert_eq!(r.balloon, Frames::ZERO);
     assert_eq!(rig.world.stored_frames(), Frames::ZERO);
     // Next tick: START, GUEST_ID, TARGET, and inflate again.
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1000),
-        batch(Command::BatchedLock, 512, 1000),
-        batch(Command::BatchedLock, 488, 1000),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1000),
+        Expect::batch(Command::BatchedLock, 512, 1000),
+        Expect::batch(Command::BatchedLock, 488, 1000),
     ]);
     let r = rig.tick();
     assert_eq!(r.popped, Frames::ZERO);
@@ -504,12 +500,12 @@ fn reset_mid_single_page_chunk_stores_nothing_the_host_forgot() {
     // the host took are forgotten with everything else: freed, never stored.
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.expect([
-        Expect::call(0, FULL, 0).replies(0, 0, 0),
-        Expect::call(4, 4, 0).replies(0, 0, 0),
-        target(4096, 5),
-        Expect::call(2, 0, 0).replies(0, 5, 0),
-        Expect::call(2, 1, 0).replies(0, 5, 0),
-        Expect::call(2, 2, 0).replies(RESET, 0, 0),
+        Expect::legacy_start(),
+        Expect::guest_id(),
+        Expect::target(mib(4096), 5),
+        Expect::page(Command::Lock, 0, 5),
+        Expect::page(Command::Lock, 1, 5),
+        Expect::page(Command::Lock, 2, 0).with_status(Status::Reset),
     ]);
     let r = rig.tick();
     assert!(r.host_reset);
@@ -521,13 +517,16 @@ fn reset_mid_single_page_chunk_stores_nothing_the_host_forgot() {
 #[test]
 fn reset_on_unlock_frees_the_chunk_it_was_deflating() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1024),
-        batch(Command::BatchedLock, 512, 1024),
-        batch(Command::BatchedLock, 512, 1024),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
     ]);
     rig.tick();
-    rig.expect([target(4096, 0), Expect::command(7).replies(RESET, 0, 0)]);
+    rig.expect([
+        Expect::target(mib(4096), 0),
+        Expect::any(Command::BatchedUnlock).with_status(Status::Reset),
+    ]);
     let r = rig.tick();
     assert!(r.host_reset);
     assert_eq!(r.popped, Frames::new(1024));
@@ -540,15 +539,16 @@ fn reset_on_unlock_frees_the_chunk_it_was_deflating() {
 fn reset_from_target_and_guest_id_restart_the_session() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.expect([
-        Expect::call(0, FULL, 0).replies(OK_CAPS, 0, BATCHED_4K),
-        Expect::call(4, 4, 0).replies(RESET, 0, 0),
+        Expect::start(BATCHED_4K),
+        Expect::guest_id().with_status(Status::Reset),
     ]);
     let r = rig.tick();
     assert!(r.host_reset && r.started.is_none());
-    rig.expect(handshake(BATCHED_4K))
-        .expect([Expect::command(1).replies(RESET, 0, 0)]);
+    rig.expect(Expect::handshake(BATCHED_4K))
+        .expect([Expect::any(Command::Target).with_status(Status::Reset)]);
     assert!(rig.tick().host_reset);
-    rig.expect(handshake(BATCHED_4K)).expect([target(4096, 0)]);
+    rig.expect(Expect::handshake(BATCHED_4K))
+        .expect([Expect::target(mib(4096), 0)]);
     assert_eq!(rig.tick().state, SessionState::Running);
     rig.finish();
 }
@@ -556,17 +556,23 @@ fn reset_from_target_and_guest_id_restart_the_session() {
 #[test]
 fn busy_backs_off_and_recovers() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    rig.expect(handshake(BATCHED_4K))
-        .expect([Expect::command(1).replies(BUSY, 0, 0)]);
+    rig.expect(Expect::handshake(BATCHED_4K))
+        .expect([Expect::any(Command::Target).with_status(Status::Busy)]);
     let r = rig.tick();
     assert!(r.error.unwrap().is_busy());
     // BUSY mid-inflation stops the tick's work; the next poll retries (Linux, OVT).
-    rig.expect([target(4096, 1000), batch(Command::BatchedLock, 512, 1000)])
-        .expect([Expect::command(6).replies(BUSY, 0, 0)]);
+    rig.expect([
+        Expect::target(mib(4096), 1000),
+        Expect::batch(Command::BatchedLock, 512, 1000),
+    ])
+    .expect([Expect::any(Command::BatchedLock).with_status(Status::Busy)]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(512));
     assert!(r.error.unwrap().is_busy());
-    rig.expect([target(4096, 1000), batch(Command::BatchedLock, 488, 1000)]);
+    rig.expect([
+        Expect::target(mib(4096), 1000),
+        Expect::batch(Command::BatchedLock, 488, 1000),
+    ]);
     assert_eq!(rig.tick().balloon, Frames::new(1000));
     assert_eq!(rig.balloon.stats().get(Counter::HostBackoffs), 2);
     rig.finish();
@@ -575,28 +581,31 @@ fn busy_backs_off_and_recovers() {
 #[test]
 fn host_target_deflate_respects_the_2mib_slack() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1000),
-        batch(Command::BatchedLock, 512, 1000),
-        batch(Command::BatchedLock, 488, 1000),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1000),
+        Expect::batch(Command::BatchedLock, 512, 1000),
+        Expect::batch(Command::BatchedLock, 488, 1000),
     ]);
     rig.tick();
-    rig.expect([target(4096, 600)]);
+    rig.expect([Expect::target(mib(4096), 600)]);
     assert_eq!(
         rig.tick().deflated,
         Frames::ZERO,
         "400 frames over target: within the slack"
     );
     rig.expect([
-        target(4096, 400),
+        Expect::target(mib(4096), 400),
         // The scattered unit (488 pages) goes; the block (512) would take the balloon below
         // the target, so it stays: host-target deflates round down to whole units.
-        batch(Command::BatchedUnlock, 488, 400),
+        Expect::batch(Command::BatchedUnlock, 488, 400),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(512));
     assert_eq!(r.reason, None);
-    rig.expect([target(4096, 0), batch(Command::BatchedUnlock, 512, 0)]);
+    rig.expect([
+        Expect::target(mib(4096), 0),
+        Expect::batch(Command::BatchedUnlock, 512, 0),
+    ]);
     assert_eq!(rig.tick().balloon, Frames::ZERO);
     rig.finish();
 }
@@ -604,19 +613,19 @@ fn host_target_deflate_respects_the_2mib_slack() {
 #[test]
 fn unlock_failure_keeps_pages_and_sets_the_chunk_aside() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1024),
-        batch(Command::BatchedLock, 512, 1024),
-        batch(Command::BatchedLock, 512, 1024),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
     ]);
     rig.tick();
     // Deflate to 0: the first page of the most recent block is not given back
     // (PPN_UNLOCKED). The pass stops; the block is parked with the page the host kept, and
     // the end-of-tick retry fails too.
     rig.expect([
-        target(4096, 0),
-        batch(Command::BatchedUnlock, 512, 0).entry_statuses(&[4]),
-        batch(Command::BatchedUnlock, 1, 0).entry_statuses(&[4]),
+        Expect::target(mib(4096), 0),
+        Expect::batch(Command::BatchedUnlock, 512, 0).entry_statuses(&[4]),
+        Expect::batch(Command::BatchedUnlock, 1, 0).entry_statuses(&[4]),
     ]);
     let r = rig.tick();
     assert_eq!(
@@ -629,9 +638,9 @@ fn unlock_failure_keeps_pages_and_sets_the_chunk_aside() {
     // Next tick the other block goes; the parked one's page comes back and the block is
     // freed whole.
     rig.expect([
-        target(4096, 0),
-        batch(Command::BatchedUnlock, 512, 0),
-        batch(Command::BatchedUnlock, 1, 0),
+        Expect::target(mib(4096), 0),
+        Expect::batch(Command::BatchedUnlock, 512, 0),
+        Expect::batch(Command::BatchedUnlock, 1, 0),
     ]);
     assert_eq!(rig.tick().balloon, Frames::ZERO);
     assert_eq!(rig.world.parked_units(), 0);
@@ -642,25 +651,25 @@ fn unlock_failure_keeps_pages_and_sets_the_chunk_aside() {
 fn legacy_host_uses_single_page_commands() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.expect([
-        Expect::call(0, FULL, 0).replies(0, 0, 0),
-        Expect::call(4, 4, 0).replies(0, 0, 0),
-        target(4096, 3),
-        Expect::call(2, 0, 0).replies(0, 3, 0),
-        Expect::call(2, 1, 0).replies(0, 3, 0),
-        Expect::call(2, 2, 0).replies(0, 3, 0),
+        Expect::legacy_start(),
+        Expect::guest_id(),
+        Expect::target(mib(4096), 3),
+        Expect::page(Command::Lock, 0, 3),
+        Expect::page(Command::Lock, 1, 3),
+        Expect::page(Command::Lock, 2, 3),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(3));
     assert_eq!(r.calls, 4);
     // 2 frames over a target of 1: within the slack, so nothing happens.
-    rig.expect([target(4096, 1)]);
+    rig.expect([Expect::target(mib(4096), 1)]);
     assert_eq!(rig.tick().deflated, Frames::ZERO);
     // A zero target empties it, one UNLOCK per page, most recent chunk first.
     rig.expect([
-        target(4096, 0),
-        Expect::call(3, 0, 0).replies(0, 0, 0),
-        Expect::call(3, 1, 0).replies(0, 0, 0),
-        Expect::call(3, 2, 0).replies(0, 0, 0),
+        Expect::target(mib(4096), 0),
+        Expect::page(Command::Unlock, 0, 0),
+        Expect::page(Command::Unlock, 1, 0),
+        Expect::page(Command::Unlock, 2, 0),
     ]);
     assert_eq!(rig.tick().balloon, Frames::ZERO);
     rig.finish();
@@ -670,7 +679,7 @@ fn legacy_host_uses_single_page_commands() {
 fn no_balloon_host_touches_no_page() {
     // QEMU's vmport and bare metal read all ones from port 0x5670.
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    let no_host = || Expect::call(0, FULL, 0).replies(u32::MAX, FULL, 0);
+    let no_host = || Expect::start(0).from_empty_port();
     rig.expect([no_host()]);
     let r = rig.tick();
     assert_eq!(r.state, SessionState::NoHost);
@@ -691,10 +700,7 @@ fn no_balloon_host_touches_no_page() {
 
 #[test]
 fn batching_without_a_batch_page_sends_null_start() {
-    let host = ScriptedBackdoor::without_batch_page([
-        Expect::call(0, FULL, 0).replies(OK_CAPS, 0, FULL),
-        Expect::call(0, 0, 0).replies(0, 0, 0),
-    ]);
+    let host = ScriptedBackdoor::without_batch_page([Expect::start(FULL), Expect::null_start()]);
     let world = FakeWorld::new(1024, 100, 0);
     let mut b = Balloon::new(
         host.clone(),
@@ -713,7 +719,7 @@ fn batching_without_a_batch_page_sends_null_start() {
 fn unknown_memory_state_holds() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.world.fail_snapshots(true);
-    rig.expect(handshake(BATCHED_4K));
+    rig.expect(Expect::handshake(BATCHED_4K));
     let r = rig.tick();
     assert_eq!(
         r.balloon,
@@ -721,10 +727,13 @@ fn unknown_memory_state_holds() {
         "no snapshot yet: no TARGET, no inflation"
     );
     rig.world.fail_snapshots(false);
-    rig.expect([target(4096, 100), batch(Command::BatchedLock, 100, 100)]);
+    rig.expect([
+        Expect::target(mib(4096), 100),
+        Expect::batch(Command::BatchedLock, 100, 100),
+    ]);
     rig.tick();
     rig.world.fail_snapshots(true);
-    rig.expect([target(4096, 1000)]);
+    rig.expect([Expect::target(mib(4096), 1000)]);
     let r = rig.tick();
     assert_eq!(r.error, Some(Error::MemoryUnavailable));
     assert_eq!(r.balloon, Frames::new(100));
@@ -734,7 +743,7 @@ fn unknown_memory_state_holds() {
 #[test]
 fn target_too_wide_for_32_bits_skips_the_tick() {
     // 16 TiB + of RAM without the 64-bit capability: Linux refuses to send TARGET.
-    let host = ScriptedBackdoor::new(handshake(BATCHED_4K));
+    let host = ScriptedBackdoor::new(Expect::handshake(BATCHED_4K));
     let world = FakeWorld::new(64, 8, 0);
     let mut b = Balloon::new(
         host.clone(),
@@ -763,14 +772,14 @@ impl MemorySource for BigMemory {
 #[test]
 fn shutdown_sends_null_start_first_and_returns_every_page() {
     let mut rig = Rig::kb();
-    rig.expect(handshake(FULL)).expect([
-        target(4096, 513),
-        batch(Command::Batched2mLock, 1, 513),
-        batch(Command::BatchedLock, 1, 513),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), 513),
+        Expect::batch(Command::Batched2mLock, 1, 513),
+        Expect::batch(Command::BatchedLock, 1, 513),
     ]);
     rig.tick();
     assert_eq!(rig.world.balloon_frames(), Frames::new(513));
-    rig.expect([Expect::call(0, 0, 0).replies(0, 0, 0)]);
+    rig.expect([Expect::null_start()]);
     let freed = rig.balloon.shutdown();
     assert_eq!(freed, Frames::new(513));
     assert_eq!(rig.world.balloon_frames(), Frames::ZERO);
@@ -783,16 +792,17 @@ fn work_bound_splits_a_huge_inflate_across_immediate_ticks() {
     let mut rig = Rig::new(8192, 100, 8192, Config::default());
     let t = mib(4200).get();
     // 1024 batches of 512 small pages (2 GiB) per tick, then `more_work`.
-    rig.expect(handshake(BATCHED_4K)).expect([target(8192, t)]);
-    rig.expect((0..MAX_BATCHES_PER_TICK).map(|_| batch(Command::BatchedLock, 512, t)));
+    rig.expect(Expect::handshake(BATCHED_4K))
+        .expect([Expect::target(mib(8192), t)]);
+    rig.expect((0..MAX_BATCHES_PER_TICK).map(|_| Expect::batch(Command::BatchedLock, 512, t)));
     let r = rig.tick();
     assert!(r.more_work);
     assert_eq!(r.balloon, mib(2048));
-    rig.expect([target(8192, t)]);
-    rig.expect((0..MAX_BATCHES_PER_TICK).map(|_| batch(Command::BatchedLock, 512, t)));
+    rig.expect([Expect::target(mib(8192), t)]);
+    rig.expect((0..MAX_BATCHES_PER_TICK).map(|_| Expect::batch(Command::BatchedLock, 512, t)));
     assert!(rig.tick().more_work);
-    rig.expect([target(8192, t)])
-        .expect((0..52).map(|_| batch(Command::BatchedLock, 512, t)));
+    rig.expect([Expect::target(mib(8192), t)])
+        .expect((0..52).map(|_| Expect::batch(Command::BatchedLock, 512, t)));
     let r = rig.tick();
     assert!(!r.more_work);
     assert_eq!(r.balloon, mib(4200));
@@ -805,10 +815,10 @@ fn guest_id_failure_is_ignored() {
     // Linux and OVT log a failed GUEST_ID and carry on: it only informs the host.
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.expect([
-        Expect::call(0, FULL, 0).replies(OK_CAPS, 0, BATCHED_4K),
-        Expect::call(4, 4, 0).replies(1, 0, 0),
-        target(4096, 10),
-        batch(Command::BatchedLock, 10, 10),
+        Expect::start(BATCHED_4K),
+        Expect::guest_id().with_status(Status::CmdInvalid),
+        Expect::target(mib(4096), 10),
+        Expect::batch(Command::BatchedLock, 10, 10),
     ]);
     let r = rig.tick();
     assert_eq!(r.state, SessionState::Running);
@@ -820,16 +830,16 @@ fn guest_id_failure_is_ignored() {
 fn deflate_starts_with_small_pages() {
     // Linux deflates 4 KiB pages first, keeping the cheaper-to-hold 2 MiB pages ballooned.
     let mut rig = Rig::kb();
-    rig.expect(handshake(FULL)).expect([
-        target(4096, 1024 + 100),
-        batch(Command::Batched2mLock, 2, 1024 + 100),
-        batch(Command::BatchedLock, 100, 1024 + 100),
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), 1024 + 100),
+        Expect::batch(Command::Batched2mLock, 2, 1024 + 100),
+        Expect::batch(Command::BatchedLock, 100, 1024 + 100),
     ]);
     rig.tick();
     rig.expect([
-        target(4096, 0),
-        batch(Command::BatchedUnlock, 100, 0),
-        batch(Command::Batched2mUnlock, 2, 0),
+        Expect::target(mib(4096), 0),
+        Expect::batch(Command::BatchedUnlock, 100, 0),
+        Expect::batch(Command::Batched2mUnlock, 2, 0),
     ]);
     assert_eq!(rig.tick().balloon, Frames::ZERO);
     rig.finish();
@@ -839,11 +849,11 @@ fn deflate_starts_with_small_pages() {
 fn whole_blocks_are_preferred_on_a_4k_host() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     // Two whole blocks (512 4 KiB entries each), then scattered pages for the rest.
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1124),
-        batch(Command::BatchedLock, 512, 1124),
-        batch(Command::BatchedLock, 512, 1124),
-        batch(Command::BatchedLock, 100, 1124),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1124),
+        Expect::batch(Command::BatchedLock, 512, 1124),
+        Expect::batch(Command::BatchedLock, 512, 1124),
+        Expect::batch(Command::BatchedLock, 100, 1124),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(1124));
@@ -860,20 +870,20 @@ fn migration_trades_scattered_units_for_whole_blocks() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     // No whole block at first: two scattered units.
     rig.world.fail_allocations(PageSize::Large, 1);
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1024),
-        batch(Command::BatchedLock, 512, 1024),
-        batch(Command::BatchedLock, 512, 1024),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
     ]);
     rig.tick();
     assert_eq!(rig.balloon.held_on(Shelf::Scattered), Frames::new(1024));
     // An idle tick: each scattered unit goes back and a whole block takes its place.
     rig.expect([
-        target(4096, 1024),
-        batch(Command::BatchedUnlock, 512, 1024),
-        batch(Command::BatchedLock, 512, 1024),
-        batch(Command::BatchedUnlock, 512, 1024),
-        batch(Command::BatchedLock, 512, 1024),
+        Expect::target(mib(4096), 1024),
+        Expect::batch(Command::BatchedUnlock, 512, 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
+        Expect::batch(Command::BatchedUnlock, 512, 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
     ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(1024));
@@ -882,7 +892,7 @@ fn migration_trades_scattered_units_for_whole_blocks() {
     assert_eq!(rig.balloon.held_on(Shelf::Scattered), Frames::ZERO);
     assert_eq!(rig.balloon.stats().get(Counter::MigratedBlocks), 2);
     // Nothing left to trade.
-    rig.expect([target(4096, 1024)]);
+    rig.expect([Expect::target(mib(4096), 1024)]);
     assert_eq!(rig.tick().migrated, Frames::ZERO);
     rig.finish();
 }
@@ -891,32 +901,34 @@ fn migration_trades_scattered_units_for_whole_blocks() {
 fn migration_without_a_whole_block_refills_and_backs_off() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
     rig.world.fail_allocations(PageSize::Large, 3);
-    rig.expect(handshake(BATCHED_4K))
-        .expect([target(4096, 512), batch(Command::BatchedLock, 512, 512)]);
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 512),
+        Expect::batch(Command::BatchedLock, 512, 512),
+    ]);
     rig.tick();
     // The trade gives the unit back, finds no block, and refills at once: the balloon is
     // where it was at the end of the tick.
     rig.expect([
-        target(4096, 512),
-        batch(Command::BatchedUnlock, 512, 512),
-        batch(Command::BatchedLock, 512, 512),
+        Expect::target(mib(4096), 512),
+        Expect::batch(Command::BatchedUnlock, 512, 512),
+        Expect::batch(Command::BatchedLock, 512, 512),
     ]);
     assert_eq!(rig.tick().balloon, Frames::new(512));
     // One poll later it tries again (back-off of one poll interval), fails again...
     rig.expect([
-        target(4096, 512),
-        batch(Command::BatchedUnlock, 512, 512),
-        batch(Command::BatchedLock, 512, 512),
+        Expect::target(mib(4096), 512),
+        Expect::batch(Command::BatchedUnlock, 512, 512),
+        Expect::batch(Command::BatchedLock, 512, 512),
     ]);
     assert_eq!(rig.tick().balloon, Frames::new(512));
     // ... and now waits two poll intervals.
-    rig.expect([target(4096, 512)]);
+    rig.expect([Expect::target(mib(4096), 512)]);
     rig.tick();
     // Whole blocks are free again: the trade succeeds.
     rig.expect([
-        target(4096, 512),
-        batch(Command::BatchedUnlock, 512, 512),
-        batch(Command::BatchedLock, 512, 512),
+        Expect::target(mib(4096), 512),
+        Expect::batch(Command::BatchedUnlock, 512, 512),
+        Expect::batch(Command::BatchedLock, 512, 512),
     ]);
     let r = rig.tick();
     assert_eq!(r.migrated, Frames::new(512));
@@ -927,16 +939,19 @@ fn migration_without_a_whole_block_refills_and_backs_off() {
 #[test]
 fn guest_pressure_gives_back_whole_units_rounding_up() {
     let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    rig.expect(handshake(BATCHED_4K)).expect([
-        target(4096, 1024),
-        batch(Command::BatchedLock, 512, 1024),
-        batch(Command::BatchedLock, 512, 1024),
+    rig.expect(Expect::handshake(BATCHED_4K)).expect([
+        Expect::target(mib(4096), 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
+        Expect::batch(Command::BatchedLock, 512, 1024),
     ]);
     rig.tick();
     // The administrator caps the balloon 100 frames lower: a whole block goes back.
     let cfg = validate(&RawConfig::new().with(Param::MaxBalloonMb, 3), mib(4096)).config;
     rig.balloon.set_config(cfg);
-    rig.expect([target(4096, 1024), batch(Command::BatchedUnlock, 512, 1024)]);
+    rig.expect([
+        Expect::target(mib(4096), 1024),
+        Expect::batch(Command::BatchedUnlock, 512, 1024),
+    ]);
     let r = rig.tick();
     assert_eq!(r.balloon, Frames::new(512));
     assert_eq!(r.reason, Some(ClampReason::RegistryMax));
