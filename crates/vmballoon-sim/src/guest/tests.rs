@@ -1,7 +1,10 @@
 use super::*;
 use crate::host::{HostModel, HostSpec};
-use crate::world::World;
+use crate::world::{SharedWorld, World};
 use vmballoon_core::fake::ManualClock;
+use vmballoon_core::mask::PageMask;
+use vmballoon_core::platform::{PageAllocator, Shelf, StorePosition, UnitKind};
+use vmballoon_core::units::{Frames, Instant, PageSize, Pfn};
 
 const MIB: u64 = 256;
 
