@@ -15,7 +15,7 @@
 use libfuzzer_sys::fuzz_target;
 use vmballoon_sim::guest::{GuestModel, MAX_RAM};
 use vmballoon_sim::scenario::{Action, MAX_DURATION_S, MAX_EVENTS, MAX_SIZE_MIB};
-use vmballoon_sim::{PolicyKind, Scenario, runner};
+use vmballoon_sim::{DriverKind, Scenario, runner};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // Small scenarios also run: the engine must not break the protocol.
             if s.guest.ram.mib_floor() <= 64 && end <= 20_000_000_000 {
-                let r = runner::run(&s, PolicyKind::Vmballoon);
+                let r = runner::run(&s, DriverKind::Vmballoon);
                 assert_eq!(
                     r.summary.protocol_violations, 0,
                     "violations: {:?}",

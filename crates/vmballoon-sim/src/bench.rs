@@ -1,4 +1,4 @@
-//! The benchmark suite behind `cargo xtask bench`: every policy (vmballoon, `linux-vmw`,
+//! The benchmark suite behind `cargo xtask bench`: every driver (vmballoon, `linux-vmw`,
 //! `ovt-classic`, naive) on the same scenarios in one run, per host capability set
 //! (legacy, batched 4 KiB, batched 2 MiB), and the numbers the report is made of.
 //!
@@ -31,7 +31,7 @@ use vmballoon_core::protocol::Capabilities;
 use vmballoon_core::units::{Frames, PageSize};
 
 use crate::cost::{CostMeter, CostModel, PoolModel, mdl_bytes};
-use crate::policy::PolicyKind;
+use crate::driver::DriverKind;
 use crate::report::{Summary, TimelineRow};
 use crate::runner::{RunResult, run_with};
 use crate::scenario::Scenario;
@@ -145,8 +145,8 @@ pub struct BenchRun {
     pub kind: BenchKind,
     /// Index into [`CAP_SETS`].
     pub cap: usize,
-    /// The policy.
-    pub policy: PolicyKind,
+    /// The driver.
+    pub policy: DriverKind,
     /// The run.
     pub result: RunResult,
 }
@@ -158,8 +158,8 @@ pub struct Job {
     pub kind: BenchKind,
     /// Index into [`CAP_SETS`].
     pub cap: usize,
-    /// The policy.
-    pub policy: PolicyKind,
+    /// The driver.
+    pub policy: DriverKind,
     /// The scenario (capabilities already set).
     pub scenario: Scenario,
 }
@@ -180,7 +180,7 @@ fn load(path: &Path) -> Result<Scenario, String> {
 }
 
 /// The suite's jobs from the scenario directory (`scenarios/`, with `bench/` in it): every
-/// policy on every benchmark scenario and every capability set of every pinned-memory
+/// driver on every benchmark scenario and every capability set of every pinned-memory
 /// scenario.
 ///
 /// # Errors
@@ -203,7 +203,7 @@ pub fn jobs(scenarios: &Path) -> Result<Vec<Job>, String> {
                     set.key
                 ));
             }
-            for policy in PolicyKind::ALL {
+            for policy in DriverKind::ALL {
                 out.push(Job {
                     kind: kind.clone(),
                     cap,
@@ -218,7 +218,7 @@ pub fn jobs(scenarios: &Path) -> Result<Vec<Job>, String> {
         for (cap, set) in CAP_SETS.iter().enumerate() {
             let mut scenario = base.clone();
             scenario.host.capabilities = set.capabilities;
-            for policy in PolicyKind::ALL {
+            for policy in DriverKind::ALL {
                 out.push(Job {
                     kind: BenchKind::Pinned(file.to_owned(), satisfiable),
                     cap,
@@ -269,7 +269,7 @@ pub fn run_suite(jobs: Vec<Job>, cost: CostModel, threads: usize) -> Suite {
 impl Suite {
     /// The run of `policy` for `kind` on capability set `cap`.
     #[must_use]
-    pub fn find(&self, kind: &BenchKind, cap: usize, policy: PolicyKind) -> Option<&BenchRun> {
+    pub fn find(&self, kind: &BenchKind, cap: usize, policy: DriverKind) -> Option<&BenchRun> {
         self.runs
             .iter()
             .find(|r| &r.kind == kind && r.cap == cap && r.policy == policy)

@@ -8,12 +8,12 @@
 //! `seconds_to_target` is measured from the host's request (the first `target_mib` event
 //! asking for a balloon, `target_requested_at_s`) to the first poll at which the balloon
 //! was within 2 MiB of its own goal, which `goal` names: `min(target, ceiling)` for
-//! vmballoon, `target` (what the host asks, after its own cap) for a policy without a
+//! vmballoon, `target` (what the host asks, after its own cap) for a driver without a
 //! ceiling. `goal_mib` is that goal when it was reached. `null` if the host never asked or
 //! the balloon never got there.
 //!
 //! `min_resident_available_mib` is the lowest of the samples the timeline carries
-//! (`resident_available_low_mib`, every instant before and after the policy ran), so the
+//! (`resident_available_low_mib`, every instant before and after the driver ran), so the
 //! summary, the CSV and the plot show the same minimum.
 
 use std::collections::BTreeMap;
@@ -45,7 +45,7 @@ pub struct Summary {
     /// below its target at its last tick (`allocation-failed`), or `null`.
     pub final_ceiling_reason: Option<String>,
     /// Lowest resident available memory sampled (the minimum of the timeline's
-    /// `resident_available_low`: every instant, before and after the policy ran).
+    /// `resident_available_low`: every instant, before and after the driver ran).
     pub min_resident_available_mib: u64,
     /// Failed attempts of guest `lock_mib` / `commit_mib` requests.
     pub guest_alloc_failures: u64,
@@ -69,11 +69,11 @@ pub struct Summary {
     pub leaked_frames: u64,
     /// Extra: the run's length.
     pub duration_s: f64,
-    /// Extra: policy ticks run (re-ticks for more work included).
+    /// Extra: driver ticks run (re-ticks for more work included).
     pub ticks: u64,
     /// Extra: wakes between polls on `LowMemoryCondition`.
     pub low_memory_wakes: u64,
-    /// Extra: instants where the policy still had work after the per-instant tick bound.
+    /// Extra: instants where the driver still had work after the per-instant tick bound.
     pub tick_bound_hits: u64,
     /// Extra: RESET answers the host gave.
     pub host_resets: u64,
@@ -89,10 +89,10 @@ pub struct Summary {
     pub model_errors: Vec<String>,
     /// Extra: host calls by `command/answer`.
     pub calls_by_command: BTreeMap<String, u64>,
-    /// Extra: the policy's own counters.
+    /// Extra: the driver's own counters.
     pub policy_counters: BTreeMap<String, u64>,
     /// Extra: what `seconds_to_target` measures the balloon against: `min(target,
-    /// ceiling)` (vmballoon) or `target` (policies without a ceiling).
+    /// ceiling)` (vmballoon) or `target` (drivers without a ceiling).
     pub goal: String,
     /// Extra: the goal when the balloon reached it; `null` if it never did.
     pub goal_mib: Option<u64>,
@@ -150,10 +150,10 @@ impl Summary {
     }
 }
 
-/// One row of the timeline: the state at an instant at which the policy ran.
+/// One row of the timeline: the state at an instant at which the driver ran.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimelineRow {
-    /// Simulated time: the instant (poll, wake or continuation) at which the policy ran.
+    /// Simulated time: the instant (poll, wake or continuation) at which the driver ran.
     pub t: Duration,
     /// Modelled time at which that instant's work ended (`t` plus the modelled cost).
     pub t_end: Duration,
@@ -167,10 +167,10 @@ pub struct TimelineRow {
     pub ceiling: Option<Frames>,
     /// The bound that sets the ceiling.
     pub ceiling_reason: Option<ClampReason>,
-    /// Resident available memory (after the policy ran).
+    /// Resident available memory (after the driver ran).
     pub resident_available: Frames,
     /// The lowest resident available memory sampled since the previous row, this row's
-    /// instant included (before and after the policy ran): dips that a tick repaired.
+    /// instant included (before and after the driver ran): dips that a tick repaired.
     pub resident_available_low: Frames,
     /// Available memory (free frames).
     pub available: Frames,
@@ -188,7 +188,7 @@ pub struct TimelineRow {
     pub guest_alloc_failures: u64,
     /// What held back or reversed the balloon this tick.
     pub reason: Option<ClampReason>,
-    /// The policy was woken by `LowMemoryCondition`.
+    /// The driver was woken by `LowMemoryCondition`.
     pub woke: bool,
     /// Host calls made at this instant.
     pub calls: u64,

@@ -1,6 +1,6 @@
 //! The scenario runner: simulated time, events, ticks, and the numbers of a run.
 //!
-//! Time advances from one instant to the next of: a policy tick (every `PollIntervalMs`),
+//! Time advances from one instant to the next of: a driver tick (every `PollIntervalMs`),
 //! a scenario event, a pending guest request's retry, and the guest's once-a-second
 //! working-set manager. At each instant, in this order:
 //!
@@ -12,28 +12,28 @@
 //!    one-second timer and on the working-set-manager event, which the memory manager
 //!    signals when the free lists run short (Windows Internals, "Balance set manager");
 //!    it is a separate thread, hence the delay;
-//! 4. the policy ticks if its poll is due, or if `LowMemoryCondition` has become signalled
+//! 4. the driver ticks if its poll is due, or if `LowMemoryCondition` has become signalled
 //!    since the driver last looked (the driver waits on the event, so it is woken between
 //!    polls; at most one extra wake per instant). A tick that reports `more_work` is run
 //!    again at once: if the tick took modelled time, as the next instant (so events that
 //!    fell due meanwhile apply first, as they would while a real worker runs); if it took
 //!    none, at the same instant, up to [`MAX_TICKS_PER_INSTANT`] times;
-//! 5. one timeline row is recorded per instant at which the policy ran, stamped with the
+//! 5. one timeline row is recorded per instant at which the driver ran, stamped with the
 //!    poll (or wake) that started its work, continuations included, and with the modelled
 //!    time its work ended.
 //!
 //! Resident available memory is sampled at every instant, after the events, retries and
-//! trimming (before the policy runs) and again after the policy ran; each row carries the
+//! trimming (before the driver runs) and again after the driver ran; each row carries the
 //! lowest sample since the previous row ([`TimelineRow::resident_available_low`]), so a
 //! dip that the next tick repairs still shows in the timeline, the plot and the summary's
 //! minimum, which is the lowest of those samples. If the guest changed after the last
-//! tick, a last row at the end of the run (the policy did not run: no calls, no reason)
+//! tick, a last row at the end of the run (the driver did not run: no calls, no reason)
 //! records it.
 //!
 //! `seconds_to_target` is the time from the host's request (the first `target_mib` event
 //! that asks for a balloon) to the first row at which the balloon is within 2 MiB of its
 //! own goal: min(target, ceiling) for vmballoon, the host's target (after the host's own
-//! cap) for policies without a ceiling; `None` if there was no request or the balloon
+//! cap) for drivers without a ceiling; `None` if there was no request or the balloon
 //! never got there.
 //!
 //! Time advances during a tick by the modelled cost of its work ([`crate::cost`]): every
@@ -41,7 +41,7 @@
 //! engine's clock, so the engine's `TICK_BUDGET` bounds a tick in modelled time.
 //! [`run_with`] takes the [`CostModel`]; [`run`] uses the default one.
 //!
-//! At the end the policy unloads (START(0), every page freed), and the leak check counts
+//! At the end the driver unloads (START(0), every page freed), and the leak check counts
 //! frames still charged to the balloon that it does not store.
 
 use vmballoon_core::fake::ManualClock;
@@ -50,14 +50,14 @@ use vmballoon_core::policy::{self, ClampReason, SLACK};
 use vmballoon_core::units::{Duration, Frames, Instant};
 
 use crate::cost::CostModel;
+use crate::driver::{BalloonDriver, DriverKind, DriverTick};
 use crate::guest::GuestModel;
 use crate::host::HostModel;
-use crate::policy::{Policy, PolicyKind, PolicyTick};
 use crate::report::{ChunkCount, RequestReport, Summary, TimelineRow};
 use crate::scenario::{Action, Scenario};
 use crate::world::{SharedWorld, World};
 
-/// Ticks at one instant before the runner moves on even if the policy still has work.
+/// Ticks at one instant before the runner moves on even if the driver still has work.
 pub const MAX_TICKS_PER_INSTANT: u32 = 64;
 
 /// How long after available memory falls below the low-memory threshold the woken
@@ -69,20 +69,20 @@ pub const TRIM_WAKE_DELAY: Duration = Duration::from_millis(10);
 pub struct RunResult {
     /// The summary (`--json`).
     pub summary: Summary,
-    /// One row per instant at which the policy ran (`--timeline`, `--svg`).
+    /// One row per instant at which the driver ran (`--timeline`, `--svg`).
     pub timeline: Vec<TimelineRow>,
 }
 
 /// Runs `scenario` with `kind` under the default [`CostModel`] and returns its summary
 /// and timeline.
 #[must_use]
-pub fn run(scenario: &Scenario, kind: PolicyKind) -> RunResult {
+pub fn run(scenario: &Scenario, kind: DriverKind) -> RunResult {
     Runner::new(scenario, kind).run()
 }
 
 /// Runs `scenario` with `kind`, each operation costing what `cost` says.
 #[must_use]
-pub fn run_with(scenario: &Scenario, kind: PolicyKind, cost: CostModel) -> RunResult {
+pub fn run_with(scenario: &Scenario, kind: DriverKind, cost: CostModel) -> RunResult {
     Runner::with_cost(scenario, kind, cost).run()
 }
 
@@ -91,15 +91,15 @@ pub struct Runner<'a> {
     scenario: &'a Scenario,
     clock: ManualClock,
     world: SharedWorld,
-    policy: Box<dyn Policy>,
+    policy: Box<dyn BalloonDriver>,
     timeline: Vec<TimelineRow>,
     low_seen: bool,
     wakes: u64,
     ticks: u64,
     tick_bound_hits: u64,
-    /// The reason the policy reported at its last tick.
+    /// The reason the driver reported at its last tick.
     last_reason: Option<ClampReason>,
-    /// The policy reported more work after a tick that took modelled time: run it again
+    /// The driver reported more work after a tick that took modelled time: run it again
     /// as the next instant.
     continue_now: bool,
     /// The largest balloon recorded so far, and the stored chunks at that moment.
@@ -116,16 +116,16 @@ pub struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    /// Builds the world and the policy for `scenario`, under the default [`CostModel`].
+    /// Builds the world and the driver for `scenario`, under the default [`CostModel`].
     #[must_use]
-    pub fn new(scenario: &'a Scenario, kind: PolicyKind) -> Self {
+    pub fn new(scenario: &'a Scenario, kind: DriverKind) -> Self {
         Self::with_cost(scenario, kind, CostModel::default())
     }
 
-    /// Builds the world and the policy for `scenario`, each operation costing what `cost`
+    /// Builds the world and the driver for `scenario`, each operation costing what `cost`
     /// says.
     #[must_use]
-    pub fn with_cost(scenario: &'a Scenario, kind: PolicyKind, cost: CostModel) -> Self {
+    pub fn with_cost(scenario: &'a Scenario, kind: DriverKind, cost: CostModel) -> Self {
         let clock = ManualClock::new();
         let guest = GuestModel::new(scenario.guest);
         let host = HostModel::new(scenario.host, guest.total());
@@ -169,7 +169,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs to the end of the scenario, unloads the policy and returns the numbers.
+    /// Runs to the end of the scenario, unloads the driver and returns the numbers.
     #[must_use]
     pub fn run(mut self) -> RunResult {
         const SECOND: u64 = 1_000_000_000;
@@ -285,13 +285,13 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs the policy now if its poll is due or a low-memory wake is, and records the row
+    /// Runs the driver now if its poll is due or a low-memory wake is, and records the row
     /// stamped `t` (the instant, or the poll that started the work it continues).
     fn instant(&mut self, t: u64, due: bool) {
         let mut ran = false;
         let mut woke = false;
         let mut calls = 0u64;
-        let mut last = PolicyTick::default();
+        let mut last = DriverTick::default();
         let mut poll_due = due;
         for _pass in 0..2 {
             let low = self.world.borrow().guest.low_memory();
@@ -337,11 +337,11 @@ impl<'a> Runner<'a> {
             .collect()
     }
 
-    /// One policy tick, repeated at once while it reports more work and took no modelled
+    /// One driver tick, repeated at once while it reports more work and took no modelled
     /// time (bounded); after a tick that took time and left work, the runner continues at
     /// the next instant ([`Runner::continue_now`]).
-    fn tick_policy(&mut self) -> PolicyTick {
-        let mut last = PolicyTick::default();
+    fn tick_policy(&mut self) -> DriverTick {
+        let mut last = DriverTick::default();
         let mut calls = 0u32;
         let start = self.now();
         for _ in 0..MAX_TICKS_PER_INSTANT {
@@ -364,9 +364,9 @@ impl<'a> Runner<'a> {
     }
 
     /// The vmballoon ceiling for the state now, exactly as the engine computes it before
-    /// each batch; `None` for policies without one.
+    /// each batch; `None` for drivers without one.
     fn ceiling(&self) -> Option<policy::Ceiling> {
-        if self.policy.kind() != PolicyKind::Vmballoon {
+        if self.policy.kind() != DriverKind::Vmballoon {
             return None;
         }
         let w = self.world.borrow();
@@ -411,7 +411,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// The balloon's own goal at a row: min(target, ceiling) where the policy has a
+    /// The balloon's own goal at a row: min(target, ceiling) where the driver has a
     /// ceiling, the host's target otherwise.
     fn goal(r: &TimelineRow) -> Frames {
         r.ceiling.map_or(r.target, |c| c.min(r.target))
@@ -436,7 +436,7 @@ impl<'a> Runner<'a> {
         let seconds_to_target = reached.map(|r| since_request(r.t));
         let modelled_seconds_to_target = reached.map(|r| since_request(r.t_end));
         let goal_mib = reached.map(|r| Self::goal(r).mib_floor());
-        let goal = if self.policy.kind() == PolicyKind::Vmballoon {
+        let goal = if self.policy.kind() == DriverKind::Vmballoon {
             "min(target, ceiling)"
         } else {
             "target"
@@ -564,7 +564,7 @@ mod tests {
 
     fn run_text(text: &str) -> [RunResult; 2] {
         let s = Scenario::parse(text, "t").unwrap();
-        PolicyKind::DEFAULT_PAIR.map(|k| run(&s, k))
+        DriverKind::DEFAULT_PAIR.map(|k| run(&s, k))
     }
 
     #[test]

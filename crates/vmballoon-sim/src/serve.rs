@@ -164,7 +164,7 @@ impl Server {
 
     /// Moves simulated time to `to` (or to the first instant with `LowMemoryCondition`
     /// signalled, when `stop.low` and it was not signalled before; likewise
-    /// `MaximumCommitCondition` with `stop.high_commit`), as the runner does between policy
+    /// `MaximumCommitCondition` with `stop.high_commit`), as the runner does between driver
     /// ticks.
     fn advance(&mut self, to: u64, stop: StopOn) -> Value {
         let (was_low, was_high) = {

@@ -104,7 +104,7 @@ pub struct World {
     pub cost: CostModel,
     /// Modelled time spent so far, by kind of work.
     pub meter: CostMeter,
-    /// Whether the policy's page allocations are zeroed (no modelled policy does; the
+    /// Whether the driver's page allocations are zeroed (no modelled driver does; the
     /// report uses it for the zeroing sensitivity).
     pub zeroing: bool,
 }

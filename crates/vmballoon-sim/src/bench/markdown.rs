@@ -9,7 +9,7 @@ use super::{
     inflate_metrics,
 };
 use crate::cost::{CostModel, PoolModel, Work};
-use crate::policy::PolicyKind;
+use crate::driver::DriverKind;
 
 /// Seconds, readably: µs, ms or s.
 fn dur(s: f64) -> String {
@@ -67,13 +67,13 @@ fn mark(met: Option<bool>) -> &'static str {
     }
 }
 
-fn inflate(suite: &Suite, cap: usize, p: PolicyKind) -> Option<InflateMetrics> {
+fn inflate(suite: &Suite, cap: usize, p: DriverKind) -> Option<InflateMetrics> {
     suite
         .find(&BenchKind::Inflate, cap, p)
         .map(|r| inflate_metrics(&r.result))
 }
 
-fn give_back(suite: &Suite, cap: usize, p: PolicyKind) -> Option<GiveBackMetrics> {
+fn give_back(suite: &Suite, cap: usize, p: DriverKind) -> Option<GiveBackMetrics> {
     suite
         .find(&BenchKind::GiveBack, cap, p)
         .map(|r| give_back_metrics(&r.result))
@@ -81,7 +81,7 @@ fn give_back(suite: &Suite, cap: usize, p: PolicyKind) -> Option<GiveBackMetrics
 
 /// Guest allocation failures over the pinned-memory scenarios on `cap`: (satisfiable
 /// scenarios, the others).
-fn pinned_failures(suite: &Suite, cap: usize, p: PolicyKind) -> (u64, u64) {
+fn pinned_failures(suite: &Suite, cap: usize, p: DriverKind) -> (u64, u64) {
     let mut out = (0u64, 0u64);
     for r in &suite.runs {
         if r.cap != cap || r.policy != p {
@@ -114,7 +114,7 @@ fn hygiene(suite: &Suite) -> (u64, u64, usize) {
 /// The budgets of issue 6, measured.
 #[must_use]
 pub fn budgets(suite: &Suite, cpu: &CpuMeasurements) -> Vec<Budget> {
-    let vm = PolicyKind::Vmballoon;
+    let vm = DriverKind::Vmballoon;
     let mut out = Vec::new();
     // 1. Calls on batched hosts.
     for (cap, set) in CAP_SETS.iter().enumerate().filter(|(_, s)| s.batched()) {
@@ -155,8 +155,8 @@ pub fn budgets(suite: &Suite, cpu: &CpuMeasurements) -> Vec<Budget> {
     for (cap, set) in CAP_SETS.iter().enumerate() {
         let (Some(v), Some(l), Some(o)) = (
             inflate(suite, cap, vm),
-            inflate(suite, cap, PolicyKind::LinuxVmw),
-            inflate(suite, cap, PolicyKind::OvtClassic),
+            inflate(suite, cap, DriverKind::LinuxVmw),
+            inflate(suite, cap, DriverKind::OvtClassic),
         ) else {
             continue;
         };
@@ -426,11 +426,11 @@ pub const CHARTS: [(&str, &str); 5] = [
 
 fn policy_header(w: &mut String, first: &str, extra: &str) {
     let _ = write!(w, "| {first} |{extra}");
-    for p in PolicyKind::ALL {
+    for p in DriverKind::ALL {
         let _ = write!(w, " {} |", p.name());
     }
     w.push('\n');
-    let cols = 1 + extra.matches('|').count() + PolicyKind::ALL.len();
+    let cols = 1 + extra.matches('|').count() + DriverKind::ALL.len();
     let _ = writeln!(w, "|{}", "---|".repeat(cols));
 }
 
@@ -439,9 +439,9 @@ fn headline(w: &mut String, suite: &Suite, cpu: &CpuMeasurements) {
     for (cap, set) in CAP_SETS.iter().enumerate() {
         let _ = writeln!(w, "### Host: {}\n", set.label);
         policy_header(w, "metric", " floor |");
-        let row = |w: &mut String, name: &str, floor: &str, f: &dyn Fn(PolicyKind) -> String| {
+        let row = |w: &mut String, name: &str, floor: &str, f: &dyn Fn(DriverKind) -> String| {
             let _ = write!(w, "| {name} | {floor} |");
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let _ = write!(w, " {} |", f(p));
             }
             w.push('\n');
@@ -574,7 +574,7 @@ fn section_calls(w: &mut String, suite: &Suite) {
         ];
         for (name, f) in rows {
             let _ = write!(w, "| {name} |");
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let _ = write!(
                     w,
                     " {} |",
@@ -607,7 +607,7 @@ fn section_times(w: &mut String, suite: &Suite) {
                 .as_nanos() as f64
                 / 1e9;
             let _ = write!(w, "| {name} | {} |", dur(floor));
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let m = inflate(suite, cap, p);
                 let ph = m.map(|m| if lock { m.inflate } else { m.deflate });
                 let _ = write!(
@@ -633,14 +633,14 @@ fn section_times(w: &mut String, suite: &Suite) {
         );
         policy_header(w, "work", "");
         for work in Work::ALL {
-            let any = PolicyKind::ALL
+            let any = DriverKind::ALL
                 .iter()
                 .any(|&p| inflate(suite, cap, p).is_some_and(|m| m.inflate.cost.get(work) > 0));
             if !any {
                 continue;
             }
             let _ = write!(w, "| {} |", work.name());
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let v = inflate(suite, cap, p).map(|m| m.inflate.cost.get(work) as f64 / 1e9);
                 let _ = write!(w, " {} |", v.map_or_else(|| "–".to_owned(), dur));
             }
@@ -685,7 +685,7 @@ fn section_give_back(w: &mut String, suite: &Suite) {
     policy_header(w, "host", "");
     for (cap, set) in CAP_SETS.iter().enumerate() {
         let _ = write!(w, "| {} |", set.label);
-        for p in PolicyKind::ALL {
+        for p in DriverKind::ALL {
             let _ = write!(
                 w,
                 " {} |",
@@ -734,7 +734,7 @@ fn section_failures(w: &mut String, suite: &Suite) {
                 if sat { "" } else { " (not satisfiable)" },
                 set.key
             );
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let kind = BenchKind::Pinned(file.to_owned(), sat);
                 let f = suite
                     .find(&kind, cap, p)
@@ -781,7 +781,7 @@ fn section_bookkeeping(w: &mut String, suite: &Suite) {
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|");
     for (cap, set) in CAP_SETS.iter().enumerate() {
-        for p in PolicyKind::ALL {
+        for p in DriverKind::ALL {
             let Some(r) = suite.find(&BenchKind::Inflate, cap, p) else {
                 continue;
             };

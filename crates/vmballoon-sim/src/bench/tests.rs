@@ -30,13 +30,13 @@ fn metrics_of_the_2m_benchmarks() {
         .filter(|j| {
             j.cap == 2
                 && matches!(j.kind, BenchKind::Inflate | BenchKind::GiveBack)
-                && matches!(j.policy, PolicyKind::Vmballoon | PolicyKind::LinuxVmw)
+                && matches!(j.policy, DriverKind::Vmballoon | DriverKind::LinuxVmw)
         })
         .collect();
     let suite = run_suite(picked, CostModel::default(), 2);
     assert_eq!(suite.runs.len(), 4);
     let vm = suite
-        .find(&BenchKind::Inflate, 2, PolicyKind::Vmballoon)
+        .find(&BenchKind::Inflate, 2, DriverKind::Vmballoon)
         .unwrap();
     let m = inflate_metrics(&vm.result);
     // 8 GiB of 2 MiB pages in and out: 8 full batches each way, 1 call per GiB.
@@ -51,7 +51,7 @@ fn metrics_of_the_2m_benchmarks() {
     assert!(b.over_floor_pct > 0.0 && b.over_floor_pct < 5.0, "{b:?}");
     let g = give_back_metrics(
         &suite
-            .find(&BenchKind::GiveBack, 2, PolicyKind::Vmballoon)
+            .find(&BenchKind::GiveBack, 2, DriverKind::Vmballoon)
             .unwrap()
             .result,
     );
@@ -60,7 +60,7 @@ fn metrics_of_the_2m_benchmarks() {
     assert!(g.modelled_s.is_some());
     let l = give_back_metrics(
         &suite
-            .find(&BenchKind::GiveBack, 2, PolicyKind::LinuxVmw)
+            .find(&BenchKind::GiveBack, 2, DriverKind::LinuxVmw)
             .unwrap()
             .result,
     );

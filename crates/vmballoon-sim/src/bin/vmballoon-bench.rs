@@ -23,7 +23,7 @@ use vmballoon_sim::bench::{self, CpuMeasurements, GIB_FRAMES};
 use vmballoon_sim::cost::CostModel;
 use vmballoon_sim::serde_json::{self, Value, json};
 
-/// Run every balloon policy on the benchmark scenarios and write the report.
+/// Run every balloon driver on the benchmark scenarios and write the report.
 #[derive(Debug, Parser)]
 #[command(name = "vmballoon-bench", version, about)]
 struct Args {

@@ -122,7 +122,7 @@ impl PeerPages {
         })
     }
 
-    /// An empty chunk of `size` (for policies that gather pages from several chunks).
+    /// An empty chunk of `size` (for drivers that gather pages from several chunks).
     #[must_use]
     pub fn empty_chunk(&self, size: PageSize) -> GuestChunk {
         GuestChunk {

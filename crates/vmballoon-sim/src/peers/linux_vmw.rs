@@ -1,4 +1,4 @@
-//! [`LinuxVmwPolicy`]: the current Linux `drivers/misc/vmw_balloon.c` (the ≈v4.20 rework
+//! [`LinuxVmwDriver`]: the current Linux `drivers/misc/vmw_balloon.c` (the ≈v4.20 rework
 //! and its v5.x additions), `protocol.md` §6.0 and §6.3, ported to the simulated Windows
 //! guest.
 //!
@@ -48,9 +48,9 @@ use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode}
 use vmballoon_core::units::{Duration, Frames, PageSize};
 
 use super::{Alloc, Held, allocate_pages, dequeue, keep_or_free, pop_all};
+use crate::driver::{BalloonDriver, DriverKind, DriverTick};
 use crate::guest::{GuestChunk, PeerPages};
 use crate::host::FakeHost;
-use crate::policy::{Policy, PolicyKind, PolicyTick};
 
 /// Refused pages per page size and inflate cycle after which Linux stops (4 KiB) or splits
 /// and falls back to 4 KiB (2 MiB): `VMW_BALLOON_MAX_REFUSED` (`protocol.md` §6.0).
@@ -89,7 +89,7 @@ fn bump(a: &mut [u64; 2], size: PageSize, n: usize) {
 }
 
 /// The current Linux balloon. See the [module docs](self).
-pub struct LinuxVmwPolicy {
+pub struct LinuxVmwDriver {
     channel: Channel<FakeHost>,
     guest: PeerPages,
     held: Held,
@@ -104,7 +104,7 @@ struct Ctl {
     prealloc: Option<GuestChunk>,
 }
 
-impl LinuxVmwPolicy {
+impl LinuxVmwDriver {
     /// The Linux balloon over `host` and `guest`.
     #[must_use]
     pub fn new(host: FakeHost, guest: PeerPages) -> Self {
@@ -422,9 +422,9 @@ impl LinuxVmwPolicy {
     }
 }
 
-impl Policy for LinuxVmwPolicy {
-    fn kind(&self) -> PolicyKind {
-        PolicyKind::LinuxVmw
+impl BalloonDriver for LinuxVmwDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::LinuxVmw
     }
 
     fn poll_interval(&self) -> Duration {
@@ -436,10 +436,10 @@ impl Policy for LinuxVmwPolicy {
         false
     }
 
-    fn tick(&mut self) -> PolicyTick {
+    fn tick(&mut self) -> DriverTick {
         self.stats.timer = self.stats.timer.saturating_add(1);
         let calls_before = self.channel.stats().total();
-        let mut out = PolicyTick::default();
+        let mut out = DriverTick::default();
         if self.channel.reset_pending() {
             self.reset();
         }

@@ -2,9 +2,9 @@
 //! benchmark can run them side by side with vmballoon on the same simulated host and
 //! guest ([`crate::bench`], `cargo xtask bench`).
 //!
-//! * [`LinuxVmwPolicy`] (`--policy linux-vmw`): the current Linux `vmw_balloon.c`
+//! * [`LinuxVmwDriver`] (`--policy linux-vmw`): the current Linux `vmw_balloon.c`
 //!   (`protocol.md` §6.0, §6.3);
-//! * [`OvtClassicPolicy`] (`--policy ovt-classic`): open-vm-tools' shared `vmballoon.c`
+//! * [`OvtClassicDriver`] (`--policy ovt-classic`): open-vm-tools' shared `vmballoon.c`
 //!   with its adaptive rates (`protocol.md` §7).
 //!
 //! Both are ported to the simulated Windows guest the way the naive model is: they
@@ -20,10 +20,12 @@
 //! ([`allocate_pages`]) and taking ballooned pages back by count ([`dequeue`]).
 
 pub mod linux_vmw;
+pub mod naive;
 pub mod ovt;
 
-pub use linux_vmw::LinuxVmwPolicy;
-pub use ovt::OvtClassicPolicy;
+pub use linux_vmw::LinuxVmwDriver;
+pub use naive::NaiveDriver;
+pub use ovt::OvtClassicDriver;
 
 use vmballoon_core::platform::StorePosition;
 use vmballoon_core::units::{Frames, PageSize};

@@ -1,4 +1,4 @@
-//! [`OvtClassicPolicy`]: open-vm-tools' shared `modules/shared/vmmemctl/vmballoon.c`, the
+//! [`OvtClassicDriver`]: open-vm-tools' shared `modules/shared/vmmemctl/vmballoon.c`, the
 //! classic VMware balloon with adaptive rates (`protocol.md` §7; the same design as
 //! LNX-old, §6.1), ported to the simulated Windows guest.
 //!
@@ -60,9 +60,9 @@ use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode}
 use vmballoon_core::units::{Duration, Frames, PageSize};
 
 use super::{Alloc, Held, allocate_pages, dequeue, keep_or_free, pop_all};
+use crate::driver::{BalloonDriver, DriverKind, DriverTick};
 use crate::guest::{GuestChunk, PeerPages};
 use crate::host::FakeHost;
-use crate::policy::{Policy, PolicyKind, PolicyTick};
 
 /// `BALLOON_POLL_PERIOD`: one second (`protocol.md` §7 "Polling").
 pub const POLL: Duration = Duration::from_secs(1);
@@ -121,7 +121,7 @@ fn bump(a: &mut [u64], i: usize, n: u64) {
 }
 
 /// The classic open-vm-tools balloon. See the [module docs](self).
-pub struct OvtClassicPolicy {
+pub struct OvtClassicDriver {
     channel: Channel<FakeHost>,
     guest: PeerPages,
     held: Held,
@@ -135,7 +135,7 @@ pub struct OvtClassicPolicy {
 #[derive(Default)]
 struct ErrorPages([Option<GuestChunk>; 2]);
 
-impl OvtClassicPolicy {
+impl OvtClassicDriver {
     /// The OVT balloon over `host` and `guest`.
     #[must_use]
     pub fn new(host: FakeHost, guest: PeerPages) -> Self {
@@ -400,9 +400,9 @@ impl OvtClassicPolicy {
     }
 }
 
-impl Policy for OvtClassicPolicy {
-    fn kind(&self) -> PolicyKind {
-        PolicyKind::OvtClassic
+impl BalloonDriver for OvtClassicDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::OvtClassic
     }
 
     fn poll_interval(&self) -> Duration {
@@ -413,10 +413,10 @@ impl Policy for OvtClassicPolicy {
         false
     }
 
-    fn tick(&mut self) -> PolicyTick {
+    fn tick(&mut self) -> DriverTick {
         self.stats.timer = self.stats.timer.saturating_add(1);
         let calls_before = self.channel.stats().total();
-        let mut out = PolicyTick::default();
+        let mut out = DriverTick::default();
         let running = !self.channel.reset_pending() || self.reset();
         let total = self.guest.total_frames();
         if running && self.channel.get_target(total).is_ok() {
