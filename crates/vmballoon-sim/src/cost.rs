@@ -362,6 +362,17 @@ pub enum PoolModel {
 /// variable-size/segment backends' limit in the kernel pool).
 pub const SEGMENT_HEAP_SMALL_MAX: u64 = 508 * 1024;
 
+/// The guest's modified page writer: bytes of dirty pages written to the page file per
+/// second, after which they are standby pages, available again (the guest model's
+/// trimming, `windows-memory.md` §3.6). **128 MiB/s.** An assumption, not a measurement:
+/// Microsoft documents only that the system "may start writing dirty transition pages to
+/// their backing store as soon as such pages become available", not how fast; 128 MiB/s
+/// is a modest sequential write rate for a virtual disk on SSD-backed storage (a
+/// slower disk makes the guest free memory more slowly, so the figure is a parameter of
+/// the model, not of any balloon). It is not a balloon cost: no balloon's modelled time
+/// includes it.
+pub const PAGE_WRITE_BYTES_PER_S: u64 = 128 * 1024 * 1024;
+
 /// `sizeof(MDL)` on x64 (`windows-memory.md` §1.5): the PFN array follows it.
 pub const MDL_HEADER_BYTES: u64 = 0x30;
 

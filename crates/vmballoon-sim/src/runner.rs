@@ -209,7 +209,7 @@ impl<'a> Runner<'a> {
                 let mut w = self.world.borrow_mut();
                 w.guest.retry_due(Instant::from_nanos(t));
                 if t >= next_second || trim_wake.is_some_and(|w| w <= t) {
-                    w.guest.balance();
+                    w.guest.balance(Instant::from_nanos(t));
                     trim_wake = None;
                 }
                 if t >= next_second {
@@ -263,25 +263,14 @@ impl<'a> Runner<'a> {
     fn apply(&mut self, action: &Action) {
         let now = self.clock.now();
         let mut w = self.world.borrow_mut();
-        match action {
-            Action::Target(t) => {
-                w.host.set_target(*t);
-                if self.requested_at.is_none() && !w.host.effective_target().is_zero() {
-                    self.requested_at = Some(now.as_nanos());
-                }
-            }
-            Action::Lock { id, kind, size } => {
-                w.guest.lock(id, *kind, *size, now);
-            }
-            Action::Commit { id, size } => {
-                w.guest.commit(id, *size, now);
-            }
-            Action::Release(id) => {
-                w.guest.release(id);
-            }
-            Action::HostReset => w.host.inject_reset(),
-            Action::HostBusy(n) => w.host.inject_busy(*n),
-            Action::HostRefuse(n) => w.host.inject_refusals(*n),
+        w.apply(action);
+        if matches!(
+            action,
+            Action::Target(_) | Action::HostTargetAfterLocks { .. }
+        ) && self.requested_at.is_none()
+            && !w.host.effective_target().is_zero()
+        {
+            self.requested_at = Some(now.as_nanos());
         }
     }
 

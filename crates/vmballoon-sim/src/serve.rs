@@ -213,7 +213,7 @@ impl Server {
                 let mut w = self.world.borrow_mut();
                 w.guest.retry_due(Instant::from_nanos(t));
                 if t >= self.next_second || self.trim_wake.is_some_and(|w| w <= t) {
-                    w.guest.balance();
+                    w.guest.balance(Instant::from_nanos(t));
                     self.trim_wake = None;
                 }
                 if t >= self.next_second {
@@ -246,23 +246,7 @@ impl Server {
     }
 
     fn apply(&mut self, action: &Action) {
-        let now = self.clock.now();
-        let mut w = self.world.borrow_mut();
-        match action {
-            Action::Target(t) => w.host.set_target(*t),
-            Action::Lock { id, kind, size } => {
-                w.guest.lock(id, *kind, *size, now);
-            }
-            Action::Commit { id, size } => {
-                w.guest.commit(id, *size, now);
-            }
-            Action::Release(id) => {
-                w.guest.release(id);
-            }
-            Action::HostReset => w.host.inject_reset(),
-            Action::HostBusy(n) => w.host.inject_busy(*n),
-            Action::HostRefuse(n) => w.host.inject_refusals(*n),
-        }
+        self.world.borrow_mut().apply(action);
     }
 
     fn inject(&mut self, req: &Value) -> Result<Value, String> {

@@ -38,14 +38,25 @@ impl GuestModel {
             ],
             whole_free: (0..nblocks as u32).collect(),
             partial: BTreeSet::new(),
+            with_free: (0..nblocks as u32).collect(),
             free: ram,
             os: 0,
-            pinned: [0; 4],
+            pinned: [0; 6],
             pageable_resident: 0,
+            modified: 0,
+            standby: 0,
             pageable_commit: 0,
             balloon: 0,
             held_refused: 0,
             requests: Vec::new(),
+            working_set: VecDeque::new(),
+            modified_list: VecDeque::new(),
+            standby_list: VecDeque::new(),
+            now: 0,
+            written_at: 0,
+            write_carry: 0,
+            write_bytes_per_s: crate::cost::PAGE_WRITE_BYTES_PER_S,
+            demand: 0,
             stored: [VecDeque::new(), VecDeque::new()],
             stored_frames: 0,
             held: Vec::new(),
@@ -54,11 +65,14 @@ impl GuestModel {
             outstanding: BTreeMap::new(),
             dropped: Rc::new(Cell::new(0)),
             alloc_failures: 0,
+            short_grants: 0,
             min_resident_available: u64::MAX,
             mdl_calls: [0; 2],
             mdl_failures: [0; 2],
             batch_page: 0,
             balloon_trimmed: 0,
+            trimmed_total: 0,
+            written_total: 0,
         };
         let os = spec.os_locked.get().clamp(1, ram.max(1));
         for f in 0..os.min(ram) {
@@ -74,6 +88,9 @@ impl GuestModel {
                 demand: Demand::Pageable,
                 frames: committed,
                 charged: committed,
+                partial_ok: false,
+                granted: 0,
+                short_grants: 0,
                 state: RequestState::Active,
                 frames_held: Vec::new(),
                 resident: 0,
@@ -136,11 +153,18 @@ impl GuestModel {
                 self.pinned.get_mut(kind.index())
             }
             Owner::Pageable(_) => Some(&mut self.pageable_resident),
+            Owner::Modified(_) => Some(&mut self.modified),
+            Owner::Standby(_) => Some(&mut self.standby),
         }
     }
 
+    /// Frames Windows cannot page out or move to build a large page: OS, pinned and
+    /// balloon memory. Working-set, modified and standby pages can be.
     pub(super) const fn unmovable(owner: Owner) -> bool {
-        !matches!(owner, Owner::Free | Owner::Pageable(_))
+        !matches!(
+            owner,
+            Owner::Free | Owner::Pageable(_) | Owner::Modified(_) | Owner::Standby(_)
+        )
     }
 
     /// Gives `frame` to `owner`, keeping every counter and the block counts in step (the
@@ -165,7 +189,15 @@ impl GuestModel {
             && let Some(r) = self.requests.get_mut(n)
         {
             r.resident = r.resident.saturating_add(1);
-            r.frames_held.push(frame as u32);
+            if !matches!(old, Owner::Modified(m) | Owner::Standby(m) if m == n) {
+                r.frames_held.push(frame as u32);
+            }
+            self.working_set.push_back((frame as u32, self.now));
+        }
+        match owner {
+            Owner::Modified(_) => self.modified_list.push_back(frame as u32),
+            Owner::Standby(_) => self.standby_list.push_back(frame as u32),
+            _ => {}
         }
         if let Owner::Pinned(n) = owner
             && let Some(r) = self.requests.get_mut(n)
@@ -202,6 +234,11 @@ impl GuestModel {
         }
         let (old, new) = (block.filed, block.free);
         block.filed = new;
+        if new > 0 {
+            self.with_free.insert(b);
+        } else {
+            self.with_free.remove(&b);
+        }
         let full = BLOCK_FRAMES as u16;
         if old == full {
             self.whole_free.remove(&b);
@@ -246,16 +283,25 @@ impl GuestModel {
     }
 
     /// Takes up to `n` free frames for `owner`: the most used partially free block first,
-    /// then whole free blocks. Returns the frames taken.
+    /// then whole free blocks ([`Placement::BestFit`]). Returns the frames taken.
     pub(super) fn take_small(&mut self, n: u64, owner: Owner) -> Vec<u64> {
+        self.take_free(n, owner, Placement::BestFit)
+    }
+
+    /// Takes up to `n` free frames for `owner`, placed as `placement` says. Returns the
+    /// frames taken.
+    pub(super) fn take_free(&mut self, n: u64, owner: Owner, placement: Placement) -> Vec<u64> {
         let mut out = Vec::new();
         while (out.len() as u64) < n {
-            let block = self
-                .partial
-                .iter()
-                .next()
-                .map(|&(_, b)| b)
-                .or_else(|| self.whole_free.iter().next().copied());
+            let block = match placement {
+                Placement::BestFit => self
+                    .partial
+                    .iter()
+                    .next()
+                    .map(|&(_, b)| b)
+                    .or_else(|| self.whole_free.iter().next().copied()),
+                Placement::FirstFit => self.with_free.iter().next().copied(),
+            };
             let Some(b) = block else { break };
             let base = u64::from(b) * BLOCK_FRAMES;
             for f in base..base + BLOCK_FRAMES {
@@ -273,6 +319,40 @@ impl GuestModel {
                 // No frame was free after all: the indexes are out of step. Never loop.
                 break;
             }
+        }
+        out
+    }
+
+    /// Repurposes up to `n` standby pages for `owner`, oldest first. Their contents are in
+    /// the page file already (the page is simply reused). Returns the frames taken.
+    pub(super) fn take_standby(&mut self, n: u64, owner: Owner) -> Vec<u64> {
+        let mut out = Vec::new();
+        while (out.len() as u64) < n {
+            let Some(f) = self.standby_list.pop_front() else {
+                break;
+            };
+            let f = u64::from(f);
+            if matches!(self.owner(f), Some(Owner::Standby(_))) {
+                self.set(f, owner);
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    /// Takes up to `n` available frames for `owner`: free frames as `placement` says, then
+    /// standby pages (Windows repurposes its standby cache only once the free and zeroed
+    /// lists are empty: an assumption, `windows-memory.md` §3.6). Returns the frames taken.
+    pub(super) fn take_available(
+        &mut self,
+        n: u64,
+        owner: Owner,
+        placement: Placement,
+    ) -> Vec<u64> {
+        let mut out = self.take_free(n, owner, placement);
+        let short = n.saturating_sub(out.len() as u64);
+        if short > 0 && self.standby > 0 {
+            out.extend(self.take_standby(short, owner));
         }
         out
     }
@@ -326,53 +406,147 @@ impl GuestModel {
         self.refile_range(0, end);
     }
 
-    /// Makes `n` frames of pageable request `k` resident, as the layout says.
-    pub(super) fn place_pageable(&mut self, n: u64, k: usize) {
+    /// Makes up to `n` frames of pageable request `k` resident: free frames as the layout
+    /// says, then standby pages. Returns the frames placed.
+    pub(super) fn place_pageable(&mut self, n: u64, k: usize) -> u64 {
+        let before = self.pageable_resident;
         match self.spec.layout {
             PageableLayout::Packed => {
                 self.take_small(n, Owner::Pageable(k));
             }
             PageableLayout::Scattered => self.scatter(n, Owner::Pageable(k)),
         }
+        let placed = self.pageable_resident.saturating_sub(before);
+        let short = n.saturating_sub(placed);
+        if short > 0 {
+            self.take_standby(short, Owner::Pageable(k));
+        }
+        self.pageable_resident.saturating_sub(before)
     }
 
     pub(super) fn release_frames(&mut self, frames: &[u64]) {
         self.set_all(frames.iter().copied(), Owner::Free);
     }
 
-    /// Pages out up to `n` resident pageable frames (oldest request first, its most
-    /// recently placed frames first). Returns the frames trimmed.
-    pub(super) fn trim(&mut self, n: u64) -> u64 {
+    /// Whether private (pageable-commit) pages can leave memory at all: only with a page
+    /// file to write them to ("Page files enable the system to remove infrequently
+    /// accessed modified pages from physical memory", `windows-memory.md` §3.6). Every
+    /// pageable page of the model is private, so without a page file none is trimmed.
+    pub(super) fn can_page_out(&self) -> bool {
+        !self.spec.pagefile.is_zero()
+    }
+
+    /// One working-set pass's trimming: moves up to `n` working-set pages that are at
+    /// least [`TRIM_MIN_AGE`] old to the modified list, least recently used first. Returns
+    /// the frames trimmed.
+    pub(super) fn trim_aged(&mut self, n: u64) -> u64 {
+        if !self.can_page_out() {
+            return 0;
+        }
         let mut trimmed = 0u64;
-        let mut freed = Vec::new();
-        for k in 0..self.requests.len() {
-            while trimmed < n {
-                let Some(r) = self.requests.get_mut(k) else {
-                    break;
-                };
-                if r.demand != Demand::Pageable || r.resident == 0 {
-                    break;
-                }
-                let Some(f) = r.frames_held.pop() else { break };
-                if self.owner(u64::from(f)) == Some(Owner::Pageable(k)) {
-                    // Set now so the request's resident count stays exact.
-                    self.set(u64::from(f), Owner::Free);
-                    freed.push(u64::from(f));
-                    trimmed += 1;
-                }
+        while trimmed < n {
+            let Some(&(f, since)) = self.working_set.front() else {
+                break;
+            };
+            if since.saturating_add(TRIM_MIN_AGE.as_nanos()) > self.now {
+                break;
+            }
+            self.working_set.pop_front();
+            if let Some(Owner::Pageable(k)) = self.owner(u64::from(f)) {
+                self.set(u64::from(f), Owner::Modified(k));
+                trimmed += 1;
             }
         }
+        self.trimmed_total = self.trimmed_total.saturating_add(trimmed);
+        trimmed
+    }
+
+    /// What an allocation that waits gets from the memory manager when available pages
+    /// run short: modified pages written at once, then working-set pages trimmed (least
+    /// recently used first, whatever their age) and written, up to `n` frames, all made
+    /// free. Nothing without a page file. Returns the frames freed.
+    pub(super) fn reclaim_now(&mut self, n: u64) -> u64 {
+        if !self.can_page_out() {
+            return 0;
+        }
+        let mut freed = Vec::new();
+        while (freed.len() as u64) < n {
+            let Some(f) = self.modified_list.pop_front() else {
+                break;
+            };
+            if matches!(self.owner(u64::from(f)), Some(Owner::Modified(_))) {
+                self.set(u64::from(f), Owner::Free);
+                freed.push(u64::from(f));
+            }
+        }
+        let mut trimmed = 0u64;
+        while (freed.len() as u64) < n {
+            let Some((f, _)) = self.working_set.pop_front() else {
+                break;
+            };
+            if matches!(self.owner(u64::from(f)), Some(Owner::Pageable(_))) {
+                self.set(u64::from(f), Owner::Free);
+                freed.push(u64::from(f));
+                trimmed += 1;
+            }
+        }
+        self.trimmed_total = self.trimmed_total.saturating_add(trimmed);
+        self.written_total = self.written_total.saturating_add(freed.len() as u64);
         freed.sort_unstable();
-        freed.dedup();
         let mut last = None;
-        for f in freed {
+        for &f in &freed {
             let b = f / BLOCK_FRAMES;
             if last != Some(b) {
                 self.refile(b as u32);
                 last = Some(b);
             }
         }
-        trimmed
+        freed.len() as u64
+    }
+
+    /// The modified page writer, from its last run to `now`: writes modified pages to the
+    /// page file at [`crate::cost::PAGE_WRITE_BYTES_PER_S`] (a cost-model assumption),
+    /// oldest first; a written page moves to the standby list (available). "The system may
+    /// start writing dirty transition pages to their backing store as soon as such pages
+    /// become available" (`windows-memory.md` §3.6).
+    pub(super) fn write_modified(&mut self, now: u64) {
+        let elapsed = now.saturating_sub(self.written_at);
+        self.written_at = self.written_at.max(now);
+        if self.modified == 0 {
+            self.write_carry = 0;
+            return;
+        }
+        const PAGE: u128 = 4096 * 1_000_000_000;
+        let credit = self
+            .write_carry
+            .saturating_add(u128::from(elapsed).saturating_mul(u128::from(self.write_bytes_per_s)));
+        let mut pages = u64::try_from(credit / PAGE).unwrap_or(u64::MAX);
+        self.write_carry = credit % PAGE;
+        let mut written = 0u64;
+        while pages > 0 {
+            let Some(f) = self.modified_list.pop_front() else {
+                break;
+            };
+            if let Some(Owner::Modified(k)) = self.owner(u64::from(f)) {
+                self.set(u64::from(f), Owner::Standby(k));
+                pages -= 1;
+                written += 1;
+            }
+        }
+        if self.modified == 0 {
+            self.write_carry = 0;
+        }
+        self.written_total = self.written_total.saturating_add(written);
+    }
+
+    /// Moves the model's clock to `now` (never back) and lets the modified page writer
+    /// catch up.
+    pub(super) fn advance(&mut self, now: Instant) {
+        let now = now.as_nanos();
+        if now > self.now {
+            self.now = now;
+        }
+        self.write_modified(self.now);
     }
 
     // ---- accounting --------------------------------------------------------------------
@@ -385,15 +559,39 @@ impl GuestModel {
         self.pinned.iter().sum()
     }
 
-    /// Resident available: RAM − OS − pinned − balloon − held refused.
+    /// Pinned frames charged to commit (every kind but `MmProbeAndLockPages`).
+    pub(super) fn pinned_commit(&self) -> u64 {
+        PinKind::ALL
+            .iter()
+            .filter(|k| k.charges_commit())
+            .map(|k| self.pinned.get(k.index()).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// The balloon's frames as resident available memory and commit see them: all of
+    /// them under [`MdlAccounting::Charged`], none under [`MdlAccounting::NotCharged`].
+    pub(super) fn balloon_charge(&self) -> u64 {
+        match self.spec.mdl_accounting {
+            MdlAccounting::Charged => self.balloon.saturating_add(self.held_refused),
+            MdlAccounting::NotCharged => 0,
+        }
+    }
+
+    /// Whether the balloon's MDL allocations are charged (`[guest] mdl_accounting`).
+    #[must_use]
+    pub fn mdl_charged(&self) -> bool {
+        self.spec.mdl_accounting == MdlAccounting::Charged
+    }
+
+    /// Resident available: RAM − OS − pinned − the balloon's charge (the balloon and its
+    /// held refused pages under the charged accounting, nothing otherwise).
     #[must_use]
     pub fn resident_available(&self) -> Frames {
         Frames::new(
             self.ram()
                 .saturating_sub(self.os)
                 .saturating_sub(self.pinned_total())
-                .saturating_sub(self.balloon)
-                .saturating_sub(self.held_refused),
+                .saturating_sub(self.balloon_charge()),
         )
     }
 
@@ -403,15 +601,15 @@ impl GuestModel {
         Frames::new(self.ram().saturating_add(self.spec.pagefile.get()))
     }
 
-    /// Commit charge: pageable commit + OS + pinned + balloon + held refused.
+    /// Commit charge: pageable commit + OS + pinned (but `MmProbeAndLockPages`) + the
+    /// balloon's charge.
     #[must_use]
     pub fn committed(&self) -> Frames {
         Frames::new(
             self.pageable_commit
                 .saturating_add(self.os)
-                .saturating_add(self.pinned_total())
-                .saturating_add(self.balloon)
-                .saturating_add(self.held_refused),
+                .saturating_add(self.pinned_commit())
+                .saturating_add(self.balloon_charge()),
         )
     }
 
@@ -421,10 +619,36 @@ impl GuestModel {
             .saturating_sub(self.committed().get())
     }
 
-    /// Available memory: free frames.
+    /// Available memory: free and standby pages (`MEMORYSTATUSEX.ullAvailPhys`: "the sum
+    /// of the size of the standby, free, and zero lists").
     #[must_use]
     pub fn available(&self) -> Frames {
+        Frames::new(self.free.saturating_add(self.standby))
+    }
+
+    /// Free and zeroed pages only.
+    #[must_use]
+    pub const fn free_frames(&self) -> Frames {
         Frames::new(self.free)
+    }
+
+    /// Pages on the standby list (available).
+    #[must_use]
+    pub const fn standby_frames(&self) -> Frames {
+        Frames::new(self.standby)
+    }
+
+    /// Pages on the modified list (not available until written).
+    #[must_use]
+    pub const fn modified_frames(&self) -> Frames {
+        Frames::new(self.modified)
+    }
+
+    /// Working-set pages trimmed so far (by the working-set manager or for allocations
+    /// that wait), and pages the modified page writer wrote.
+    #[must_use]
+    pub const fn paging_totals(&self) -> (u64, u64) {
+        (self.trimmed_total, self.written_total)
     }
 
     /// Pinned memory other than the balloon: OS nonpaged memory plus every pinned kind.
@@ -508,10 +732,18 @@ impl GuestModel {
         Frames::new(self.min_resident_available)
     }
 
-    /// Guest allocation failures (each failed attempt of a `lock_mib` / `commit_mib`).
+    /// Guest allocation failures (each failed attempt of a `lock_mib` / `commit_mib`; a
+    /// `partial_ok` request fails only when an attempt gets nothing).
     #[must_use]
     pub const fn alloc_failures(&self) -> u64 {
         self.alloc_failures
+    }
+
+    /// Short grants: attempts of `partial_ok` requests that got some of what was missing
+    /// but not all of it (not failures; the rest is retried).
+    #[must_use]
+    pub const fn short_grants(&self) -> u64 {
+        self.short_grants
     }
 
     /// Frames in balloon chunks that were dropped instead of freed or stored.
@@ -576,8 +808,11 @@ impl GuestModel {
                 virtual_lock: kind(PinKind::VirtualLock),
                 awe: kind(PinKind::Awe),
                 large_pages: kind(PinKind::LargePages),
-                driver_locked: kind(PinKind::DriverLocked),
-                os_nonpaged: Some(Frames::new(self.os)),
+                driver_locked: kind(PinKind::DriverLocked)
+                    .zip(kind(PinKind::ProbeAndLock))
+                    .map(|(a, b)| a.saturating_add(b)),
+                os_nonpaged: kind(PinKind::NonpagedPool)
+                    .map(|p| p.saturating_add(Frames::new(self.os))),
             },
         }
     }
@@ -629,8 +864,8 @@ impl GuestModel {
     /// description of each mismatch (empty: the model is consistent).
     #[must_use]
     pub fn self_check(&self) -> Vec<String> {
-        let mut count = [0u64; 6];
-        let mut pinned = [0u64; 4];
+        let mut count = [0u64; 8];
+        let mut pinned = [0u64; 6];
         let mut blocks_free = vec![0u16; self.blocks.len()];
         for (f, s) in self.slots.iter().enumerate() {
             let o = s.decode();
@@ -653,6 +888,8 @@ impl GuestModel {
                     4
                 }
                 Owner::Pageable(_) => 5,
+                Owner::Modified(_) => 6,
+                Owner::Standby(_) => 7,
             };
             if let Some(c) = count.get_mut(i) {
                 *c += 1;
@@ -666,6 +903,8 @@ impl GuestModel {
             ("held-refused", self.held_refused),
             ("pinned", self.pinned_total()),
             ("pageable", self.pageable_resident),
+            ("modified", self.modified),
+            ("standby", self.standby),
         ];
         for ((name, want), got) in expect.iter().zip(count) {
             if *want != got {
@@ -681,6 +920,10 @@ impl GuestModel {
         for (i, (b, free)) in self.blocks.iter().zip(&blocks_free).enumerate() {
             if b.free != *free || b.filed != b.free {
                 problems.push(format!("block {i}: free {} counted {free}", b.free));
+                break;
+            }
+            if (b.free > 0) != self.with_free.contains(&(i as u32)) {
+                problems.push(format!("block {i}: first-fit index out of step"));
                 break;
             }
         }

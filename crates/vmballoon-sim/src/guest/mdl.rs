@@ -50,8 +50,10 @@ pub struct MdlRequest {
     /// `MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS` with a 2 MiB `SkipBytes` and
     /// `MM_ALLOCATE_FAST_LARGE_PAGES`: whole, aligned, already free 2 MiB blocks only.
     pub whole_blocks: bool,
-    /// `MM_ALLOCATE_PREFER_CONTIGUOUS`: "so as to minimise fragmentation" — the model takes
-    /// 4 KiB pages from the most used partly free block first.
+    /// `MM_ALLOCATE_PREFER_CONTIGUOUS`: "in a way that minimizes system memory
+    /// fragmentation" — the model takes 4 KiB pages from the most used partly free block
+    /// first ([`Placement::BestFit`]); without it, the lowest free frame
+    /// ([`Placement::FirstFit`]).
     pub prefer_contiguous: bool,
 }
 
@@ -78,22 +80,28 @@ fn digest(pfns: &[u64]) -> u64 {
 impl GuestModel {
     // ---- the balloon's allocator -------------------------------------------------------
 
-    /// `MmAllocatePagesForMdlEx` for the balloon: up to `pages` (1..=512) pages of `size`.
-    /// See the module docs for the charging rule.
+    /// Whether the charging rule lets a balloon MDL of `frames` through: under the
+    /// charged accounting the whole request must fit in resident available memory and
+    /// commit (else `NULL`); under the not-charged one nothing is checked.
+    pub(super) fn balloon_charge_fits(&self, frames: u64) -> bool {
+        !self.mdl_charged() || self.charges_fit(frames)
+    }
+
+    /// `MmAllocatePagesForMdlEx` for a peer model's balloon: up to `pages` (1..=512) pages of
+    /// `size`, without `MM_ALLOCATE_PREFER_CONTIGUOUS` (the peers' Windows port passes no
+    /// placement flag), so 4 KiB pages are placed first-fit. See the module docs for the
+    /// charging rule.
     pub(super) fn allocate_balloon(&mut self, size: PageSize, pages: usize) -> Option<Vec<u64>> {
         if let Some(c) = self.mdl_calls.get_mut(size.index()) {
             *c = c.saturating_add(1);
         }
         let pages = pages.min(vmballoon_core::protocol::BATCH_CAPACITY) as u64;
         let charge = pages.saturating_mul(size.frames().get());
-        let got = if pages == 0
-            || self.resident_available().get() < charge
-            || self.commit_free() < charge
-        {
+        let got = if pages == 0 || !self.balloon_charge_fits(charge) {
             Vec::new()
         } else {
             match size {
-                PageSize::Small => self.take_small(pages, Owner::Balloon),
+                PageSize::Small => self.take_available(pages, Owner::Balloon, Placement::FirstFit),
                 PageSize::Large => self.take_blocks(pages, Owner::Balloon),
             }
         };
@@ -127,7 +135,7 @@ impl GuestModel {
         } else {
             frames > 0
         };
-        let got = if !fits || !self.charges_fit(frames) {
+        let got = if !fits || !self.balloon_charge_fits(frames) {
             Vec::new()
         } else if req.whole_blocks {
             self.take_blocks(frames / BLOCK_FRAMES, Owner::Balloon)
@@ -135,10 +143,12 @@ impl GuestModel {
                 .flat_map(|first| first..first.saturating_add(BLOCK_FRAMES))
                 .collect()
         } else {
-            // PREFER_CONTIGUOUS or not, the model places 4 KiB pages best-fit (the module
-            // docs): the most used partly free block first.
-            let _ = req.prefer_contiguous;
-            self.take_small(frames, Owner::Balloon)
+            let placement = if req.prefer_contiguous {
+                Placement::BestFit
+            } else {
+                Placement::FirstFit
+            };
+            self.take_available(frames, Owner::Balloon, placement)
         };
         let Some(&first) = got.first() else {
             if let Some(c) = self.mdl_failures.get_mut(size.index()) {
@@ -198,10 +208,10 @@ impl GuestModel {
     }
 
     /// An allocation that may wait for memory (OVT's CANSLEEP on this guest): charged like
-    /// [`GuestModel::allocate_balloon`], but when free frames are short and resident
-    /// pageable pages exist, the working-set manager pages out what is missing first (as
-    /// `MM_ALLOCATE_TRIM_IF_NECESSARY` waits for trimming, `windows-memory.md` §1.2).
-    /// 4 KiB pages only. Returns the frames and how many pageable frames were trimmed.
+    /// [`GuestModel::allocate_balloon`], but when available pages are short the memory
+    /// manager first writes modified pages and trims working sets for what is missing
+    /// ([`GuestModel::reclaim_now`], as an allocation that waits does). 4 KiB pages only,
+    /// first-fit. Returns the frames and how many frames had to be reclaimed.
     pub(super) fn allocate_balloon_waiting(&mut self, pages: usize) -> (Option<Vec<u64>>, u64) {
         let size = PageSize::Small;
         if let Some(c) = self.mdl_calls.get_mut(size.index()) {
@@ -209,18 +219,15 @@ impl GuestModel {
         }
         let pages = pages.min(vmballoon_core::protocol::BATCH_CAPACITY) as u64;
         let mut trimmed = 0;
-        let got = if pages == 0
-            || self.resident_available().get() < pages
-            || self.commit_free() < pages
-        {
+        let got = if pages == 0 || !self.balloon_charge_fits(pages) {
             Vec::new()
         } else {
-            let mut got = self.take_small(pages, Owner::Balloon);
+            let mut got = self.take_available(pages, Owner::Balloon, Placement::FirstFit);
             let short = pages.saturating_sub(got.len() as u64);
-            if short > 0 && self.pageable_resident > 0 {
-                trimmed = self.trim(short);
+            if short > 0 {
+                trimmed = self.reclaim_now(short);
                 self.balloon_trimmed = self.balloon_trimmed.saturating_add(trimmed);
-                got.extend(self.take_small(short, Owner::Balloon));
+                got.extend(self.take_available(short, Owner::Balloon, Placement::FirstFit));
             }
             got
         };

@@ -99,13 +99,15 @@ pub use peer::{GuestChunk, PeerPages};
 pub use platform::{FakeGuest, free_mdl_checked};
 pub use requests::{Demand, Outcome, RequestOutcome, RequestState};
 pub use spec::{
-    BLOCK_FRAMES, GuestSpec, MAX_RAM, Owner, PEER_HELD_REFUSED, PageableLayout, PinKind,
+    BLOCK_FRAMES, GuestSpec, MAX_RAM, MdlAccounting, Owner, PEER_HELD_REFUSED, PageableLayout,
+    PinKind, TRIM_MIN_AGE,
 };
 
 use mdl::Outstanding;
 use requests::Request;
 
-/// Compact frame owner: 0 free, 1 OS, 2 balloon, 3 held, 4 + 2n pinned n, 5 + 2n pageable n.
+/// Compact frame owner: 0 free, 1 OS, 2 balloon, 3 held, then per request `n`:
+/// 4 + 4n pinned, 5 + 4n pageable, 6 + 4n modified, 7 + 4n standby.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slot(u32);
 
@@ -113,11 +115,11 @@ impl Slot {
     const FREE: Self = Self(0);
 
     fn encode(owner: Owner) -> Self {
-        let req = |n: usize, odd: u32| {
+        let req = |n: usize, k: u32| {
             u32::try_from(n)
                 .ok()
-                .and_then(|n| n.checked_mul(2))
-                .and_then(|n| n.checked_add(4 + odd))
+                .and_then(|n| n.checked_mul(4))
+                .and_then(|n| n.checked_add(4 + k))
                 .unwrap_or(u32::MAX)
         };
         Self(match owner {
@@ -127,6 +129,8 @@ impl Slot {
             Owner::HeldRefused => 3,
             Owner::Pinned(n) => req(n, 0),
             Owner::Pageable(n) => req(n, 1),
+            Owner::Modified(n) => req(n, 2),
+            Owner::Standby(n) => req(n, 3),
         })
     }
 
@@ -137,11 +141,12 @@ impl Slot {
             2 => Owner::Balloon,
             3 => Owner::HeldRefused,
             v => {
-                let n = ((v - 4) / 2) as usize;
-                if v % 2 == 0 {
-                    Owner::Pinned(n)
-                } else {
-                    Owner::Pageable(n)
+                let n = ((v - 4) / 4) as usize;
+                match (v - 4) % 4 {
+                    0 => Owner::Pinned(n),
+                    1 => Owner::Pageable(n),
+                    2 => Owner::Modified(n),
+                    _ => Owner::Standby(n),
                 }
             }
         }
@@ -157,6 +162,17 @@ struct Block {
     filed: u16,
 }
 
+/// Where free frames are taken from for a 4 KiB allocation (`windows-memory.md` §3.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The most used partly free 2 MiB block first, then whole free blocks: what
+    /// `MM_ALLOCATE_PREFER_CONTIGUOUS` ("minimizes system memory fragmentation") permits.
+    BestFit,
+    /// The lowest free frame, whatever block it is in: all an allocation without
+    /// `MM_ALLOCATE_PREFER_CONTIGUOUS` may assume ("any free frame").
+    FirstFit,
+}
+
 /// The Windows memory manager model. See the [module docs](self) for the rules.
 #[derive(Debug)]
 pub struct GuestModel {
@@ -167,14 +183,36 @@ pub struct GuestModel {
     whole_free: BTreeSet<u32>,
     /// Partially free blocks by (free frames, block): the first is the most used.
     partial: BTreeSet<(u16, u32)>,
+    /// Every block with a free frame, by number (first-fit placement).
+    with_free: BTreeSet<u32>,
     free: u64,
     os: u64,
-    pinned: [u64; 4],
+    pinned: [u64; 6],
     pageable_resident: u64,
+    modified: u64,
+    standby: u64,
     pageable_commit: u64,
     balloon: u64,
     held_refused: u64,
     requests: Vec<Request>,
+    /// Working-set pages in the order they became resident, with the time (ns): the
+    /// least recently used first (entries whose frame left the working set are skipped).
+    working_set: VecDeque<(u32, u64)>,
+    /// The modified list, oldest first (entries no longer modified are skipped).
+    modified_list: VecDeque<u32>,
+    /// The standby list, oldest first (entries no longer on standby are skipped).
+    standby_list: VecDeque<u32>,
+    /// The model's clock (ns): the last instant the runner gave it.
+    now: u64,
+    /// When the modified page writer last ran (ns), and its carried progress
+    /// (byte-nanoseconds not yet a whole page).
+    written_at: u64,
+    write_carry: u128,
+    /// The modified page writer's rate ([`crate::cost::PAGE_WRITE_BYTES_PER_S`]).
+    write_bytes_per_s: u64,
+    /// Frames that allocations which cannot wait found missing since the last
+    /// working-set pass: the pass trims for them too.
+    demand: u64,
     stored: [VecDeque<GuestChunk>; 2],
     stored_frames: u64,
     held: Vec<(u64, PageSize)>,
@@ -185,11 +223,14 @@ pub struct GuestModel {
     outstanding: BTreeMap<u64, Outstanding>,
     dropped: Rc<Cell<u64>>,
     alloc_failures: u64,
+    short_grants: u64,
     min_resident_available: u64,
     mdl_calls: [u64; 2],
     mdl_failures: [u64; 2],
     batch_page: u64,
     balloon_trimmed: u64,
+    trimmed_total: u64,
+    written_total: u64,
 }
 
 #[cfg(test)]

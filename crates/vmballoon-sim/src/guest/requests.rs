@@ -37,6 +37,13 @@ pub(super) struct Request {
     pub(super) frames: u64,
     /// Frames charged while active (large pages round up to whole blocks).
     pub(super) charged: u64,
+    /// A short grant is kept and the rest retried (`partial_ok`; AWE, driver MDLs and
+    /// nonpaged pool only).
+    pub(super) partial_ok: bool,
+    /// Pinned frames held so far (a `partial_ok` request may hold some while pending).
+    pub(super) granted: u64,
+    /// Attempts that got some but not all of what was missing.
+    pub(super) short_grants: u64,
     pub(super) state: RequestState,
     /// Frames held: every frame for pinned memory; resident frames for pageable memory
     /// (lazily: entries whose slot no longer belongs to this request are skipped).
@@ -61,15 +68,20 @@ pub struct RequestOutcome {
     pub asked_at: Instant,
     /// Failed attempts (each counts in [`GuestModel::alloc_failures`]).
     pub failures: u64,
-    /// When it was first satisfied, if it was.
+    /// Short grants of a `partial_ok` request ([`GuestModel::short_grants`]).
+    pub short_grants: u64,
+    /// When it was first satisfied in full, if it was.
     pub satisfied_at: Option<Instant>,
 }
 
-/// The outcome of a guest request at the moment it is made.
+/// The outcome of one attempt at a guest request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Satisfied at once.
+    /// Satisfied in full.
     Granted,
+    /// A `partial_ok` request got some of what was missing, not all: kept, the rest is
+    /// retried every second (counted as a short grant, not a failure).
+    Partial,
     /// Failed (counted); retried every second.
     Failed,
 }
@@ -83,14 +95,28 @@ impl GuestModel {
             .position(|r| r.id == id && r.state != RequestState::Released)
     }
 
-    /// Pins `size` of `kind` for request `id` (`lock_mib`).
+    /// Pins `size` of `kind` for request `id` (`lock_mib`), all or nothing.
     pub fn lock(&mut self, id: &str, kind: PinKind, size: Frames, now: Instant) -> Outcome {
-        self.add_request(id, Demand::Pin(kind), size, now)
+        self.add_request(id, Demand::Pin(kind), size, false, now)
+    }
+
+    /// Pins `size` of `kind` for request `id`; with `partial_ok` (honoured for kinds that
+    /// [`PinKind::may_be_partial`]) a short grant is kept and the rest retried.
+    pub fn lock_partial(
+        &mut self,
+        id: &str,
+        kind: PinKind,
+        size: Frames,
+        partial_ok: bool,
+        now: Instant,
+    ) -> Outcome {
+        let partial_ok = partial_ok && kind.may_be_partial();
+        self.add_request(id, Demand::Pin(kind), size, partial_ok, now)
     }
 
     /// Commits `size` of pageable memory for request `id` (`commit_mib`).
     pub fn commit(&mut self, id: &str, size: Frames, now: Instant) -> Outcome {
-        self.add_request(id, Demand::Pageable, size, now)
+        self.add_request(id, Demand::Pageable, size, false, now)
     }
 
     pub(super) fn add_request(
@@ -98,14 +124,19 @@ impl GuestModel {
         id: &str,
         demand: Demand,
         size: Frames,
+        partial_ok: bool,
         now: Instant,
     ) -> Outcome {
+        self.advance(now);
         let k = self.requests.len();
         self.requests.push(Request {
             id: id.to_owned(),
             demand,
             frames: size.get(),
             charged: 0,
+            partial_ok,
+            granted: 0,
+            short_grants: 0,
             state: RequestState::Pending { next_retry: now },
             frames_held: Vec::new(),
             resident: 0,
@@ -116,8 +147,8 @@ impl GuestModel {
         self.attempt(k, now)
     }
 
-    /// Frees what request `id` holds (or cancels it while it is pending). Returns whether
-    /// such a request existed.
+    /// Frees what request `id` holds (or cancels it while it is pending, freeing a partial
+    /// grant). Returns whether such a request existed.
     pub fn release(&mut self, id: &str) -> bool {
         let Some(k) = self.find(id) else { return false };
         let Some(r) = self.requests.get_mut(k) else {
@@ -127,76 +158,157 @@ impl GuestModel {
         r.state = RequestState::Released;
         let demand = r.demand;
         let charged = r.charged;
+        let held_any = was_active || r.granted > 0;
         r.charged = 0;
+        r.granted = 0;
         let held = std::mem::take(&mut r.frames_held);
-        if was_active {
-            let mine: Vec<u64> = held
+        if held_any {
+            let mut mine: Vec<u64> = held
                 .into_iter()
                 .map(u64::from)
                 .filter(|&f| {
-                    matches!(self.owner(f), Some(Owner::Pinned(n) | Owner::Pageable(n)) if n == k)
+                    matches!(self.owner(f),
+                        Some(Owner::Pinned(n) | Owner::Pageable(n) | Owner::Modified(n)
+                            | Owner::Standby(n)) if n == k)
                 })
                 .collect();
-            let mut mine = mine;
             mine.sort_unstable();
             mine.dedup();
             self.release_frames(&mine);
-            if demand == Demand::Pageable {
+            if demand == Demand::Pageable && was_active {
                 self.pageable_commit = self.pageable_commit.saturating_sub(charged);
             }
         }
         true
     }
 
-    /// One attempt at request `k`: returns the outcome and counts a failure.
+    /// One attempt at request `k`: returns the outcome and counts a failure (or a short
+    /// grant).
     pub(super) fn attempt(&mut self, k: usize, now: Instant) -> Outcome {
-        let ok = match self.requests.get(k).map(|r| (r.demand, r.frames)) {
-            Some((Demand::Pin(PinKind::LargePages), n)) => self.try_pin_large(k, n),
-            Some((Demand::Pin(_), n)) => self.try_pin_small(k, n),
-            Some((Demand::Pageable, n)) => self.try_commit(k, n),
-            None => false,
+        let outcome = match self.requests.get(k).map(|r| (r.demand, r.frames)) {
+            Some((Demand::Pin(PinKind::LargePages), n)) => {
+                if self.try_pin_large(k, n) {
+                    Outcome::Granted
+                } else {
+                    Outcome::Failed
+                }
+            }
+            Some((Demand::Pin(kind), _)) => self.try_pin_small(k, kind),
+            Some((Demand::Pageable, n)) => {
+                if self.try_commit(k, n) {
+                    Outcome::Granted
+                } else {
+                    Outcome::Failed
+                }
+            }
+            None => Outcome::Failed,
         };
         let Some(r) = self.requests.get_mut(k) else {
             return Outcome::Failed;
         };
-        if ok {
-            r.state = RequestState::Active;
-            r.satisfied_at.get_or_insert(now);
-            self.note_resident();
-            Outcome::Granted
-        } else {
-            r.state = RequestState::Pending {
-                next_retry: now.saturating_add(Duration::from_secs(1)),
-            };
-            r.failures = r.failures.saturating_add(1);
-            self.alloc_failures = self.alloc_failures.saturating_add(1);
-            Outcome::Failed
+        let retry = RequestState::Pending {
+            next_retry: now.saturating_add(Duration::from_secs(1)),
+        };
+        match outcome {
+            Outcome::Granted => {
+                r.state = RequestState::Active;
+                r.satisfied_at.get_or_insert(now);
+                self.note_resident();
+            }
+            Outcome::Partial => {
+                r.state = retry;
+                r.short_grants = r.short_grants.saturating_add(1);
+                self.short_grants = self.short_grants.saturating_add(1);
+                self.note_resident();
+            }
+            Outcome::Failed => {
+                r.state = retry;
+                r.failures = r.failures.saturating_add(1);
+                self.alloc_failures = self.alloc_failures.saturating_add(1);
+            }
         }
+        outcome
+    }
+
+    /// Whether resident available memory (and commit, if `commit`) can take `n` more
+    /// frames.
+    pub(super) fn charges_fit_for(&self, n: u64, commit: bool) -> bool {
+        self.resident_available().get() >= n && (!commit || self.commit_free() >= n)
     }
 
     pub(super) fn charges_fit(&self, n: u64) -> bool {
-        self.resident_available().get() >= n && self.commit_free() >= n
+        self.charges_fit_for(n, true)
     }
 
-    pub(super) fn try_pin_small(&mut self, k: usize, n: u64) -> bool {
-        if !self.charges_fit(n) {
-            return false;
+    /// A pinned 4 KiB request (module docs, "Allocations that wait and allocations that
+    /// cannot"). Frames are placed first-fit: no placement is documented for them.
+    pub(super) fn try_pin_small(&mut self, k: usize, kind: PinKind) -> Outcome {
+        let Some((frames, granted, partial_ok)) = self
+            .requests
+            .get(k)
+            .map(|r| (r.frames, r.granted, r.partial_ok))
+        else {
+            return Outcome::Failed;
+        };
+        let need = frames.saturating_sub(granted);
+        if need == 0 {
+            return Outcome::Granted;
         }
-        let mut got = self.take_small(n, Owner::Pinned(k)).len() as u64;
-        if got < n {
-            // Resident available covers free + resident pageable frames: trim the rest.
-            self.trim(n - got);
-            got += self.take_small(n - got, Owner::Pinned(k)).len() as u64;
+        let commit = kind.charges_commit();
+        let owner = Owner::Pinned(k);
+        let taken = if kind.waits() {
+            // Waits for the working-set manager and the modified page writer: all or
+            // nothing.
+            if !self.charges_fit_for(need, commit) {
+                return Outcome::Failed;
+            }
+            let mut got = self.take_available(need, owner, Placement::FirstFit);
+            let short = need.saturating_sub(got.len() as u64);
+            if short > 0 && self.reclaim_now(short) > 0 {
+                got.extend(self.take_available(short, owner, Placement::FirstFit));
+            }
+            if (got.len() as u64) < need {
+                got.sort_unstable();
+                self.release_frames(&got);
+                return Outcome::Failed;
+            }
+            got.len() as u64
+        } else {
+            // Cannot wait: available pages (free, zeroed, standby) as they are now, within
+            // what resident available memory and commit can still be charged.
+            let room = {
+                let ra = self.resident_available().get();
+                if commit {
+                    ra.min(self.commit_free())
+                } else {
+                    ra
+                }
+            };
+            let avail = self.available().get();
+            let can = need.min(room).min(avail);
+            let fails = can == 0 || (can < need && !partial_ok);
+            if can < need {
+                // The memory manager learns that its lists ran short: the next working-set
+                // pass trims until what is still missing would fit above the high-memory
+                // threshold (an assumption, module docs).
+                let missing = if fails { need } else { need - can };
+                self.demand = self.demand.saturating_add(missing);
+            }
+            if fails {
+                return Outcome::Failed;
+            }
+            self.take_available(can, owner, Placement::FirstFit).len() as u64
+        };
+        let Some(r) = self.requests.get_mut(k) else {
+            return Outcome::Failed;
+        };
+        r.granted = r.granted.saturating_add(taken);
+        r.charged = r.granted;
+        if r.granted >= r.frames {
+            Outcome::Granted
+        } else {
+            Outcome::Partial
         }
-        if let Some(r) = self.requests.get_mut(k) {
-            r.charged = got;
-        }
-        if got < n {
-            // Cannot happen while the accounting holds; undo rather than half-pin.
-            self.undo_pin(k);
-            return false;
-        }
-        true
     }
 
     pub(super) fn try_pin_large(&mut self, k: usize, n: u64) -> bool {
@@ -205,13 +317,22 @@ impl GuestModel {
         if !self.charges_fit(need) {
             return false;
         }
-        // Whole free blocks first, then those whose pageable pages must be paged out.
+        // Whole free blocks first, then those whose pageable pages must be paged out
+        // (without a page file, private pages cannot be: only free and standby pages
+        // may be in the way then).
+        let can_page_out = self.can_page_out();
         let mut eligible: Vec<(u16, u32)> = self
             .blocks
             .iter()
             .enumerate()
             .filter(|(_, b)| b.fixed == 0)
             .map(|(i, b)| (b.free, i as u32))
+            .filter(|&(free, b)| {
+                can_page_out
+                    || free == BLOCK_FRAMES as u16
+                    || (u64::from(b) * BLOCK_FRAMES..(u64::from(b) + 1) * BLOCK_FRAMES)
+                        .all(|f| matches!(self.owner(f), Some(Owner::Free | Owner::Standby(_))))
+            })
             .collect();
         if (eligible.len() as u64) < blocks {
             return false;
@@ -219,32 +340,16 @@ impl GuestModel {
         eligible.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         for &(_, b) in eligible.iter().take(blocks as usize) {
             let base = u64::from(b) * BLOCK_FRAMES;
-            // Page out the block's pageable pages (their requests keep the commit).
+            // Page out (or move) the block's pageable pages: their requests keep the
+            // commit.
             self.set_all(base..base + BLOCK_FRAMES, Owner::Free);
             self.set_all(base..base + BLOCK_FRAMES, Owner::Pinned(k));
         }
         if let Some(r) = self.requests.get_mut(k) {
             r.charged = need;
+            r.granted = need;
         }
         true
-    }
-
-    pub(super) fn undo_pin(&mut self, k: usize) {
-        let held = self
-            .requests
-            .get_mut(k)
-            .map(|r| std::mem::take(&mut r.frames_held))
-            .unwrap_or_default();
-        let mut mine: Vec<u64> = held
-            .into_iter()
-            .map(u64::from)
-            .filter(|&f| self.owner(f) == Some(Owner::Pinned(k)))
-            .collect();
-        mine.sort_unstable();
-        self.release_frames(&mine);
-        if let Some(r) = self.requests.get_mut(k) {
-            r.charged = 0;
-        }
     }
 
     pub(super) fn try_commit(&mut self, k: usize, n: u64) -> bool {
@@ -255,8 +360,7 @@ impl GuestModel {
         if let Some(r) = self.requests.get_mut(k) {
             r.charged = n;
         }
-        let fit = n.min(self.free);
-        self.place_pageable(fit, k);
+        self.place_pageable(n, k);
         true
     }
 
@@ -274,6 +378,7 @@ impl GuestModel {
 
     /// Retries every pending request due at `now` (in request order).
     pub fn retry_due(&mut self, now: Instant) {
+        self.advance(now);
         for k in 0..self.requests.len() {
             if let Some(Request {
                 state: RequestState::Pending { next_retry },
@@ -286,12 +391,24 @@ impl GuestModel {
         }
     }
 
-    /// The once-a-second working-set manager: trims pageable pages until available memory
-    /// is back at the high-memory threshold.
-    pub fn balance(&mut self) {
-        let high = self.high_threshold().get();
-        if self.free < high && self.pageable_resident > 0 {
-            self.trim(high - self.free);
+    /// One pass of the working-set manager at `now` (the runner calls it once a second,
+    /// and shortly after available memory falls below the low-memory threshold): the
+    /// modified page writer catches up, then, while available memory plus the pages
+    /// already on their way through the modified list is below the high-memory threshold
+    /// (plus what allocations that cannot wait found missing since the last pass), it
+    /// trims working-set pages that are at least [`TRIM_MIN_AGE`] old, least recently used
+    /// first, at most RAM / [`crate::guest::spec::TRIM_PASS_DIVISOR`] per pass, to the
+    /// modified list. Nothing is trimmed without a page file.
+    pub fn balance(&mut self, now: Instant) {
+        self.advance(now);
+        let goal = self
+            .high_threshold()
+            .get()
+            .saturating_add(std::mem::take(&mut self.demand));
+        let have = self.available().get().saturating_add(self.modified);
+        if have < goal && self.pageable_resident > 0 {
+            let per_pass = (self.ram() / super::spec::TRIM_PASS_DIVISOR).max(1);
+            self.trim_aged((goal - have).min(per_pass));
         }
     }
 
@@ -313,6 +430,7 @@ impl GuestModel {
                 pinned: matches!(r.demand, Demand::Pin(_)),
                 asked_at: r.asked_at,
                 failures: r.failures,
+                short_grants: r.short_grants,
                 satisfied_at: r.satisfied_at,
             })
             .collect()

@@ -15,6 +15,7 @@ fn spec(ram_mib: u64, os_mib: u64, pagefile_mib: u64, committed_mib: u64) -> Gue
         pagefile: Frames::from_mib(pagefile_mib),
         committed: Frames::from_mib(committed_mib),
         layout: PageableLayout::Packed,
+        mdl_accounting: MdlAccounting::Charged,
     }
 }
 
@@ -263,8 +264,15 @@ fn pageable_commit_fails_only_on_the_commit_limit() {
     assert_eq!(g.pageable_resident().mib_floor(), 924);
     assert_eq!(g.available(), Frames::ZERO);
     assert!(g.low_memory());
-    // The working-set manager trims back to the high-memory threshold.
-    g.balance();
+    // The working-set manager trims aged pages to the modified list, at most RAM/32 a
+    // pass; the modified page writer makes them available (standby) as it writes them.
+    g.balance(t(0));
+    assert_eq!(g.modified_frames(), Frames::ZERO, "too young to trim");
+    g.balance(t(1));
+    assert_eq!(g.modified_frames(), g.high_threshold());
+    assert_eq!(g.available(), Frames::ZERO, "not available until written");
+    g.balance(t(2));
+    assert_eq!(g.standby_frames(), g.high_threshold());
     assert_eq!(g.available(), g.high_threshold());
     assert!(!g.low_memory());
     assert_eq!(g.self_check(), Vec::<String>::new());
