@@ -4,10 +4,13 @@
 //! `CARGO_BIN_EXE_*` here).
 //!
 //! Every scenario has an entry in [`EXPECT`]; a scenario file without one fails
-//! `every_scenario_file_has_expectations`.
+//! `every_scenario_file_has_expectations`. Every scenario runs under both accountings of
+//! the balloon's MDL pages (`[guest] mdl_accounting`, `docs/windows-memory.md` §1.6): no
+//! public source says which one Windows uses, so vmballoon must hold under both.
 
 use std::path::{Path, PathBuf};
 
+use vmballoon_sim::guest::MdlAccounting;
 use vmballoon_sim::serde_json;
 use vmballoon_sim::{DriverKind, Scenario, Summary, runner};
 
@@ -109,6 +112,24 @@ const EXPECT: &[Expect] = &[
         settles: true,
         naive_fails: true,
     },
+    Expect {
+        file: "non-waiting-allocations.toml",
+        satisfiable: Satisfiable::Yes,
+        settles: true,
+        naive_fails: true,
+    },
+    Expect {
+        file: "no-pagefile.toml",
+        satisfiable: Satisfiable::Yes,
+        settles: true,
+        naive_fails: true,
+    },
+    Expect {
+        file: "hostile-entries.toml",
+        satisfiable: Satisfiable::Yes,
+        settles: true,
+        naive_fails: false,
+    },
 ];
 
 fn scenarios_dir() -> PathBuf {
@@ -121,6 +142,13 @@ fn load(file: &str) -> Scenario {
     Scenario::parse(&text, file).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `file` with the balloon's MDL pages accounted as `accounting` says.
+fn load_as(file: &str, accounting: MdlAccounting) -> Scenario {
+    let mut s = load(file);
+    s.guest.mdl_accounting = accounting;
+    s
+}
+
 fn expect(file: &str) -> &'static Expect {
     EXPECT
         .iter()
@@ -128,16 +156,25 @@ fn expect(file: &str) -> &'static Expect {
         .unwrap_or_else(|| panic!("no expectations for {file}"))
 }
 
-/// Checks both policies on one scenario file.
+/// Checks both policies on one scenario file, under both accountings.
 fn check(file: &str) {
+    for accounting in MdlAccounting::ALL {
+        check_as(file, accounting);
+    }
+}
+
+/// Checks both policies on one scenario file, the balloon's pages accounted as
+/// `accounting` says.
+fn check_as(file: &str, accounting: MdlAccounting) {
     let e = expect(file);
-    let scenario = load(file);
+    let scenario = load_as(file, accounting);
     assert!(
         !scenario.description.is_empty(),
         "{file}: describe what it shows"
     );
     let vm = runner::run(&scenario, DriverKind::Vmballoon).summary;
     let naive = runner::run(&scenario, DriverKind::Naive).summary;
+    let file = &format!("{file} ({})", accounting.name());
 
     for s in [&vm, &naive] {
         assert_clean(file, s);
@@ -158,7 +195,10 @@ fn check(file: &str) {
     // The ceiling and its reason are reported for vmballoon, not for naive.
     assert!(vm.final_ceiling_mib.is_some() && vm.final_ceiling_reason.is_some());
     assert_eq!(naive.final_ceiling_mib, None);
-    if e.naive_fails {
+    // The comparison each scenario was written for is under the accounting the driver's
+    // ceiling assumes (charged); under the other the naive balloon's harm differs (for
+    // example, it no longer eats commit), and its failures are only reported.
+    if e.naive_fails && accounting == MdlAccounting::Charged {
         assert!(
             naive.guest_alloc_failures > 0,
             "{file}: the naive balloon was expected to starve the guest"
@@ -212,6 +252,9 @@ scenario_tests! {
     small_pagefile => "small-pagefile.toml",
     registry_caps => "registry-caps.toml",
     big_guest_16g => "big-guest-16g.toml",
+    non_waiting_allocations => "non-waiting-allocations.toml",
+    no_pagefile => "no-pagefile.toml",
+    hostile_entries => "hostile-entries.toml",
 }
 
 #[test]
@@ -729,13 +772,15 @@ fn summary_minimum_matches_the_plotted_series() {
 #[test]
 fn seconds_to_target_counts_from_the_host_request_to_the_balloons_own_goal() {
     // KB 340369: the host asks at 5 s; vmballoon is at its goal, min(target, ceiling) =
-    // 1260 MiB, at the poll at 11 s: 6 s after the request. The naive balloon's goal is the
-    // host's target, 2662 MiB, which it never reaches (it stops at 1748 MiB).
+    // 1260 MiB, at the poll at 14 s: 9 s after the request (the guest frees memory for it
+    // as its modified page writer writes trimmed pages, `docs/windows-memory.md` §3.6).
+    // The naive balloon's goal is the host's target, 2662 MiB, which it never reaches (it
+    // stops at 1748 MiB).
     let vm = runner::run(&Scenario::builtin(), DriverKind::Vmballoon).summary;
     assert_eq!(vm.target_requested_at_s, Some(5.0));
     assert_eq!(vm.goal, "min(target, ceiling)");
     assert_eq!(vm.goal_mib, Some(1260));
-    assert_eq!(vm.seconds_to_target, Some(6.0));
+    assert_eq!(vm.seconds_to_target, Some(9.0));
     let naive = runner::run(&Scenario::builtin(), DriverKind::Naive).summary;
     assert_eq!(naive.goal, "target");
     assert_eq!(naive.target_requested_at_s, Some(5.0));
@@ -757,7 +802,7 @@ fn seconds_to_target_counts_from_the_host_request_to_the_balloons_own_goal() {
     );
     assert_eq!(
         row("seconds to goal after request"),
-        "seconds to goal after request 6.0 never"
+        "seconds to goal after request 9.0 never"
     );
     // A policy that reaches the host's target is measured against it.
     let ok = runner::run(&load("registry-caps.toml"), DriverKind::Naive).summary;
@@ -959,17 +1004,20 @@ fn assert_clean(file: &str, s: &Summary) {
 
 // ---- the peer models (issue 6) ------------------------------------------------------
 
-/// Every peer model keeps the protocol and frees every frame on every scenario.
+/// Every peer model keeps the protocol and frees every frame on every scenario, under
+/// both accountings.
 fn check_peer(kind: DriverKind) {
     for e in EXPECT {
-        let s = runner::run(&load(e.file), kind).summary;
-        assert_clean(e.file, &s);
-        let policy = &s.policy;
-        assert_eq!(
-            s.final_ceiling_mib, None,
-            "{}/{policy}: peers have no ceiling",
-            e.file
-        );
+        for accounting in MdlAccounting::ALL {
+            let s = runner::run(&load_as(e.file, accounting), kind).summary;
+            let file = format!("{} ({})", e.file, accounting.name());
+            assert_clean(&file, &s);
+            let policy = &s.policy;
+            assert_eq!(
+                s.final_ceiling_mib, None,
+                "{file}/{policy}: peers have no ceiling"
+            );
+        }
     }
 }
 

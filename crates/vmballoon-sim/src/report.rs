@@ -59,6 +59,26 @@ pub struct Summary {
     /// balloon first came within 2 MiB of its goal (`goal`); `null` if the host never
     /// asked or the balloon never got there.
     pub seconds_to_target: Option<f64>,
+    /// Extra: page traffic, `frames_locked` + `frames_unlocked` (every frame the host had to
+    /// unmap or back again).
+    pub frames_moved: u64,
+    /// Extra: `frames_moved` per GiB of the final balloon; `null` when the balloon ends
+    /// empty.
+    pub frames_moved_per_final_gib: Option<f64>,
+    /// Extra: simulated seconds during which `LowMemoryCondition` was signalled and the
+    /// balloon had grown within the last poll interval (`scenario-format.md`).
+    pub low_memory_inflating_s: f64,
+    /// Extra: the balloon's time-weighted mean over the run (MiB).
+    pub mean_balloon_mib: f64,
+    /// Extra: attempts of `partial_ok` requests that got some but not all of what was
+    /// missing (not failures; the rest was retried).
+    pub guest_short_grants: u64,
+    /// Extra: the guest's `mdl_accounting` (`charged` or `not-charged`).
+    pub mdl_accounting: String,
+    /// Extra: working-set pages the guest trimmed over the run (MiB).
+    pub guest_trimmed_mib: u64,
+    /// Extra: modified pages the guest's modified page writer wrote (MiB).
+    pub guest_written_mib: u64,
     /// Guest behaviour the host model rejected.
     pub protocol_violations: u64,
     /// Extra: breaches of the platform contract (the core's `PageAllocator` contract and
@@ -138,7 +158,9 @@ pub struct RequestReport {
     pub asked_at_s: f64,
     /// Failed attempts.
     pub failures: u64,
-    /// When it was first satisfied, if it was.
+    /// Short grants (`partial_ok` requests only).
+    pub short_grants: u64,
+    /// When it was first satisfied in full, if it was.
     pub satisfied_at_s: Option<f64>,
 }
 
@@ -261,7 +283,7 @@ pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
         let _ = writeln!(out, "  {line}");
     }
     out.push('\n');
-    let rows: [TableRow; 16] = [
+    let rows: [TableRow; 19] = [
         ("max balloon (MiB)", |s| s.max_balloon_mib.to_string()),
         ("final balloon (MiB)", |s| s.final_balloon_mib.to_string()),
         ("final target (MiB)", |s| s.final_target_mib.to_string()),
@@ -286,6 +308,13 @@ pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
         ("hypercalls", |s| s.hypercalls.to_string()),
         ("frames locked", |s| s.frames_locked.to_string()),
         ("frames unlocked", |s| s.frames_unlocked.to_string()),
+        ("frames moved", |s| s.frames_moved.to_string()),
+        ("frames moved per final GiB", |s| {
+            opt(s.frames_moved_per_final_gib.map(|v| format!("{v:.0}")))
+        }),
+        ("low memory while inflating (s)", |s| {
+            format!("{:.1}", s.low_memory_inflating_s)
+        }),
         ("protocol violations", |s| s.protocol_violations.to_string()),
         ("leaked frames", |s| s.leaked_frames.to_string()),
     ];

@@ -113,6 +113,28 @@ pub struct Runner<'a> {
     requested_at: Option<u64>,
     /// The guest's all-time lowest resident available memory at the last sample.
     seen_min: Frames,
+    /// Time-weighted figures since the start ([`Runner::account`]).
+    spans: Spans,
+}
+
+/// The running time integrals of a run: seconds with `LowMemoryCondition` signalled while
+/// the balloon inflated, and the balloon over time (for its mean). The state between two
+/// instants is the state the first one left.
+#[derive(Clone, Copy, Debug, Default)]
+struct Spans {
+    /// Where the integrals stop (ns).
+    mark: u64,
+    /// `LowMemoryCondition` was signalled when the last instant ended.
+    low: bool,
+    /// The balloon when the last instant ended.
+    balloon: Frames,
+    /// When the balloon last grew (the end of the instant at which it did), ns.
+    grew_at: Option<u64>,
+    /// Nanoseconds with `LowMemoryCondition` signalled within one poll interval of the
+    /// balloon's last growth.
+    low_inflating_ns: u64,
+    /// The integral of the balloon over time, frame-nanoseconds.
+    balloon_ns: u128,
 }
 
 impl<'a> Runner<'a> {
@@ -149,6 +171,7 @@ impl<'a> Runner<'a> {
             low_water: None,
             requested_at: None,
             seen_min: Frames::MAX,
+            spans: Spans::default(),
         }
     }
 
@@ -198,6 +221,7 @@ impl<'a> Runner<'a> {
             if t > end {
                 break;
             }
+            self.account(t);
             self.advance_to(t);
             while let Some(e) = events.get(next_event)
                 && e.at.as_nanos() <= t
@@ -228,12 +252,14 @@ impl<'a> Runner<'a> {
             } else {
                 self.chain = None;
             }
+            self.settle();
             let w = self.world.borrow();
             if trim_wake.is_none() && w.guest.low_memory() && !w.guest.pageable_resident().is_zero()
             {
                 trim_wake = Some(t.saturating_add(TRIM_WAKE_DELAY.as_nanos()));
             }
         }
+        self.account(end);
         self.advance_to(end);
         // The guest changed after the last tick: record the state at the end, so the
         // timeline (and the minimum drawn from it) covers the whole run.
@@ -242,6 +268,43 @@ impl<'a> Runner<'a> {
             self.timeline.push(row);
         }
         self.finish()
+    }
+
+    /// Closes the time integrals up to `until` (ns) with the state the last instant left:
+    /// `LowMemoryCondition` signalled within one poll interval of the balloon's last growth
+    /// counts toward `low_memory_inflating_s` (`scenario-format.md`), and the balloon
+    /// toward its mean.
+    fn account(&mut self, until: u64) {
+        let sp = &mut self.spans;
+        if until <= sp.mark {
+            return;
+        }
+        let poll = self.policy.poll_interval().as_nanos();
+        if sp.low
+            && let Some(g) = sp.grew_at
+        {
+            let stop = until.min(g.saturating_add(poll));
+            sp.low_inflating_ns = sp
+                .low_inflating_ns
+                .saturating_add(stop.saturating_sub(sp.mark));
+        }
+        sp.balloon_ns = sp.balloon_ns.saturating_add(
+            u128::from(sp.balloon.get()).saturating_mul(u128::from(until - sp.mark)),
+        );
+        sp.mark = until;
+    }
+
+    /// Records the state an instant left, for [`Runner::account`].
+    fn settle(&mut self) {
+        let balloon = self.policy.balloon();
+        let now = self.now();
+        let low = self.world.borrow().guest.low_memory();
+        let sp = &mut self.spans;
+        if balloon > sp.balloon {
+            sp.grew_at = Some(now);
+        }
+        sp.balloon = balloon;
+        sp.low = low;
     }
 
     /// Samples resident available memory into the low-water mark of the next row: the
@@ -471,6 +534,13 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|(c, s, n)| (format!("{}/{}", c.name(), s.name()), n))
             .collect();
+        let frames_moved = w
+            .host
+            .frames_locked()
+            .saturating_add(w.host.frames_unlocked());
+        let final_gib = final_balloon.get() as f64 / 262_144.0;
+        let duration_ns = self.scenario.duration.as_nanos().max(1);
+        let (trimmed, written) = g.paging_totals();
         let summary = Summary {
             scenario: self.scenario.name.clone(),
             policy: self.policy.kind().name().to_owned(),
@@ -487,6 +557,20 @@ impl<'a> Runner<'a> {
             frames_locked: w.host.frames_locked(),
             frames_unlocked: w.host.frames_unlocked(),
             seconds_to_target,
+            frames_moved,
+            frames_moved_per_final_gib: (final_balloon.get() > 0)
+                .then(|| frames_moved as f64 / final_gib),
+            low_memory_inflating_s: self.spans.low_inflating_ns as f64 / 1e9,
+            mean_balloon_mib: (self.spans.balloon_ns / u128::from(duration_ns)) as f64 / 256.0,
+            guest_short_grants: g.short_grants(),
+            mdl_accounting: if g.mdl_charged() {
+                "charged"
+            } else {
+                "not-charged"
+            }
+            .to_owned(),
+            guest_trimmed_mib: trimmed / 256,
+            guest_written_mib: written / 256,
             protocol_violations: w.checker.count(),
             contract_violations: w.contract.count(),
             leaked_frames: leaked.get(),
@@ -535,6 +619,7 @@ impl<'a> Runner<'a> {
                     pinned: r.pinned,
                     asked_at_s: r.asked_at.as_nanos() as f64 / 1e9,
                     failures: r.failures,
+                    short_grants: r.short_grants,
                     satisfied_at_s: r.satisfied_at.map(|t| t.as_nanos() as f64 / 1e9),
                 })
                 .collect(),
