@@ -10,6 +10,11 @@
 //!   balloon has given 2 GiB back, and the pin's failed attempts.
 //! * the pinned-memory scenarios of `scenarios/` ([`PINNED`]), each run with the host's
 //!   capabilities replaced by each set: guest allocation failures.
+//! * `scenarios/bench/pinned-oscillation.toml`: a driver locks and frees 1 GiB every 6 s
+//!   for three minutes on an 8 GiB guest whose host wants 7 GiB (batched 2 MiB host only):
+//!   page traffic (frames locked + unlocked), per GiB of the final balloon, guest failures
+//!   and the mean balloon, against the undamped engine's figures recorded in
+//!   [`OSCILLATION_TODAY`].
 //!
 //! Every timing is modelled ([`crate::cost`]); call counts, failures and bookkeeping are
 //! exact counts of the simulation. The report ([`markdown`]) and the charts ([`charts`])
@@ -56,6 +61,20 @@ pub const GIVE_BACK_PIN: &str = "db-grow";
 /// Within this many frames counts as "reached" (the 2 MiB slack: Linux's 2 MiB pages
 /// overshoot by up to 511 frames, and its single-page deflate stops 511 frames above).
 pub const REACHED_SLACK: u64 = 512;
+
+/// The oscillation benchmark's scenario (in `scenarios/bench/`).
+pub const OSCILLATION_FILE: &str = "pinned-oscillation.toml";
+
+/// The capability set the oscillation benchmark runs on (index into [`CAP_SETS`]: batched
+/// 2 MiB, the scenario's own).
+pub const OSCILLATION_CAP: usize = 2;
+
+/// The undamped engine on `pinned-oscillation` (the engine before damping, on the guest
+/// model with aged trimming through the modified list; measured with `vmballoon-sim
+/// scenarios/bench/pinned-oscillation.toml --policy vmballoon --json`): frames moved and
+/// the mean balloon (MiB). The churn budget is ≥ 5 × less traffic than this, with the
+/// mean balloon within 10 % of it.
+pub const OSCILLATION_TODAY: (u64, f64) = (17_344_512, 5_778.0);
 
 /// A host capability set the suite runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +157,8 @@ pub enum BenchKind {
     GiveBack,
     /// A pinned-memory scenario (file name), and whether it is satisfiable.
     Pinned(String, bool),
+    /// `pinned-oscillation`.
+    Oscillation,
 }
 
 /// One run of the suite.
@@ -214,6 +235,28 @@ pub fn jobs(scenarios: &Path) -> Result<Vec<Job>, String> {
                 });
             }
         }
+    }
+    let file = scenarios.join("bench").join(OSCILLATION_FILE);
+    let scenario = load(&file)?;
+    if scenario.host.capabilities
+        != CAP_SETS
+            .get(OSCILLATION_CAP)
+            .and_then(|c| c.capabilities)
+            .map(Some)
+            .unwrap_or_default()
+    {
+        return Err(format!(
+            "{}: [host] capabilities are not the batched 2 MiB set",
+            file.display()
+        ));
+    }
+    for policy in DriverKind::ALL {
+        out.push(Job {
+            kind: BenchKind::Oscillation,
+            cap: OSCILLATION_CAP,
+            policy,
+            scenario: scenario.clone(),
+        });
     }
     for (file, satisfiable) in PINNED {
         let base = load(&scenarios.join(file))?;
@@ -429,6 +472,37 @@ pub fn give_back_metrics(r: &RunResult) -> GiveBackMetrics {
         pin_failures: pin.map_or(0, |q| q.failures),
         pin_satisfied_s: pin.and_then(|q| q.satisfied_at_s).map(|t| t - GIVE_BACK_AT),
         failures: r.summary.guest_alloc_failures,
+    }
+}
+
+/// The oscillation benchmark's figures for one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OscillationMetrics {
+    /// Frames locked + unlocked.
+    pub frames_moved: u64,
+    /// Per GiB of the final balloon (`None`: it ended empty).
+    pub per_final_gib: Option<f64>,
+    /// Guest allocation failures.
+    pub failures: u64,
+    /// The balloon's time-weighted mean (MiB).
+    pub mean_balloon_mib: f64,
+    /// The final balloon (MiB).
+    pub final_mib: u64,
+    /// Seconds with `LowMemoryCondition` signalled while the balloon inflated.
+    pub low_memory_inflating_s: f64,
+}
+
+/// The oscillation benchmark's figures.
+#[must_use]
+pub fn oscillation_metrics(r: &RunResult) -> OscillationMetrics {
+    let s = &r.summary;
+    OscillationMetrics {
+        frames_moved: s.frames_moved,
+        per_final_gib: s.frames_moved_per_final_gib,
+        failures: s.guest_alloc_failures,
+        mean_balloon_mib: s.mean_balloon_mib,
+        final_mib: s.final_balloon_mib,
+        low_memory_inflating_s: s.low_memory_inflating_s,
     }
 }
 

@@ -5,7 +5,8 @@
 use super::markdown::{bytes, dur, int, per_gib};
 use super::{
     BenchKind, Budget, CAP_SETS, CpuMeasurements, GiveBackMetrics, InflateMetrics,
-    LEAD_IR_PER_FRAME, Suite, bookkeeping, give_back_metrics, inflate_metrics,
+    LEAD_IR_PER_FRAME, OSCILLATION_CAP, OSCILLATION_TODAY, OscillationMetrics, Suite, bookkeeping,
+    give_back_metrics, inflate_metrics, oscillation_metrics,
 };
 use crate::cost::{PoolModel, Work};
 use crate::driver::DriverKind;
@@ -20,6 +21,12 @@ pub(super) fn give_back(suite: &Suite, cap: usize, p: DriverKind) -> Option<Give
     suite
         .find(&BenchKind::GiveBack, cap, p)
         .map(|r| give_back_metrics(&r.result))
+}
+
+pub(super) fn oscillation(suite: &Suite, p: DriverKind) -> Option<OscillationMetrics> {
+    suite
+        .find(&BenchKind::Oscillation, OSCILLATION_CAP, p)
+        .map(|r| oscillation_metrics(&r.result))
 }
 
 /// Guest allocation failures over the pinned-memory scenarios on `cap`: (satisfiable
@@ -173,7 +180,7 @@ pub fn budgets(suite: &Suite, cpu: &CpuMeasurements) -> Vec<Budget> {
         }
         let sat = match &r.kind {
             BenchKind::Pinned(_, sat) => *sat,
-            BenchKind::GiveBack | BenchKind::Inflate => true,
+            BenchKind::GiveBack | BenchKind::Inflate | BenchKind::Oscillation => true,
         };
         let f = r.result.summary.guest_alloc_failures;
         if sat && f > 0 {
@@ -206,6 +213,44 @@ pub fn budgets(suite: &Suite, cpu: &CpuMeasurements) -> Vec<Budget> {
             "see section 4".to_owned()
         },
     });
+    // 4b. Page traffic under oscillating pinned memory (damping).
+    if let Some(m) = oscillation(suite, vm) {
+        let (today, today_mean) = OSCILLATION_TODAY;
+        let goal = today / 5;
+        let ratio = today as f64 / m.frames_moved.max(1) as f64;
+        let mean_ok = (m.mean_balloon_mib - today_mean).abs() <= today_mean * 0.10;
+        let met = m.frames_moved <= goal && m.failures == 0 && mean_ok;
+        out.push(Budget {
+            name: "page traffic under oscillating pinned memory (pinned-oscillation)".to_owned(),
+            goal: format!(
+                "≤ today / 5 = {} frames, 0 guest failures, mean balloon within 10 % of \
+                 today's {today_mean:.0} MiB (today: {} frames, the undamped engine)",
+                int(goal),
+                int(today)
+            ),
+            measured: format!(
+                "{} frames ({ratio:.1} × less), {} per final GiB, {} failures, mean balloon \
+                 {:.0} MiB",
+                int(m.frames_moved),
+                m.per_final_gib
+                    .map_or_else(|| "–".to_owned(), |v| int(v.round() as u64)),
+                m.failures,
+                m.mean_balloon_mib
+            ),
+            met: Some(met),
+            reason: if met {
+                "re-inflation after a guest-pressure deflate is damped; safety is not".to_owned()
+            } else if m.frames_moved > goal {
+                "the balloon gives the buffer's memory back at every lock and takes it again \
+                 at every release (section 8)"
+                    .to_owned()
+            } else if m.failures > 0 {
+                "damping saved traffic but the guest failed allocations (section 8)".to_owned()
+            } else {
+                "the mean balloon is more than 10 % off the undamped one (section 8)".to_owned()
+            },
+        });
+    }
     // 5. Bookkeeping.
     for (cap, set) in CAP_SETS.iter().enumerate() {
         let Some(b) = suite

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::budgets::{budgets, give_back, hygiene, inflate, pinned_failures};
+use super::budgets::{budgets, give_back, hygiene, inflate, oscillation, pinned_failures};
 use super::{
     BOOKKEEPING_FLOOR_PER_GIB, BenchKind, CAP_SETS, CpuMeasurements, InflateMetrics,
     LEAD_IR_PER_FRAME, PINNED, Suite, bookkeeping,
@@ -123,6 +123,7 @@ pub fn markdown(suite: &Suite, cpu: &CpuMeasurements, elapsed_s: Option<f64>) ->
     section_bookkeeping(w, suite);
     section_cpu(w, cpu);
     section_cost(w, &suite.cost);
+    section_oscillation(w, suite);
     let _ = writeln!(w, "## Charts\n");
     for (file, what) in CHARTS {
         let _ = writeln!(w, "* [{file}]({file}): {what}");
@@ -232,6 +233,22 @@ fn headline(w: &mut String, suite: &Suite, cpu: &CpuMeasurements) {
             "0",
             &|p| pinned_failures(suite, cap, p).0.to_string(),
         );
+        if cap == super::OSCILLATION_CAP {
+            row(
+                w,
+                "frames moved, pinned-oscillation (1 GiB locked and freed 30 times)",
+                "–",
+                &|p| oscillation(suite, p).map_or_else(|| "–".to_owned(), |m| int(m.frames_moved)),
+            );
+            row(
+                w,
+                "guest allocation failures, pinned-oscillation",
+                "0",
+                &|p| {
+                    oscillation(suite, p).map_or_else(|| "–".to_owned(), |m| m.failures.to_string())
+                },
+            );
+        }
         row(
             w,
             "nonpaged bookkeeping per ballooned GiB (segment heap)",
@@ -494,6 +511,48 @@ fn section_failures(w: &mut String, suite: &Suite) {
             }
             w.push('\n');
         }
+    }
+    w.push('\n');
+}
+
+fn section_oscillation(w: &mut String, suite: &Suite) {
+    let _ = writeln!(w, "## 8. Page traffic under oscillating pinned memory\n");
+    let (today, today_mean) = super::OSCILLATION_TODAY;
+    let _ = writeln!(
+        w,
+        "Scenario `scenarios/bench/pinned-oscillation.toml` (batched 2 MiB host): an 8 GiB \
+         guest whose host wants 7 GiB, `ReserveMB` = 1280, and a driver that locks a 1 GiB \
+         buffer every 6 s and frees it 3 s later, 30 times. *Frames moved* is every frame \
+         locked or unlocked (each one the host must unmap or back again). The undamped \
+         engine moved {} frames with a mean balloon of {today_mean:.0} MiB (`OSCILLATION_TODAY` \
+         in `crates/vmballoon-sim/src/bench.rs`). The peers do not look at resident \
+         available memory: they keep their balloon and the driver's lock fails instead.\n",
+        int(today)
+    );
+    policy_header(w, "metric", "");
+    type Row = (&'static str, fn(&super::OscillationMetrics) -> String);
+    let rows: [Row; 6] = [
+        ("frames moved (locked + unlocked)", |m| int(m.frames_moved)),
+        ("frames moved per GiB of final balloon", |m| {
+            m.per_final_gib
+                .map_or_else(|| "–".to_owned(), |v| int(v.round() as u64))
+        }),
+        ("guest allocation failures", |m| m.failures.to_string()),
+        ("mean balloon (MiB)", |m| {
+            format!("{:.0}", m.mean_balloon_mib)
+        }),
+        ("final balloon (MiB)", |m| m.final_mib.to_string()),
+        ("seconds of LowMemoryCondition while inflating", |m| {
+            format!("{:.1}", m.low_memory_inflating_s)
+        }),
+    ];
+    for (label, f) in rows {
+        let _ = write!(w, "| {label} |");
+        for p in DriverKind::ALL {
+            let cell = oscillation(suite, p).map_or_else(|| "–".to_owned(), |m| f(&m));
+            let _ = write!(w, " {cell} |");
+        }
+        w.push('\n');
     }
     w.push('\n');
 }

@@ -142,6 +142,7 @@ fn main() -> ExitCode {
                     bench::BenchKind::Inflate => "inflate-8g".to_owned(),
                     bench::BenchKind::GiveBack => "give-back-2g".to_owned(),
                     bench::BenchKind::Pinned(f, _) => f.clone(),
+                    bench::BenchKind::Oscillation => "pinned-oscillation".to_owned(),
                 },
                 "host": bench::CAP_SETS.get(r.cap).map_or("?", |c| c.key),
                 "policy": r.policy.name(),
