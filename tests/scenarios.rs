@@ -145,7 +145,7 @@ fn load(file: &str) -> Scenario {
 /// `file` with the balloon's MDL pages accounted as `accounting` says.
 fn load_as(file: &str, accounting: MdlAccounting) -> Scenario {
     let mut s = load(file);
-    s.guest.mdl_accounting = accounting;
+    s.mdl_accounting = accounting;
     s
 }
 

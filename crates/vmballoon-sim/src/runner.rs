@@ -149,7 +149,7 @@ impl<'a> Runner<'a> {
     #[must_use]
     pub fn with_cost(scenario: &'a Scenario, kind: DriverKind, cost: CostModel) -> Self {
         let clock = ManualClock::new();
-        let guest = GuestModel::new(scenario.guest);
+        let guest = GuestModel::new(scenario.guest).with_mdl_accounting(scenario.mdl_accounting);
         let host = HostModel::new(scenario.host, guest.total());
         let world = World::with_cost(guest, host, clock.clone(), cost);
         let policy = kind.build(&world, &clock, scenario.config);
@@ -233,7 +233,7 @@ impl<'a> Runner<'a> {
                 let mut w = self.world.borrow_mut();
                 w.guest.retry_due(Instant::from_nanos(t));
                 if t >= next_second || trim_wake.is_some_and(|w| w <= t) {
-                    w.guest.balance(Instant::from_nanos(t));
+                    w.guest.balance_at(Instant::from_nanos(t));
                     trim_wake = None;
                 }
                 if t >= next_second {

@@ -188,6 +188,8 @@ pub struct Scenario {
     pub duration: Duration,
     /// `[guest]`.
     pub guest: GuestSpec,
+    /// `[guest] mdl_accounting`: how the guest accounts the balloon's MDL pages.
+    pub mdl_accounting: MdlAccounting,
     /// `[host]`.
     pub host: HostSpec,
     /// `[config]`, as the driver would read it from the registry.
@@ -236,8 +238,8 @@ impl Scenario {
                 pagefile: Frames::ZERO,
                 committed: Frames::ZERO,
                 layout: PageableLayout::Packed,
-                mdl_accounting: MdlAccounting::Charged,
             },
+            mdl_accounting: MdlAccounting::Charged,
             host: HostSpec::default(),
             raw_config: RawConfig::new(),
             config: Config::default(),
@@ -562,7 +564,7 @@ impl Loader<'_> {
             ));
         }
 
-        let guest = self.guest(&top)?;
+        let (guest, mdl_accounting) = self.guest(&top)?;
         let host = self.host(&top)?;
         let (raw_config, config) = self.config(&top, guest.ram)?;
         let (mut events, auto_ids) = self.events(&top)?;
@@ -618,6 +620,7 @@ impl Loader<'_> {
             description,
             duration: secs(duration_s),
             guest,
+            mdl_accounting,
             host,
             raw_config,
             config,
@@ -625,7 +628,7 @@ impl Loader<'_> {
         })
     }
 
-    fn guest(&self, top: &Table<'_, '_>) -> Result<GuestSpec, ScenarioError> {
+    fn guest(&self, top: &Table<'_, '_>) -> Result<(GuestSpec, MdlAccounting), ScenarioError> {
         let g = top
             .subtable(
                 "guest",
@@ -682,7 +685,6 @@ impl Loader<'_> {
             pagefile: pagefile_mib,
             committed: committed_mib,
             layout,
-            mdl_accounting,
         };
         GuestModel::validate(&spec).map_err(|m| {
             let key = if m.starts_with("os_locked") {
@@ -715,7 +717,7 @@ impl Loader<'_> {
                 ),
             ));
         }
-        Ok(spec)
+        Ok((spec, mdl_accounting))
     }
 
     fn host(&self, top: &Table<'_, '_>) -> Result<HostSpec, ScenarioError> {

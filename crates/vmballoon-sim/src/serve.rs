@@ -120,7 +120,8 @@ impl Server {
         let scenario =
             Scenario::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
         let clock = ManualClock::new();
-        let guest_model = GuestModel::new(scenario.guest);
+        let guest_model =
+            GuestModel::new(scenario.guest).with_mdl_accounting(scenario.mdl_accounting);
         let host = HostModel::new(scenario.host, guest_model.total());
         let world = World::new(guest_model, host, clock.clone());
         Ok(Self {
@@ -213,7 +214,7 @@ impl Server {
                 let mut w = self.world.borrow_mut();
                 w.guest.retry_due(Instant::from_nanos(t));
                 if t >= self.next_second || self.trim_wake.is_some_and(|w| w <= t) {
-                    w.guest.balance(Instant::from_nanos(t));
+                    w.guest.balance_at(Instant::from_nanos(t));
                     self.trim_wake = None;
                 }
                 if t >= self.next_second {

@@ -27,6 +27,7 @@ impl GuestModel {
         let nblocks = (ram / BLOCK_FRAMES) as usize;
         let mut g = Self {
             spec,
+            accounting: MdlAccounting::Charged,
             slots: vec![Slot::FREE; ram as usize],
             blocks: vec![
                 Block {
@@ -571,7 +572,7 @@ impl GuestModel {
     /// The balloon's frames as resident available memory and commit see them: all of
     /// them under [`MdlAccounting::Charged`], none under [`MdlAccounting::NotCharged`].
     pub(super) fn balloon_charge(&self) -> u64 {
-        match self.spec.mdl_accounting {
+        match self.accounting {
             MdlAccounting::Charged => self.balloon.saturating_add(self.held_refused),
             MdlAccounting::NotCharged => 0,
         }
@@ -580,7 +581,22 @@ impl GuestModel {
     /// Whether the balloon's MDL allocations are charged (`[guest] mdl_accounting`).
     #[must_use]
     pub fn mdl_charged(&self) -> bool {
-        self.spec.mdl_accounting == MdlAccounting::Charged
+        self.accounting == MdlAccounting::Charged
+    }
+
+    /// The same guest with the balloon's MDL pages accounted as `accounting` says
+    /// (`[guest] mdl_accounting`, `windows-memory.md` §3.9; [`GuestModel::new`] charges
+    /// them).
+    #[must_use]
+    pub const fn with_mdl_accounting(mut self, accounting: MdlAccounting) -> Self {
+        self.accounting = accounting;
+        self
+    }
+
+    /// How the balloon's MDL pages are accounted.
+    #[must_use]
+    pub const fn mdl_accounting(&self) -> MdlAccounting {
+        self.accounting
     }
 
     /// Resident available: RAM − OS − pinned − the balloon's charge (the balloon and its

@@ -11,7 +11,7 @@ use vmballoon_core::units::PageSize;
 use super::*;
 
 /// A unit of vmballoon's balloon ([`FakeGuest`]): one MDL from `MmAllocatePagesForMdlEx`,
-/// its 4 KiB frames in MDL order. It can only go back whole ([`PageAllocator::free`]).
+/// its 4 KiB frames in MDL order. It can only go back whole ([`PageAllocator::free`](vmballoon_core::platform::PageAllocator::free)).
 /// Dropping one that still has pages is a leak; the model counts it.
 #[derive(Debug)]
 pub struct GuestUnit {

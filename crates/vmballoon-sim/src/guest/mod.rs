@@ -1,73 +1,91 @@
 //! [`GuestModel`]: a model of the Windows memory manager, and [`FakeGuest`], the handle
-//! that implements the core's [`PageAllocator`] and [`MemorySource`] over it.
+//! that implements the core's [`PageAllocator`](vmballoon_core::platform::PageAllocator) and
+//! [`MemorySource`](vmballoon_core::platform::MemorySource) over it.
+//!
+//! Every modelling rule cites its public source or says it is an assumption; the tables
+//! with the sources are `windows-memory.md` §3.6 (trimming), §3.7 (placement), §3.8
+//! (allocations that wait and allocations that cannot) and §3.9 (the balloon's
+//! accounting).
 //!
 //! # The model
 //!
 //! RAM is an array of 4 KiB frames grouped in 2 MiB blocks of 512 frames (PFN = frame
 //! index, RAM starts at PFN 0, no holes). Every frame has exactly one [`Owner`]:
 //!
-//! | owner | what it models | resident available | commit |
-//! |---|---|---|---|
-//! | `Free` | free + zeroed + standby lists ("Available") | counted | — |
-//! | `Os` | kernel, drivers, nonpaged pool (`os_locked_mib`), the driver's batch page | charged | charged |
-//! | `Pinned` | `VirtualLock`, AWE, large pages, driver-locked MDLs (`lock_mib`) | charged | charged |
-//! | `Pageable` | resident pages of pageable commit (`committed_mib`, `commit_mib`) | counted | charged (all of the commit, resident or not) |
-//! | `Balloon` | pages `MmAllocatePagesForMdlEx` gave the balloon (in flight or stored) | charged | charged |
-//! | `HeldRefused` | balloon pages the host refused, held until the end of the cycle | charged | charged |
+//! | owner | what it models | available | resident available | commit |
+//! |---|---|---|---|---|
+//! | `Free` | free and zeroed lists | yes | counted | — |
+//! | `Os` | kernel, drivers, nonpaged pool (`os_locked_mib`), the driver's batch page | — | charged | charged |
+//! | `Pinned` | `VirtualLock`, AWE, large pages, other drivers' MDLs, nonpaged pool, `MmProbeAndLockPages` (`lock_mib`) | — | charged | charged (but `MmProbeAndLockPages`) |
+//! | `Pageable` | working-set pages of pageable commit (`committed_mib`, `commit_mib`) | — | counted | charged (all of the commit, resident or not) |
+//! | `Modified` | trimmed dirty pages not yet written (the modified list) | — | counted | charged |
+//! | `Standby` | trimmed pages written to the page file (the standby list) | yes | counted | charged |
+//! | `Balloon` | pages `MmAllocatePagesForMdlEx` gave the balloon (in flight or stored) | — | charged if `mdl_accounting = "charged"` | the same |
+//! | `HeldRefused` | balloon pages the host refused, held until the end of the cycle | — | as `Balloon` | as `Balloon` |
 //!
-//! so, as `windows-memory.md` §1.6 and §3.1 describe (the balloon and pinned memory are
-//! charged alike):
+//! so, as `windows-memory.md` §1.6, §3.1 and §3.9 describe:
 //!
-//! * resident available = RAM − OS − pinned − balloon − held refused
-//!   (= free + resident pageable frames: pageable pages can always be trimmed);
-//! * commit limit = RAM + page file; committed = pageable commit + OS + pinned + balloon +
-//!   held refused;
-//! * available = free frames.
+//! * available = free + standby (`MEMORYSTATUSEX`: "standby, free, and zero lists");
+//! * resident available = RAM − OS − pinned − the balloon's charge;
+//! * commit limit = RAM + page file; committed = pageable commit + OS + pinned (but
+//!   `MmProbeAndLockPages`) + the balloon's charge.
 //!
-//! # Modelling assumptions
+//! # Modelling rules
 //!
-//! * **Trimming.** Pageable pages occupy free frames when they are committed, as far as
-//!   free frames go; the rest starts out paged out. Once per simulated second (the
-//!   balance-set manager's period), and shortly after available memory falls below the
-//!   low-memory threshold (the memory manager wakes it when the free lists run short), the
-//!   working-set manager trims pageable pages (pages them out) until available memory is
-//!   back at the high-memory threshold, if it is below it ([`GuestModel::balance`], called
-//!   by the runner). Resident pageable pages are all in working sets (no standby cache is
-//!   modelled), so they are not available until trimmed.
-//!   A pinned request trims at once whatever it needs (`VirtualLock` and friends wait for
-//!   pages; the MDL allocator, which the balloon uses without `MM_ALLOCATE_TRIM_IF_NECESSARY`
-//!   and without waiting, never trims: it takes free frames only). Paged-out pages stay in
-//!   the page file: the model does not simulate applications touching them again.
-//!   Trimming takes the oldest request's most recently placed pages first.
-//! * **`MmAllocatePagesForMdlEx`.** The full request is charged to resident available and
-//!   to commit up front; if either charge would fail the call returns nothing (`NULL`),
-//!   otherwise it returns what free frames allow (a short chunk), or nothing if there are
-//!   none. 4 KiB pages come from the partially used 2 MiB block with the fewest free
-//!   frames first, then from whole free blocks (a best-fit choice that keeps whole blocks
-//!   whole, so 4 KiB balloon pages fragment the large-page pool as little as possible;
-//!   Windows' own choice is not documented). 2 MiB pages need whole free blocks
-//!   (`MM_ALLOCATE_FAST_LARGE_PAGES`: no compaction, fail fast).
-//! * **Waiting allocations** ([`PeerPages::allocate_waiting`], OVT's CANSLEEP type only):
-//!   charged like `MmAllocatePagesForMdlEx`, but when free frames are short the
-//!   working-set manager first pages out resident pageable pages for them (as
-//!   `MM_ALLOCATE_TRIM_IF_NECESSARY` waits for trimming); the frames trimmed are counted
-//!   ([`GuestModel::balloon_trimmed_frames`]).
+//! * **Trimming** (§3.6). A working-set pass ([`GuestModel::balance`]; the runner calls it
+//!   once a second and 10 ms after available memory falls below the low threshold — an
+//!   assumption) first lets the **modified page writer** catch up (it writes modified
+//!   pages to the page file at [`crate::cost::PAGE_WRITE_BYTES_PER_S`], a cost-model
+//!   assumption, and each written page becomes a standby page), then, while available
+//!   memory plus the modified list is below the high-memory threshold (plus what
+//!   allocations that cannot wait found missing), trims working-set pages to the modified
+//!   list: **least recently used first**, only pages at least [`TRIM_MIN_AGE`] old, at
+//!   most RAM / [`spec::TRIM_PASS_DIVISOR`] per pass (assumptions). Pages are never
+//!   touched again after they became resident, so their age is the time since then.
+//!   **Without a page file no pageable (private) page is ever trimmed.** Trimmed pages
+//!   stay their request's: a release frees them too.
+//! * **Free before standby** (§3.6, assumption): every allocation takes free frames first
+//!   and repurposes standby pages, oldest first, only when none is left.
+//! * **Placement** (§3.7). `MmAllocatePagesForMdlEx` with `MM_ALLOCATE_PREFER_CONTIGUOUS`
+//!   (vmballoon's scattered units) takes 4 KiB pages best-fit: the partly free 2 MiB block
+//!   with the fewest free frames first, then whole free blocks. Every other 4 KiB
+//!   allocation (the peers' MDLs, which pass no placement flag, and every `lock_mib` kind)
+//!   takes the lowest free frame (first fit): the documentation promises nothing about
+//!   placement. 2 MiB pages need whole free blocks (`MM_ALLOCATE_FAST_LARGE_PAGES`: no
+//!   compaction, fail fast).
+//! * **`MmAllocatePagesForMdlEx` for the balloons** (§1.3, §3.9). Under the charged
+//!   accounting the full request is charged to resident available and to commit up front,
+//!   and if either charge would fail the call returns nothing (`NULL`); under the
+//!   not-charged one nothing is checked. Otherwise it returns what the available pages
+//!   allow (a short chunk), or nothing. It never waits.
+//! * **Waiting allocations** ([`PeerPages::allocate_waiting`], OVT's CANSLEEP only):
+//!   charged like `MmAllocatePagesForMdlEx`, but when available pages are short the memory
+//!   manager writes modified pages and trims working-set pages (least recently used first,
+//!   whatever their age) for what is missing, and waits for the writes; the frames
+//!   reclaimed are counted ([`GuestModel::balloon_trimmed_frames`]).
+//! * **Pinned requests** (`lock_mib`, §3.8). `virtual-lock`, `probe-and-lock` and
+//!   `large-pages` **wait**: when the available pages are short they reclaim what is
+//!   missing as a waiting allocation does (large pages take whole blocks holding no
+//!   unmovable page, paging out or moving the pageable pages in them). `awe`,
+//!   `driver-locked` and `nonpaged-pool` **cannot wait**: they take available pages as they
+//!   are, with no synchronous trimming, and a shortfall only makes the next pass trim for
+//!   it (an assumption). A request is all or nothing unless it is `partial_ok` (only the
+//!   kinds that cannot wait): then it keeps a short grant and retries for the rest. A
+//!   failed attempt ([`GuestModel::alloc_failures`]: an all-or-nothing request that could
+//!   not complete, or a `partial_ok` one that got nothing) or a short grant
+//!   ([`GuestModel::short_grants`]) is retried every simulated second until the request is
+//!   complete or released (`scenario-format.md`).
+//! * **Pageable requests** (`commit_mib`) fail only on commit; their pages become resident
+//!   in available frames as far as they go, the rest starts out paged out. Paged-out pages
+//!   stay in the page file: the model does not simulate applications touching them again.
+//! * **LowMemoryCondition** is signalled while available memory is below the threshold of
+//!   the older MSDN text of `CreateMemoryResourceNotification`, "approximately 32 MB per
+//!   4 GB, to a maximum of 64 MB", i.e. RAM/128 capped at 64 MiB (`windows-memory.md`
+//!   §3.3: an assumption for the kernel event). It is a level, not a latch: there is a gap
+//!   between the low and the high-memory thresholds (3× the low one) where neither event
+//!   is signalled.
 //! * **Cost.** Every allocation, free and snapshot through [`FakeGuest`] charges its
 //!   modelled cost to the shared clock ([`crate::cost`]); [`GuestModel`] itself is free.
-//! * **Pinned requests** (`lock_mib`) charge resident available and commit. `virtual-lock`,
-//!   `awe` and `driver-locked` take 4 KiB frames anywhere; `large-pages` needs whole 2 MiB
-//!   blocks holding no unmovable page (only free or pageable frames: Windows can page out
-//!   or move pageable pages to build a large page, but not locked ones, and the balloon's
-//!   pages are locked). A request that cannot be satisfied fails, counts once in
-//!   [`GuestModel::alloc_failures`], and is retried every simulated second until it
-//!   succeeds or is released (`scenario-format.md`).
-//! * **Pageable requests** (`commit_mib`) fail only on commit.
-//! * **LowMemoryCondition** is signalled while available memory is below the documented
-//!   default threshold, "approximately 32 MB per 4 GB, to a maximum of 64 MB"
-//!   (`CreateMemoryResourceNotification`), i.e. RAM/128 capped at 64 MiB. It is a level,
-//!   not a latch: as the documentation says, there is a gap between the low and the
-//!   high-memory thresholds (3× the low one) where neither event is signalled.
-
 //!
 //! # Layout
 //!
@@ -177,6 +195,8 @@ pub enum Placement {
 #[derive(Debug)]
 pub struct GuestModel {
     spec: GuestSpec,
+    /// Whether the balloon's MDL pages are charged to resident available and commit.
+    accounting: MdlAccounting,
     slots: Vec<Slot>,
     blocks: Vec<Block>,
     /// Blocks whose 512 frames are all free.

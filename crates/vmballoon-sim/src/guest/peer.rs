@@ -64,7 +64,7 @@ impl Drop for GuestChunk {
     }
 }
 
-/// The page lists of the peer models ([`crate::peers`], [`crate::naive`]): the page-granular
+/// The page lists of the peer models ([`crate::peers`], [`crate::peers::naive`]): the page-granular
 /// allocator semantics of the drivers they model (Linux allocates and frees single pages).
 /// Not the Windows MDL contract, which only vmballoon ([`FakeGuest`]) is held to: a peer
 /// may split a chunk and free part of it. Clones share the world.

@@ -391,6 +391,13 @@ impl GuestModel {
         }
     }
 
+    /// One pass of the working-set manager at the model's clock (the last instant it was
+    /// given: by [`GuestModel::retry_due`], a request, or a pass): [`GuestModel::balance_at`]
+    /// without moving the clock.
+    pub fn balance(&mut self) {
+        self.balance_at(Instant::from_nanos(self.now));
+    }
+
     /// One pass of the working-set manager at `now` (the runner calls it once a second,
     /// and shortly after available memory falls below the low-memory threshold): the
     /// modified page writer catches up, then, while available memory plus the pages
@@ -399,7 +406,7 @@ impl GuestModel {
     /// trims working-set pages that are at least [`TRIM_MIN_AGE`] old, least recently used
     /// first, at most RAM / [`crate::guest::spec::TRIM_PASS_DIVISOR`] per pass, to the
     /// modified list. Nothing is trimmed without a page file.
-    pub fn balance(&mut self, now: Instant) {
+    pub fn balance_at(&mut self, now: Instant) {
         self.advance(now);
         let goal = self
             .high_threshold()

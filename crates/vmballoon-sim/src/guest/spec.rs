@@ -6,7 +6,7 @@ use vmballoon_core::units::Frames;
 /// Frames in one 2 MiB block.
 pub const BLOCK_FRAMES: u64 = 512;
 
-/// How many refused 4 KiB pages a peer model holds per cycle ([`PeerPages::retain`]): the
+/// How many refused 4 KiB pages a peer model holds per cycle ([`PeerPages::retain`](super::PeerPages::retain)): the
 /// refused-page limit of every VMware driver (`VMW_BALLOON_MAX_REFUSED`,
 /// `BALLOON_ERROR_PAGES`: 16, `protocol.md` §3 rule 3).
 pub const PEER_HELD_REFUSED: usize = 16;
@@ -162,8 +162,6 @@ pub struct GuestSpec {
     pub committed: Frames,
     /// Where resident pageable pages land (at boot and for later `commit_mib`).
     pub layout: PageableLayout,
-    /// Whether the balloon's MDL pages are charged to resident available and commit.
-    pub mdl_accounting: MdlAccounting,
 }
 
 /// Who owns a frame.

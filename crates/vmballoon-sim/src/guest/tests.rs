@@ -15,7 +15,6 @@ fn spec(ram_mib: u64, os_mib: u64, pagefile_mib: u64, committed_mib: u64) -> Gue
         pagefile: Frames::from_mib(pagefile_mib),
         committed: Frames::from_mib(committed_mib),
         layout: PageableLayout::Packed,
-        mdl_accounting: MdlAccounting::Charged,
     }
 }
 
@@ -266,12 +265,12 @@ fn pageable_commit_fails_only_on_the_commit_limit() {
     assert!(g.low_memory());
     // The working-set manager trims aged pages to the modified list, at most RAM/32 a
     // pass; the modified page writer makes them available (standby) as it writes them.
-    g.balance(t(0));
+    g.balance_at(t(0));
     assert_eq!(g.modified_frames(), Frames::ZERO, "too young to trim");
-    g.balance(t(1));
+    g.balance_at(t(1));
     assert_eq!(g.modified_frames(), g.high_threshold());
     assert_eq!(g.available(), Frames::ZERO, "not available until written");
-    g.balance(t(2));
+    g.balance_at(t(2));
     assert_eq!(g.standby_frames(), g.high_threshold());
     assert_eq!(g.available(), g.high_threshold());
     assert!(!g.low_memory());
@@ -548,13 +547,13 @@ fn full_of_pageable(pagefile_mib: u64) -> GuestModel {
 fn trimmed_private_pages_wait_on_the_modified_list_until_written() {
     let mut g = full_of_pageable(4096);
     assert_eq!(g.available(), Frames::ZERO);
-    g.balance(t(1));
+    g.balance_at(t(1));
     let trimmed = g.modified_frames();
     assert!(!trimmed.is_zero());
     assert_eq!(g.available(), Frames::ZERO, "dirty pages are not available");
     assert_eq!(g.resident_available().mib_floor(), 924, "still resident");
     // The writer writes 128 MiB/s: after 10 ms, 1.28 MiB (327 pages) are standby.
-    g.balance(Instant::from_nanos(1_010_000_000));
+    g.balance_at(Instant::from_nanos(1_010_000_000));
     assert_eq!(g.standby_frames().get(), 128 * 1024 * 1024 / 100 / 4096);
     assert_eq!(g.available(), g.standby_frames(), "standby is available");
     assert_eq!(g.self_check(), Vec::<String>::new());
@@ -563,8 +562,8 @@ fn trimmed_private_pages_wait_on_the_modified_list_until_written() {
 #[test]
 fn standby_pages_are_available_and_repurposed_after_free_pages() {
     let mut g = full_of_pageable(4096);
-    g.balance(t(1));
-    g.balance(t(2));
+    g.balance_at(t(1));
+    g.balance_at(t(2));
     let standby = g.standby_frames();
     assert_eq!(
         standby,
@@ -574,8 +573,8 @@ fn standby_pages_are_available_and_repurposed_after_free_pages() {
     // Free 8 MiB: an allocation takes the free pages first, then standby pages.
     g.release("app");
     let mut g = full_of_pageable(4096);
-    g.balance(t(1));
-    g.balance(t(2));
+    g.balance_at(t(1));
+    g.balance_at(t(2));
     g.lock("pin", PinKind::Awe, Frames::from_mib(8), t(2));
     assert_eq!(
         g.standby_frames(),
@@ -590,7 +589,7 @@ fn without_a_page_file_private_pages_are_never_trimmed() {
     let mut g = full_of_pageable(0);
     let resident = g.pageable_resident();
     for s in 1..10 {
-        g.balance(t(s));
+        g.balance_at(t(s));
     }
     assert_eq!(g.pageable_resident(), resident);
     assert!(g.modified_frames().is_zero() && g.standby_frames().is_zero());
@@ -620,7 +619,7 @@ fn trimming_takes_the_least_recently_used_pages_and_is_bounded_per_pass() {
     g.commit("new", Frames::from_mib(524), t(5));
     assert_eq!(g.available(), Frames::ZERO);
     g.advance(Instant::from_nanos(5_500_000_000));
-    g.balance(Instant::from_nanos(5_500_000_000));
+    g.balance_at(Instant::from_nanos(5_500_000_000));
     let per_pass = Frames::from_mib(1024 / 32);
     assert_eq!(g.modified_frames(), per_pass.min(g.high_threshold()));
     let k_old = g.find("old").unwrap();
@@ -653,12 +652,12 @@ fn allocations_that_cannot_wait_take_available_pages_only() {
         );
         // The shortfall makes the next working-set pass trim for it (above the high
         // threshold), and the retry a second later finds the pages written.
-        g.balance(t(1));
+        g.balance_at(t(1));
         assert_eq!(
             g.modified_frames(),
             g.high_threshold().saturating_add(Frames::from_mib(8))
         );
-        g.balance(t(2));
+        g.balance_at(t(2));
         g.retry_due(t(2));
         assert_eq!(g.alloc_failures(), 1, "{kind:?}");
         assert!(matches!(
@@ -684,8 +683,8 @@ fn allocations_that_wait_trim_and_write_what_they_need() {
 #[test]
 fn a_partial_ok_request_keeps_a_short_grant_and_fails_only_when_empty() {
     let mut g = full_of_pageable(4096);
-    g.balance(t(1));
-    g.balance(t(2));
+    g.balance_at(t(1));
+    g.balance_at(t(2));
     let avail = g.available();
     assert!(!avail.is_zero());
     let ask = avail.saturating_add(Frames::from_mib(4));
@@ -758,9 +757,8 @@ fn mdl_pages_go_first_fit_without_prefer_contiguous_and_best_fit_with_it() {
 
 #[test]
 fn not_charged_accounting_leaves_resident_available_and_commit_alone() {
-    let mut s = spec(1024, 100, 1024, 0);
-    s.mdl_accounting = MdlAccounting::NotCharged;
-    let (w, mut guest) = world(GuestModel::new(s));
+    let s = spec(1024, 100, 1024, 0);
+    let (w, mut guest) = world(GuestModel::new(s).with_mdl_accounting(MdlAccounting::NotCharged));
     let (ra, c, a) = {
         let g = &w.borrow().guest;
         (g.resident_available(), g.committed(), g.available())
@@ -777,9 +775,7 @@ fn not_charged_accounting_leaves_resident_available_and_commit_alone() {
         );
     }
     guest.free(chunk);
-    let mut s = spec(1024, 100, 1024, 0);
-    s.mdl_accounting = MdlAccounting::Charged;
-    let (w, mut guest) = world(GuestModel::new(s));
+    let (w, mut guest) = world(GuestModel::new(s).with_mdl_accounting(MdlAccounting::Charged));
     let chunk = guest.allocate(PageSize::Small, 512).unwrap();
     assert_eq!(
         w.borrow().guest.resident_available(),

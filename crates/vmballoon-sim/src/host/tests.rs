@@ -22,7 +22,6 @@ fn setup(spec: HostSpec) -> (SharedWorld, FakeHost, crate::guest::PeerPages) {
         pagefile: Frames::from_mib(64),
         committed: Frames::ZERO,
         layout: PageableLayout::Packed,
-        mdl_accounting: crate::guest::MdlAccounting::Charged,
     });
     let ram = guest.total();
     let w = World::new(guest, HostModel::new(spec, ram), ManualClock::new());

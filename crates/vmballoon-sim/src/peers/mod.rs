@@ -191,7 +191,7 @@ pub(crate) mod rig {
     use vmballoon_core::units::{Duration, Frames};
 
     use crate::driver::{BalloonDriver, DriverKind};
-    use crate::guest::{GuestModel, GuestSpec, MdlAccounting, PageableLayout};
+    use crate::guest::{GuestModel, GuestSpec, PageableLayout};
     use crate::host::{HostModel, HostSpec};
     use crate::world::{SharedWorld, World};
 
@@ -221,7 +221,6 @@ pub(crate) mod rig {
                 pagefile: Frames::from_mib(ram_mib),
                 committed: Frames::ZERO,
                 layout: PageableLayout::Packed,
-                mdl_accounting: MdlAccounting::Charged,
             });
             let ram = guest.total();
             let host = HostModel::new(

@@ -830,7 +830,7 @@ fn host_injections_take_inline_tables() {
 #[test]
 fn mdl_accounting_is_a_guest_option() {
     let s = Scenario::parse(GOOD, "x").unwrap();
-    assert_eq!(s.guest.mdl_accounting, MdlAccounting::Charged);
+    assert_eq!(s.mdl_accounting, MdlAccounting::Charged);
     let s = Scenario::parse(
         &GOOD.replace(
             "ram_mib = 4096",
@@ -839,7 +839,7 @@ fn mdl_accounting_is_a_guest_option() {
         "x",
     )
     .unwrap();
-    assert_eq!(s.guest.mdl_accounting, MdlAccounting::NotCharged);
+    assert_eq!(s.mdl_accounting, MdlAccounting::NotCharged);
     let e = err(&GOOD.replace(
         "ram_mib = 4096",
         "ram_mib = 4096\nmdl_accounting = \"maybe\"",
