@@ -679,6 +679,56 @@ mod tests {
     }
 
     #[test]
+    fn low_memory_while_inflating_counts_only_when_the_balloon_grew() {
+        // The naive balloon inflates into a guest with no room to spare: LowMemoryCondition
+        // is signalled while it grows, and that is counted.
+        let grow = "name = \"g\"\nduration_s = 20\n[guest]\nram_mib = 1024\npagefile_mib = 1024\n\
+                    committed_mib = 512\n[[events]]\nat_s = 1\ntarget_mib = 1000\n";
+        let s = Scenario::parse(grow, "g").unwrap();
+        let naive = run(&s, DriverKind::Naive).summary;
+        assert!(
+            naive.low_memory_inflating_s > 0.0,
+            "{}",
+            naive.low_memory_inflating_s
+        );
+        assert!(naive.low_memory_inflating_s <= 20.0);
+        // Pressure that is not the balloon's: the balloon is full and steady when an
+        // application commits more than the guest has; LowMemoryCondition is signalled
+        // for seconds, none of them counted.
+        let steady = "name = \"s\"\nduration_s = 40\n[guest]\nram_mib = 1024\npagefile_mib = 4096\n\
+                      [[events]]\nat_s = 0\ntarget_mib = 256\n\
+                      [[events]]\nat_s = 20\ncommit_mib = 3000\n";
+        let s = Scenario::parse(steady, "s").unwrap();
+        let r = run(&s, DriverKind::Naive);
+        assert!(
+            r.timeline
+                .iter()
+                .any(|row| row.low_memory && row.t.as_nanos() >= 20_000_000_000),
+            "the guest is in low memory"
+        );
+        assert_eq!(r.summary.max_balloon_mib, 256);
+        assert_eq!(r.summary.low_memory_inflating_s, 0.0);
+    }
+
+    #[test]
+    fn churn_and_mean_balloon() {
+        // 256 MiB from 0 s to 10 s of a 20 s run, then nothing: 512 MiB moved, a mean of
+        // about 128 MiB, no final balloon to divide by.
+        let text = "name = \"c\"\nduration_s = 20\n[guest]\nram_mib = 1024\npagefile_mib = 1024\n\
+                    [[events]]\nat_s = 0\ntarget_mib = 256\n[[events]]\nat_s = 10\ntarget_mib = 0\n";
+        let s = Scenario::parse(text, "c").unwrap();
+        let r = run(&s, DriverKind::LinuxVmw).summary;
+        assert_eq!(r.frames_moved, r.frames_locked + r.frames_unlocked);
+        assert_eq!(r.frames_moved, 2 * 256 * 256);
+        assert_eq!(r.frames_moved_per_final_gib, None);
+        assert!(
+            (r.mean_balloon_mib - 128.0).abs() < 2.0,
+            "{}",
+            r.mean_balloon_mib
+        );
+    }
+
+    #[test]
     fn low_memory_wakes_vmballoon_between_polls() {
         // A pageable burst at 2.5 s drains available memory: the driver is woken at once,
         // not at the next poll.
