@@ -174,6 +174,9 @@ pub struct OvtClassicDriver {
     rate_free: u64,
     slow_cycles: u32,
     stats: Stats,
+    /// Single-page mode: pages locked one by one in this pass, kept together (one MDL of
+    /// up to 512 pages, as they were allocated) until the pass ends.
+    run: Option<GuestChunk>,
 }
 
 /// One inflate's error pages, per page size.
@@ -201,6 +204,14 @@ impl OvtClassicDriver {
             rate_free: RATE_FREE_MAX,
             slow_cycles: 0,
             stats: Stats::default(),
+            run: None,
+        }
+    }
+
+    /// Stores the single-page run (module docs, "Port details").
+    fn flush_run(&mut self) {
+        if let Some(run) = self.run.take() {
+            keep_or_free(&mut self.guest, run, StorePosition::First);
         }
     }
 
@@ -282,7 +293,25 @@ impl OvtClassicDriver {
         let n = taken.len();
         self.held.add(size, n);
         bump(&mut self.stats.locked, size.index(), n as u64);
-        keep_or_free(&mut self.guest, taken, StorePosition::First);
+        if self.batched() || taken.is_empty() {
+            keep_or_free(&mut self.guest, taken, StorePosition::First);
+        } else {
+            // Single-page mode: gather the pages of one pass into runs of up to 512.
+            let taken = match self.run.take() {
+                None => taken,
+                Some(mut run) => {
+                    if let Err(t) = self.guest.append(&mut run, taken) {
+                        keep_or_free(&mut self.guest, t, StorePosition::First);
+                    }
+                    run
+                }
+            };
+            if taken.len() >= BATCH_CAPACITY {
+                keep_or_free(&mut self.guest, taken, StorePosition::First);
+            } else {
+                self.run = Some(taken);
+            }
+        }
         chunk
     }
 
@@ -485,6 +514,7 @@ impl OvtClassicDriver {
             // Single-page port: pages the loop never offered go back to the OS.
             self.guest.free(rest);
         }
+        self.flush_run();
         if status_ok && allocations >= self.rate_alloc {
             let mult = allocations / self.rate_alloc.max(1);
             self.rate_alloc = self
