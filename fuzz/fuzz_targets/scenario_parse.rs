@@ -2,7 +2,7 @@
 //! panic; an error is one line naming a line of the file; an accepted scenario is
 //! consistent and within the loader's limits: a run above 0 and at most one simulated day
 //! (so no file can make the simulator run longer), events sorted and within the run, at
-//! most `MAX_EVENTS` of them, a guest that can boot (RAM up to the model's limit,
+//! most `MAX_EXPANDED_EVENTS` of them once repeated events are expanded, a guest that can boot (RAM up to the model's limit,
 //! OS + committed within RAM + page file), every size within `MAX_SIZE_MIB` (nothing
 //! saturated), and every release after its request and only once. Small accepted
 //! scenarios are also run (vmballoon policy): no protocol violation, no leak, and a
@@ -14,8 +14,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use vmballoon_sim::guest::{GuestModel, MAX_RAM};
-use vmballoon_sim::scenario::{Action, MAX_DURATION_S, MAX_EVENTS, MAX_SIZE_MIB};
-use vmballoon_sim::{PolicyKind, Scenario, runner};
+use vmballoon_sim::scenario::{Action, MAX_DURATION_S, MAX_EXPANDED_EVENTS, MAX_SIZE_MIB};
+use vmballoon_sim::{DriverKind, Scenario, runner};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -54,7 +54,11 @@ fuzz_target!(|data: &[u8]| {
                 s.events.iter().all(|e| e.at.as_nanos() <= end),
                 "event after the end"
             );
-            assert!(s.events.len() <= MAX_EVENTS, "{} events", s.events.len());
+            assert!(
+                s.events.len() <= MAX_EXPANDED_EVENTS,
+                "{} events",
+                s.events.len()
+            );
             let g = &s.guest;
             assert!(g.ram <= MAX_RAM, "RAM over the model's limit");
             for size in [g.os_locked, g.pagefile, g.committed] {
@@ -70,7 +74,8 @@ fuzz_target!(|data: &[u8]| {
                 match &e.action {
                     Action::Target(size)
                     | Action::Lock { size, .. }
-                    | Action::Commit { size, .. } => {
+                    | Action::Commit { size, .. }
+                    | Action::HostTargetAfterLocks { target: size, .. } => {
                         assert!(size.mib_floor() <= MAX_SIZE_MIB, "saturated event size");
                         if let Action::Lock { id, .. } | Action::Commit { id, .. } = &e.action {
                             requested.push(id);
@@ -89,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // Small scenarios also run: the engine must not break the protocol.
             if s.guest.ram.mib_floor() <= 64 && end <= 20_000_000_000 {
-                let r = runner::run(&s, PolicyKind::Vmballoon);
+                let r = runner::run(&s, DriverKind::Vmballoon);
                 assert_eq!(
                     r.summary.protocol_violations, 0,
                     "violations: {:?}",

@@ -1,4 +1,4 @@
-//! The benchmark suite behind `cargo xtask bench`: every policy (vmballoon, `linux-vmw`,
+//! The benchmark suite behind `cargo xtask bench`: every driver (vmballoon, `linux-vmw`,
 //! `ovt-classic`, naive) on the same scenarios in one run, per host capability set
 //! (legacy, batched 4 KiB, batched 2 MiB), and the numbers the report is made of.
 //!
@@ -10,17 +10,24 @@
 //!   balloon has given 2 GiB back, and the pin's failed attempts.
 //! * the pinned-memory scenarios of `scenarios/` ([`PINNED`]), each run with the host's
 //!   capabilities replaced by each set: guest allocation failures.
+//! * `scenarios/bench/pinned-oscillation.toml`: a driver locks and frees 1 GiB every 6 s
+//!   for three minutes on an 8 GiB guest whose host wants 7 GiB (batched 2 MiB host only):
+//!   page traffic (frames locked + unlocked), per GiB of the final balloon, guest failures
+//!   and the mean balloon, against the undamped engine's figures recorded in
+//!   [`OSCILLATION_TODAY`].
 //!
 //! Every timing is modelled ([`crate::cost`]); call counts, failures and bookkeeping are
 //! exact counts of the simulation. The report ([`markdown`]) and the charts ([`charts`])
 //! are written by the `vmballoon-bench` binary, which `cargo xtask bench` runs after
 //! measuring the core's CPU per frame (criterion, callgrind: [`CpuMeasurements`]).
 
+mod budgets;
 mod charts;
 mod markdown;
 
+pub use budgets::budgets;
 pub use charts::charts;
-pub use markdown::{CHARTS, budgets, markdown};
+pub use markdown::{CHARTS, markdown};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,7 +38,7 @@ use vmballoon_core::protocol::Capabilities;
 use vmballoon_core::units::{Frames, PageSize};
 
 use crate::cost::{CostMeter, CostModel, PoolModel, mdl_bytes};
-use crate::policy::PolicyKind;
+use crate::driver::DriverKind;
 use crate::report::{Summary, TimelineRow};
 use crate::runner::{RunResult, run_with};
 use crate::scenario::Scenario;
@@ -54,6 +61,20 @@ pub const GIVE_BACK_PIN: &str = "db-grow";
 /// Within this many frames counts as "reached" (the 2 MiB slack: Linux's 2 MiB pages
 /// overshoot by up to 511 frames, and its single-page deflate stops 511 frames above).
 pub const REACHED_SLACK: u64 = 512;
+
+/// The oscillation benchmark's scenario (in `scenarios/bench/`).
+pub const OSCILLATION_FILE: &str = "pinned-oscillation.toml";
+
+/// The capability set the oscillation benchmark runs on (index into [`CAP_SETS`]: batched
+/// 2 MiB, the scenario's own).
+pub const OSCILLATION_CAP: usize = 2;
+
+/// The undamped engine on `pinned-oscillation` (the engine before damping, on the guest
+/// model with aged trimming through the modified list; measured with `vmballoon-sim
+/// scenarios/bench/pinned-oscillation.toml --policy vmballoon --json`): frames moved and
+/// the mean balloon (MiB). The churn budget is ≥ 5 × less traffic than this, with the
+/// mean balloon within 10 % of it.
+pub const OSCILLATION_TODAY: (u64, f64) = (17_344_512, 5_778.0);
 
 /// A host capability set the suite runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +157,8 @@ pub enum BenchKind {
     GiveBack,
     /// A pinned-memory scenario (file name), and whether it is satisfiable.
     Pinned(String, bool),
+    /// `pinned-oscillation`.
+    Oscillation,
 }
 
 /// One run of the suite.
@@ -145,8 +168,8 @@ pub struct BenchRun {
     pub kind: BenchKind,
     /// Index into [`CAP_SETS`].
     pub cap: usize,
-    /// The policy.
-    pub policy: PolicyKind,
+    /// The driver.
+    pub policy: DriverKind,
     /// The run.
     pub result: RunResult,
 }
@@ -158,8 +181,8 @@ pub struct Job {
     pub kind: BenchKind,
     /// Index into [`CAP_SETS`].
     pub cap: usize,
-    /// The policy.
-    pub policy: PolicyKind,
+    /// The driver.
+    pub policy: DriverKind,
     /// The scenario (capabilities already set).
     pub scenario: Scenario,
 }
@@ -180,7 +203,7 @@ fn load(path: &Path) -> Result<Scenario, String> {
 }
 
 /// The suite's jobs from the scenario directory (`scenarios/`, with `bench/` in it): every
-/// policy on every benchmark scenario and every capability set of every pinned-memory
+/// driver on every benchmark scenario and every capability set of every pinned-memory
 /// scenario.
 ///
 /// # Errors
@@ -203,7 +226,7 @@ pub fn jobs(scenarios: &Path) -> Result<Vec<Job>, String> {
                     set.key
                 ));
             }
-            for policy in PolicyKind::ALL {
+            for policy in DriverKind::ALL {
                 out.push(Job {
                     kind: kind.clone(),
                     cap,
@@ -213,12 +236,34 @@ pub fn jobs(scenarios: &Path) -> Result<Vec<Job>, String> {
             }
         }
     }
+    let file = scenarios.join("bench").join(OSCILLATION_FILE);
+    let scenario = load(&file)?;
+    if scenario.host.capabilities
+        != CAP_SETS
+            .get(OSCILLATION_CAP)
+            .and_then(|c| c.capabilities)
+            .map(Some)
+            .unwrap_or_default()
+    {
+        return Err(format!(
+            "{}: [host] capabilities are not the batched 2 MiB set",
+            file.display()
+        ));
+    }
+    for policy in DriverKind::ALL {
+        out.push(Job {
+            kind: BenchKind::Oscillation,
+            cap: OSCILLATION_CAP,
+            policy,
+            scenario: scenario.clone(),
+        });
+    }
     for (file, satisfiable) in PINNED {
         let base = load(&scenarios.join(file))?;
         for (cap, set) in CAP_SETS.iter().enumerate() {
             let mut scenario = base.clone();
             scenario.host.capabilities = set.capabilities;
-            for policy in PolicyKind::ALL {
+            for policy in DriverKind::ALL {
                 out.push(Job {
                     kind: BenchKind::Pinned(file.to_owned(), satisfiable),
                     cap,
@@ -269,7 +314,7 @@ pub fn run_suite(jobs: Vec<Job>, cost: CostModel, threads: usize) -> Suite {
 impl Suite {
     /// The run of `policy` for `kind` on capability set `cap`.
     #[must_use]
-    pub fn find(&self, kind: &BenchKind, cap: usize, policy: PolicyKind) -> Option<&BenchRun> {
+    pub fn find(&self, kind: &BenchKind, cap: usize, policy: DriverKind) -> Option<&BenchRun> {
         self.runs
             .iter()
             .find(|r| &r.kind == kind && r.cap == cap && r.policy == policy)
@@ -427,6 +472,37 @@ pub fn give_back_metrics(r: &RunResult) -> GiveBackMetrics {
         pin_failures: pin.map_or(0, |q| q.failures),
         pin_satisfied_s: pin.and_then(|q| q.satisfied_at_s).map(|t| t - GIVE_BACK_AT),
         failures: r.summary.guest_alloc_failures,
+    }
+}
+
+/// The oscillation benchmark's figures for one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OscillationMetrics {
+    /// Frames locked + unlocked.
+    pub frames_moved: u64,
+    /// Per GiB of the final balloon (`None`: it ended empty).
+    pub per_final_gib: Option<f64>,
+    /// Guest allocation failures.
+    pub failures: u64,
+    /// The balloon's time-weighted mean (MiB).
+    pub mean_balloon_mib: f64,
+    /// The final balloon (MiB).
+    pub final_mib: u64,
+    /// Seconds with `LowMemoryCondition` signalled while the balloon inflated.
+    pub low_memory_inflating_s: f64,
+}
+
+/// The oscillation benchmark's figures.
+#[must_use]
+pub fn oscillation_metrics(r: &RunResult) -> OscillationMetrics {
+    let s = &r.summary;
+    OscillationMetrics {
+        frames_moved: s.frames_moved,
+        per_final_gib: s.frames_moved_per_final_gib,
+        failures: s.guest_alloc_failures,
+        mean_balloon_mib: s.mean_balloon_mib,
+        final_mib: s.final_balloon_mib,
+        low_memory_inflating_s: s.low_memory_inflating_s,
     }
 }
 

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+use crate::driver::DriverKind;
 use crate::plot::{self, Series};
-use crate::policy::PolicyKind;
 use crate::report::{self, Summary};
 use crate::runner::{self, RunResult};
 use crate::scenario::Scenario;
@@ -40,9 +40,9 @@ pub struct Cli {
     /// scenario.
     #[arg(value_name = "SCENARIO.toml")]
     pub scenario: Option<PathBuf>,
-    /// Run one policy only (default: vmballoon and naive, side by side).
+    /// Run one driver only (default: vmballoon and naive, side by side).
     #[arg(long, value_enum, value_name = "POLICY")]
-    pub policy: Option<PolicyKind>,
+    pub policy: Option<DriverKind>,
     /// Write the run's summary as one JSON object.
     #[arg(long, value_name = "SUMMARY.json")]
     pub json: Option<PathBuf>,
@@ -158,10 +158,10 @@ fn write_file(path: &Path, contents: &str) -> Result<(), String> {
 
 fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), String> {
     let scenario = load(cli.scenario.as_deref())?;
-    let kinds: Vec<PolicyKind> = cli
+    let kinds: Vec<DriverKind> = cli
         .policy
-        .map_or_else(|| PolicyKind::DEFAULT_PAIR.to_vec(), |k| vec![k]);
-    let results: Vec<(PolicyKind, RunResult)> = kinds
+        .map_or_else(|| DriverKind::DEFAULT_PAIR.to_vec(), |k| vec![k]);
+    let results: Vec<(DriverKind, RunResult)> = kinds
         .iter()
         .map(|&k| (k, runner::run(&scenario, k)))
         .collect();
@@ -237,7 +237,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), String> {
         .map_err(|e| format!("cannot write to stdout: {e}"))
 }
 
-/// One line per policy on what happened to the guest.
+/// One line per driver on what happened to the guest.
 fn verdict(runs: &[&Summary]) -> String {
     let mut text = String::from("\n");
     for s in runs {

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | one backdoor call (VM exit, dispatch, VM entry) | [`crate::FakeHost`] | [`CostModel::call_ns`] |
 //! | the host's work per page locked / unlocked | [`crate::FakeHost`] | `host_*_ns` |
-//! | `MmAllocatePagesForMdlEx` per page, zeroing if the policy zeroes | [`crate::FakeGuest`] | `alloc_*_ns`, [`CostModel::zero_bytes_per_s`] |
+//! | `MmAllocatePagesForMdlEx` per page, zeroing if the driver zeroes | [`crate::FakeGuest`] | `alloc_*_ns`, [`CostModel::zero_bytes_per_s`] |
 //! | `MmFreePagesFromMdl` per page | [`crate::FakeGuest`] | `free_*_ns` |
 //! | the MDL itself (pool allocation, free) per chunk | [`crate::FakeGuest`] | `mdl_*_ns` |
 //! | a memory snapshot (`ZwQuerySystemInformation`) | [`crate::FakeGuest`] | [`CostModel::snapshot_ns`] |
@@ -68,7 +68,7 @@ pub struct CostModel {
     /// large-page cache; 512 PFN entries and 512 MDL slots written). **3 µs** (assumption:
     /// ≈ 6 ns per frame of sequential writes).
     pub alloc_2m_ns: u64,
-    /// Guest memory bandwidth for zeroing pages, in bytes per second, when a policy asks
+    /// Guest memory bandwidth for zeroing pages, in bytes per second, when a driver asks
     /// for zeroed pages (plain `MmAllocatePagesForMdl` always zeroes). **10 GB/s**:
     /// single-core `memset` bandwidth of a current server core (DDR4/DDR5: 10–20 GB/s
     /// with non-temporal stores). 4 KiB then costs ≈ 410 ns, 2 MiB ≈ 210 µs. Zeroing a
@@ -76,7 +76,7 @@ pub struct CostModel {
     /// page); that is not modelled. vmballoon (like virtio-win, `windows-memory.md` §1.3)
     /// passes `MM_DONT_ZERO_ALLOCATION`; Linux's balloon allocations have no `__GFP_ZERO`
     /// (`protocol.md` §6.3), and OVT's allocation types name no zeroing (§7): no modelled
-    /// policy zeroes.
+    /// driver zeroes.
     pub zero_bytes_per_s: u64,
     /// Guest: `MmFreePagesFromMdl` per 4 KiB page. **60 ns** (assumption).
     pub free_4k_ns: u64,
@@ -307,7 +307,7 @@ impl CostModel {
 
     /// The modelled time of moving `frames` 4 KiB frames in pages of `size`, `per_call`
     /// pages per backdoor call, lock (`true`) or unlock, including the guest's allocation
-    /// or free and the MDL work: the floor a policy can reach on this model (no snapshot,
+    /// or free and the MDL work: the floor a driver can reach on this model (no snapshot,
     /// no TARGET). Used by the report to put measured times next to what the model allows.
     #[must_use]
     pub fn floor(&self, size: PageSize, frames_moved: u64, per_call: u64, lock: bool) -> Duration {
@@ -361,6 +361,17 @@ pub enum PoolModel {
 /// The largest segment-heap pool allocation not rounded to pages (≈ 508 KiB, the
 /// variable-size/segment backends' limit in the kernel pool).
 pub const SEGMENT_HEAP_SMALL_MAX: u64 = 508 * 1024;
+
+/// The guest's modified page writer: bytes of dirty pages written to the page file per
+/// second, after which they are standby pages, available again (the guest model's
+/// trimming, `windows-memory.md` §3.6). **128 MiB/s.** An assumption, not a measurement:
+/// Microsoft documents only that the system "may start writing dirty transition pages to
+/// their backing store as soon as such pages become available", not how fast; 128 MiB/s
+/// is a modest sequential write rate for a virtual disk on SSD-backed storage (a
+/// slower disk makes the guest free memory more slowly, so the figure is a parameter of
+/// the model, not of any balloon). It is not a balloon cost: no balloon's modelled time
+/// includes it.
+pub const PAGE_WRITE_BYTES_PER_S: u64 = 128 * 1024 * 1024;
 
 /// `sizeof(MDL)` on x64 (`windows-memory.md` §1.5): the PFN array follows it.
 pub const MDL_HEADER_BYTES: u64 = 0x30;

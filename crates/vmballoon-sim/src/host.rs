@@ -13,11 +13,22 @@
 //!   when non-zero, and to 32 bits unless 64-bit targets were granted.
 //! * **LOCK / UNLOCK / BATCHED_*** read the PPN or the batch page, write each entry's
 //!   status, and answer the target in RBX. A 2 MiB page is 512 frames.
-//! * Injected behaviour: `host_reset` (the host forgets every page at once and answers
-//!   RESET to the next call other than START), `host_busy_calls N` (the next N calls that
-//!   read the target or move pages are answered BUSY; START and GUEST_ID are not, so a
-//!   guest can always close the session before freeing its pages), `host_refuse_next N`
-//!   (the next N pages offered are refused with PPN_PINNED).
+//! * Injected behaviour (the hostile mode of `scenario-format.md`): `host_reset` (the host
+//!   forgets every page at once and answers RESET to the next call other than START),
+//!   `host_busy_calls N` (the next N calls that read the target or move pages are answered
+//!   BUSY; START and GUEST_ID are not, so a guest can always close the session before
+//!   freeing its pages), `host_refuse_next N` (the next N pages offered are refused with
+//!   PPN_PINNED), `host_entry_status` (the next N pages offered — or given back, with
+//!   `on = "unlock"` — are answered PPN_NOTNEEDED, BUSY or RESET: per entry in a batch, as
+//!   the call's status of a single-page LOCK / UNLOCK; `balloon_def.h`'s
+//!   `Balloon_BatchSetStatus` allows per-entry values up to BUSY, `protocol.md` §3), and
+//!   `host_target_after_locks` (the reply to the K-th LOCK-family call from now carries a
+//!   new target, so a target lowered in the middle of a pass can be tested,
+//!   `protocol.md` §2). An injected answer is taken by the next page offered, in the order
+//!   the injections were made. A RESET that is a call's status (single-page mode) is a
+//!   real reset: the host forgets every page and wants START, as for `host_reset`; a
+//!   RESET written into one batch entry only refuses that page (neither open driver
+//!   resets the session on it, `protocol.md` §6.3, §7).
 //!
 //! # What the checker records (each is a guest bug)
 //!
@@ -29,6 +40,20 @@
 //! reserved bits (11..5) or status bits set by the guest, or a 2 MiB entry that is not
 //! 2 MiB-aligned; a PPN outside guest RAM. The guest side adds: a page freed while the
 //! host holds it, and breaches of the `PageAllocator` contract.
+//!
+//! Two rules are **guest-conformance rules**, derived from what both open drivers do
+//! rather than from documented host behaviour (whether a real ESXi rejects these calls is
+//! not public, `protocol.md` §11):
+//!
+//! * a 2 MiB command (BATCHED_2M_LOCK / UNLOCK) in a session without BATCHED: 2 MiB pages
+//!   travel only in batches, and a guest without BATCHED has no batch page (Linux
+//!   `vmballoon_send_start`: "2MB pages are only supported with batching",
+//!   `protocol.md` §4 rule 4);
+//! * a TARGET whose limit (EBX) does not fit in 32 bits without the 64-bit-target
+//!   capability (Linux `vmballoon_send_get_target` refuses to send it, "as required by the
+//!   host-guest protocol"; OVT truncates it: `protocol.md` §2.2).
+
+use std::collections::VecDeque;
 
 use vmballoon_core::protocol::{
     BATCH_CAPACITY, Backdoor, BatchPage, Capabilities, Command, RawReply, Status,
@@ -72,6 +97,16 @@ pub const CAPABILITY_NAMES: [(&str, Capabilities); 4] = [
     ("64-bit-target", Capabilities::TARGET_64BIT),
 ];
 
+/// Which page moves an injected per-entry answer ([`HostModel::inject_entry_status`])
+/// applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryDirection {
+    /// Pages offered (LOCK, BATCHED_LOCK, BATCHED_2M_LOCK).
+    Lock,
+    /// Pages asked back (UNLOCK and the batched unlocks).
+    Unlock,
+}
+
 /// The session as the host sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Session {
@@ -94,7 +129,12 @@ pub struct HostModel {
     session: Session,
     reset_pending: bool,
     busy_calls: u64,
-    refuse_next: u64,
+    /// Injected per-page answers for pages offered, in order: (status, pages left).
+    lock_answers: VecDeque<(Status, u64)>,
+    /// Injected per-page answers for pages asked back.
+    unlock_answers: VecDeque<(Status, u64)>,
+    /// Injected target changes: (LOCK-family calls still to come, new target).
+    target_after_locks: Vec<(u64, Frames)>,
     target: Frames,
     calls: CallStats,
     undefined_calls: u64,
@@ -135,7 +175,9 @@ impl HostModel {
             session: Session::NotStarted,
             reset_pending: false,
             busy_calls: 0,
-            refuse_next: 0,
+            lock_answers: VecDeque::new(),
+            unlock_answers: VecDeque::new(),
+            target_after_locks: Vec::new(),
             target: Frames::ZERO,
             calls: CallStats::new(),
             undefined_calls: 0,
@@ -180,7 +222,70 @@ impl HostModel {
 
     /// The next `n` pages offered are refused with PPN_PINNED.
     pub fn inject_refusals(&mut self, n: u64) {
-        self.refuse_next = self.refuse_next.saturating_add(n);
+        self.inject_entry_status(Status::PpnPinned, n, EntryDirection::Lock);
+    }
+
+    /// The next `n` pages offered (or asked back) are answered `status` instead of being
+    /// locked (unlocked): per entry in a batch, as the call's status in single-page mode.
+    /// Answers queue behind earlier injections of the same direction.
+    pub fn inject_entry_status(&mut self, status: Status, n: u64, direction: EntryDirection) {
+        if n == 0 || status == Status::Success {
+            return;
+        }
+        let queue = match direction {
+            EntryDirection::Lock => &mut self.lock_answers,
+            EntryDirection::Unlock => &mut self.unlock_answers,
+        };
+        queue.push_back((status, n));
+    }
+
+    /// The reply to the `locks`-th LOCK-family call from now (1 = the next one) carries
+    /// `target`, which stays the host's target from then on (until the next target event).
+    /// `locks` = 0 sets it now.
+    pub fn inject_target_after_locks(&mut self, locks: u64, target: Frames) {
+        if locks == 0 {
+            self.target = target;
+        } else {
+            self.target_after_locks.push((locks, target));
+        }
+    }
+
+    /// Counts one LOCK-family call against the pending target injections; the ones that
+    /// fall due now set the target (the last one injected wins).
+    fn count_lock_call(&mut self) {
+        let mut due = None;
+        for (left, target) in &mut self.target_after_locks {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                due = Some(*target);
+            }
+        }
+        self.target_after_locks.retain(|(left, _)| *left > 0);
+        if let Some(t) = due {
+            self.target = t;
+        }
+    }
+
+    /// The injected answer for the next page of `direction`, if any (taken).
+    fn next_answer(&mut self, direction: EntryDirection) -> Option<Status> {
+        let queue = match direction {
+            EntryDirection::Lock => &mut self.lock_answers,
+            EntryDirection::Unlock => &mut self.unlock_answers,
+        };
+        let (status, left) = queue.front_mut()?;
+        let status = *status;
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            queue.pop_front();
+        }
+        Some(status)
+    }
+
+    /// A RESET that is a call's status: the host forgets every page and wants START.
+    fn reset_now(&mut self) {
+        self.forget_all();
+        self.session = Session::AfterReset;
+        self.resets_answered = self.resets_answered.saturating_add(1);
     }
 
     fn forget_all(&mut self) {
@@ -244,7 +349,8 @@ impl HostModel {
         self.frames_unlocked
     }
 
-    /// Pages refused (injected PPN_PINNED).
+    /// Pages refused (every injected answer to a page offered: PPN_PINNED, NOTNEEDED, BUSY,
+    /// RESET).
     #[must_use]
     pub const fn refused_pages(&self) -> u64 {
         self.refused_pages
@@ -327,6 +433,17 @@ impl HostModel {
             ));
             return reply(Status::CmdInvalid, 0, 0);
         }
+        if matches!(cmd, Command::Batched2mLock | Command::Batched2mUnlock)
+            && !granted.contains(Capabilities::BATCHED)
+        {
+            // Guest-conformance rule (module docs): 2 MiB pages only travel in batches.
+            checker.record(format!(
+                "{} in a session without BATCHED (granted {:#x}): 2 MiB pages need batching",
+                cmd.name(),
+                granted.bits()
+            ));
+            return reply(Status::CmdInvalid, 0, 0);
+        }
         let moves_pages = !matches!(cmd, Command::GuestId);
         if moves_pages && self.busy_calls > 0 {
             self.busy_calls -= 1;
@@ -340,6 +457,13 @@ impl HostModel {
                 reply(Status::Success, 0, 0)
             }
             Command::Target => {
+                if !wide && arg1 > u64::from(u32::MAX) {
+                    // Guest-conformance rule (module docs).
+                    checker.record(format!(
+                        "TARGET with a limit wider than 32 bits ({arg1:#x}) without 64-bit \
+                         targets"
+                    ));
+                }
                 let mut t = self.effective_target();
                 if arg1 != 0 {
                     t = t.min(Frames::new(arg1));
@@ -354,10 +478,15 @@ impl HostModel {
                     ));
                 }
                 let status = if cmd == Command::Lock {
+                    self.count_lock_call();
                     self.lock(guest, checker, arg1, PageSize::Small)
                 } else {
                     self.unlock(checker, arg1, PageSize::Small)
                 };
+                if status == Status::Reset {
+                    // The page's injected answer is the call's status: a real reset.
+                    self.reset_now();
+                }
                 if status == Status::Success {
                     self.target_reply(Status::Success, wide, self.effective_target())
                 } else {
@@ -368,6 +497,9 @@ impl HostModel {
             | Command::BatchedUnlock
             | Command::Batched2mLock
             | Command::Batched2mUnlock => {
+                if matches!(cmd, Command::BatchedLock | Command::Batched2mLock) {
+                    self.count_lock_call();
+                }
                 let status = self.batch(guest, checker, page, cmd, arg1, arg2);
                 if status == Status::Success {
                     self.target_reply(Status::Success, wide, self.effective_target())
@@ -443,10 +575,9 @@ impl HostModel {
             ));
             return Status::PpnInvalid;
         }
-        if self.refuse_next > 0 {
-            self.refuse_next -= 1;
+        if let Some(answer) = self.next_answer(EntryDirection::Lock) {
             self.refused_pages = self.refused_pages.saturating_add(1);
-            return Status::PpnPinned;
+            return answer;
         }
         for f in frames {
             put(&mut self.held, f, true);
@@ -484,6 +615,9 @@ impl HostModel {
                 return Status::PpnInvalid;
             }
             _ => {}
+        }
+        if let Some(answer) = self.next_answer(EntryDirection::Unlock) {
+            return answer;
         }
         for f in pfn..pfn.saturating_add(size.frames().get()) {
             put(&mut self.held, f, false);

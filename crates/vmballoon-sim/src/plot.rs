@@ -129,7 +129,7 @@ pub fn event_marks(scenario: &Scenario) -> Vec<EventMark> {
                     MarkKind::HostRequest,
                     format!("host asks {} MiB", t.mib_floor()),
                 ),
-                Action::Lock { id, kind, size } => (
+                Action::Lock { id, kind, size, .. } => (
                     MarkKind::Lock,
                     format!("{} {id} {} MiB", kind.name(), size.mib_floor()),
                 ),
@@ -141,6 +141,21 @@ pub fn event_marks(scenario: &Scenario) -> Vec<EventMark> {
                 Action::HostReset => (MarkKind::Host, "host RESET".to_owned()),
                 Action::HostBusy(n) => (MarkKind::Host, format!("host BUSY x{n}")),
                 Action::HostRefuse(n) => (MarkKind::Host, format!("host refuses {n} pages")),
+                Action::HostEntryStatus { status, pages, on } => (
+                    MarkKind::Host,
+                    format!(
+                        "host answers {} to {pages} pages ({})",
+                        status.name(),
+                        match on {
+                            crate::host::EntryDirection::Lock => "lock",
+                            crate::host::EntryDirection::Unlock => "unlock",
+                        }
+                    ),
+                ),
+                Action::HostTargetAfterLocks { locks, target } => (
+                    MarkKind::Host,
+                    format!("host asks {} MiB at lock {locks}", target.mib_floor()),
+                ),
             };
             EventMark {
                 t_s: e.at.as_nanos() as f64 / 1e9,

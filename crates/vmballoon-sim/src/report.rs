@@ -8,12 +8,12 @@
 //! `seconds_to_target` is measured from the host's request (the first `target_mib` event
 //! asking for a balloon, `target_requested_at_s`) to the first poll at which the balloon
 //! was within 2 MiB of its own goal, which `goal` names: `min(target, ceiling)` for
-//! vmballoon, `target` (what the host asks, after its own cap) for a policy without a
+//! vmballoon, `target` (what the host asks, after its own cap) for a driver without a
 //! ceiling. `goal_mib` is that goal when it was reached. `null` if the host never asked or
 //! the balloon never got there.
 //!
 //! `min_resident_available_mib` is the lowest of the samples the timeline carries
-//! (`resident_available_low_mib`, every instant before and after the policy ran), so the
+//! (`resident_available_low_mib`, every instant before and after the driver ran), so the
 //! summary, the CSV and the plot show the same minimum.
 
 use std::collections::BTreeMap;
@@ -45,7 +45,7 @@ pub struct Summary {
     /// below its target at its last tick (`allocation-failed`), or `null`.
     pub final_ceiling_reason: Option<String>,
     /// Lowest resident available memory sampled (the minimum of the timeline's
-    /// `resident_available_low`: every instant, before and after the policy ran).
+    /// `resident_available_low`: every instant, before and after the driver ran).
     pub min_resident_available_mib: u64,
     /// Failed attempts of guest `lock_mib` / `commit_mib` requests.
     pub guest_alloc_failures: u64,
@@ -59,6 +59,26 @@ pub struct Summary {
     /// balloon first came within 2 MiB of its goal (`goal`); `null` if the host never
     /// asked or the balloon never got there.
     pub seconds_to_target: Option<f64>,
+    /// Extra: page traffic, `frames_locked` + `frames_unlocked` (every frame the host had to
+    /// unmap or back again).
+    pub frames_moved: u64,
+    /// Extra: `frames_moved` per GiB of the final balloon; `null` when the balloon ends
+    /// empty.
+    pub frames_moved_per_final_gib: Option<f64>,
+    /// Extra: simulated seconds during which `LowMemoryCondition` was signalled and the
+    /// balloon had grown within the last poll interval (`scenario-format.md`).
+    pub low_memory_inflating_s: f64,
+    /// Extra: the balloon's time-weighted mean over the run (MiB).
+    pub mean_balloon_mib: f64,
+    /// Extra: attempts of `partial_ok` requests that got some but not all of what was
+    /// missing (not failures; the rest was retried).
+    pub guest_short_grants: u64,
+    /// Extra: the guest's `mdl_accounting` (`charged` or `not-charged`).
+    pub mdl_accounting: String,
+    /// Extra: working-set pages the guest trimmed over the run (MiB).
+    pub guest_trimmed_mib: u64,
+    /// Extra: modified pages the guest's modified page writer wrote (MiB).
+    pub guest_written_mib: u64,
     /// Guest behaviour the host model rejected.
     pub protocol_violations: u64,
     /// Extra: breaches of the platform contract (the core's `PageAllocator` contract and
@@ -69,11 +89,11 @@ pub struct Summary {
     pub leaked_frames: u64,
     /// Extra: the run's length.
     pub duration_s: f64,
-    /// Extra: policy ticks run (re-ticks for more work included).
+    /// Extra: driver ticks run (re-ticks for more work included).
     pub ticks: u64,
     /// Extra: wakes between polls on `LowMemoryCondition`.
     pub low_memory_wakes: u64,
-    /// Extra: instants where the policy still had work after the per-instant tick bound.
+    /// Extra: instants where the driver still had work after the per-instant tick bound.
     pub tick_bound_hits: u64,
     /// Extra: RESET answers the host gave.
     pub host_resets: u64,
@@ -89,10 +109,10 @@ pub struct Summary {
     pub model_errors: Vec<String>,
     /// Extra: host calls by `command/answer`.
     pub calls_by_command: BTreeMap<String, u64>,
-    /// Extra: the policy's own counters.
+    /// Extra: the driver's own counters.
     pub policy_counters: BTreeMap<String, u64>,
     /// Extra: what `seconds_to_target` measures the balloon against: `min(target,
-    /// ceiling)` (vmballoon) or `target` (policies without a ceiling).
+    /// ceiling)` (vmballoon) or `target` (drivers without a ceiling).
     pub goal: String,
     /// Extra: the goal when the balloon reached it; `null` if it never did.
     pub goal_mib: Option<u64>,
@@ -138,7 +158,9 @@ pub struct RequestReport {
     pub asked_at_s: f64,
     /// Failed attempts.
     pub failures: u64,
-    /// When it was first satisfied, if it was.
+    /// Short grants (`partial_ok` requests only).
+    pub short_grants: u64,
+    /// When it was first satisfied in full, if it was.
     pub satisfied_at_s: Option<f64>,
 }
 
@@ -150,10 +172,10 @@ impl Summary {
     }
 }
 
-/// One row of the timeline: the state at an instant at which the policy ran.
+/// One row of the timeline: the state at an instant at which the driver ran.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimelineRow {
-    /// Simulated time: the instant (poll, wake or continuation) at which the policy ran.
+    /// Simulated time: the instant (poll, wake or continuation) at which the driver ran.
     pub t: Duration,
     /// Modelled time at which that instant's work ended (`t` plus the modelled cost).
     pub t_end: Duration,
@@ -167,10 +189,10 @@ pub struct TimelineRow {
     pub ceiling: Option<Frames>,
     /// The bound that sets the ceiling.
     pub ceiling_reason: Option<ClampReason>,
-    /// Resident available memory (after the policy ran).
+    /// Resident available memory (after the driver ran).
     pub resident_available: Frames,
     /// The lowest resident available memory sampled since the previous row, this row's
-    /// instant included (before and after the policy ran): dips that a tick repaired.
+    /// instant included (before and after the driver ran): dips that a tick repaired.
     pub resident_available_low: Frames,
     /// Available memory (free frames).
     pub available: Frames,
@@ -188,7 +210,7 @@ pub struct TimelineRow {
     pub guest_alloc_failures: u64,
     /// What held back or reversed the balloon this tick.
     pub reason: Option<ClampReason>,
-    /// The policy was woken by `LowMemoryCondition`.
+    /// The driver was woken by `LowMemoryCondition`.
     pub woke: bool,
     /// Host calls made at this instant.
     pub calls: u64,
@@ -261,7 +283,7 @@ pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
         let _ = writeln!(out, "  {line}");
     }
     out.push('\n');
-    let rows: [TableRow; 16] = [
+    let rows: [TableRow; 19] = [
         ("max balloon (MiB)", |s| s.max_balloon_mib.to_string()),
         ("final balloon (MiB)", |s| s.final_balloon_mib.to_string()),
         ("final target (MiB)", |s| s.final_target_mib.to_string()),
@@ -286,6 +308,13 @@ pub fn table(title: &str, description: &str, runs: &[&Summary]) -> String {
         ("hypercalls", |s| s.hypercalls.to_string()),
         ("frames locked", |s| s.frames_locked.to_string()),
         ("frames unlocked", |s| s.frames_unlocked.to_string()),
+        ("frames moved", |s| s.frames_moved.to_string()),
+        ("frames moved per final GiB", |s| {
+            opt(s.frames_moved_per_final_gib.map(|v| format!("{v:.0}")))
+        }),
+        ("low memory while inflating (s)", |s| {
+            format!("{:.1}", s.low_memory_inflating_s)
+        }),
         ("protocol violations", |s| s.protocol_violations.to_string()),
         ("leaked frames", |s| s.leaked_frames.to_string()),
     ];

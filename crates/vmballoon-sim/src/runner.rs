@@ -1,6 +1,6 @@
 //! The scenario runner: simulated time, events, ticks, and the numbers of a run.
 //!
-//! Time advances from one instant to the next of: a policy tick (every `PollIntervalMs`),
+//! Time advances from one instant to the next of: a driver tick (every `PollIntervalMs`),
 //! a scenario event, a pending guest request's retry, and the guest's once-a-second
 //! working-set manager. At each instant, in this order:
 //!
@@ -12,28 +12,28 @@
 //!    one-second timer and on the working-set-manager event, which the memory manager
 //!    signals when the free lists run short (Windows Internals, "Balance set manager");
 //!    it is a separate thread, hence the delay;
-//! 4. the policy ticks if its poll is due, or if `LowMemoryCondition` has become signalled
+//! 4. the driver ticks if its poll is due, or if `LowMemoryCondition` has become signalled
 //!    since the driver last looked (the driver waits on the event, so it is woken between
 //!    polls; at most one extra wake per instant). A tick that reports `more_work` is run
 //!    again at once: if the tick took modelled time, as the next instant (so events that
 //!    fell due meanwhile apply first, as they would while a real worker runs); if it took
 //!    none, at the same instant, up to [`MAX_TICKS_PER_INSTANT`] times;
-//! 5. one timeline row is recorded per instant at which the policy ran, stamped with the
+//! 5. one timeline row is recorded per instant at which the driver ran, stamped with the
 //!    poll (or wake) that started its work, continuations included, and with the modelled
 //!    time its work ended.
 //!
 //! Resident available memory is sampled at every instant, after the events, retries and
-//! trimming (before the policy runs) and again after the policy ran; each row carries the
+//! trimming (before the driver runs) and again after the driver ran; each row carries the
 //! lowest sample since the previous row ([`TimelineRow::resident_available_low`]), so a
 //! dip that the next tick repairs still shows in the timeline, the plot and the summary's
 //! minimum, which is the lowest of those samples. If the guest changed after the last
-//! tick, a last row at the end of the run (the policy did not run: no calls, no reason)
+//! tick, a last row at the end of the run (the driver did not run: no calls, no reason)
 //! records it.
 //!
 //! `seconds_to_target` is the time from the host's request (the first `target_mib` event
 //! that asks for a balloon) to the first row at which the balloon is within 2 MiB of its
 //! own goal: min(target, ceiling) for vmballoon, the host's target (after the host's own
-//! cap) for policies without a ceiling; `None` if there was no request or the balloon
+//! cap) for drivers without a ceiling; `None` if there was no request or the balloon
 //! never got there.
 //!
 //! Time advances during a tick by the modelled cost of its work ([`crate::cost`]): every
@@ -41,7 +41,7 @@
 //! engine's clock, so the engine's `TICK_BUDGET` bounds a tick in modelled time.
 //! [`run_with`] takes the [`CostModel`]; [`run`] uses the default one.
 //!
-//! At the end the policy unloads (START(0), every page freed), and the leak check counts
+//! At the end the driver unloads (START(0), every page freed), and the leak check counts
 //! frames still charged to the balloon that it does not store.
 
 use vmballoon_core::fake::ManualClock;
@@ -50,14 +50,14 @@ use vmballoon_core::policy::{self, ClampReason, SLACK};
 use vmballoon_core::units::{Duration, Frames, Instant};
 
 use crate::cost::CostModel;
+use crate::driver::{BalloonDriver, DriverKind, DriverTick};
 use crate::guest::GuestModel;
 use crate::host::HostModel;
-use crate::policy::{Policy, PolicyKind, PolicyTick};
 use crate::report::{ChunkCount, RequestReport, Summary, TimelineRow};
 use crate::scenario::{Action, Scenario};
 use crate::world::{SharedWorld, World};
 
-/// Ticks at one instant before the runner moves on even if the policy still has work.
+/// Ticks at one instant before the runner moves on even if the driver still has work.
 pub const MAX_TICKS_PER_INSTANT: u32 = 64;
 
 /// How long after available memory falls below the low-memory threshold the woken
@@ -69,20 +69,20 @@ pub const TRIM_WAKE_DELAY: Duration = Duration::from_millis(10);
 pub struct RunResult {
     /// The summary (`--json`).
     pub summary: Summary,
-    /// One row per instant at which the policy ran (`--timeline`, `--svg`).
+    /// One row per instant at which the driver ran (`--timeline`, `--svg`).
     pub timeline: Vec<TimelineRow>,
 }
 
 /// Runs `scenario` with `kind` under the default [`CostModel`] and returns its summary
 /// and timeline.
 #[must_use]
-pub fn run(scenario: &Scenario, kind: PolicyKind) -> RunResult {
+pub fn run(scenario: &Scenario, kind: DriverKind) -> RunResult {
     Runner::new(scenario, kind).run()
 }
 
 /// Runs `scenario` with `kind`, each operation costing what `cost` says.
 #[must_use]
-pub fn run_with(scenario: &Scenario, kind: PolicyKind, cost: CostModel) -> RunResult {
+pub fn run_with(scenario: &Scenario, kind: DriverKind, cost: CostModel) -> RunResult {
     Runner::with_cost(scenario, kind, cost).run()
 }
 
@@ -91,15 +91,15 @@ pub struct Runner<'a> {
     scenario: &'a Scenario,
     clock: ManualClock,
     world: SharedWorld,
-    policy: Box<dyn Policy>,
+    policy: Box<dyn BalloonDriver>,
     timeline: Vec<TimelineRow>,
     low_seen: bool,
     wakes: u64,
     ticks: u64,
     tick_bound_hits: u64,
-    /// The reason the policy reported at its last tick.
+    /// The reason the driver reported at its last tick.
     last_reason: Option<ClampReason>,
-    /// The policy reported more work after a tick that took modelled time: run it again
+    /// The driver reported more work after a tick that took modelled time: run it again
     /// as the next instant.
     continue_now: bool,
     /// The largest balloon recorded so far, and the stored chunks at that moment.
@@ -113,21 +113,43 @@ pub struct Runner<'a> {
     requested_at: Option<u64>,
     /// The guest's all-time lowest resident available memory at the last sample.
     seen_min: Frames,
+    /// Time-weighted figures since the start ([`Runner::account`]).
+    spans: Spans,
+}
+
+/// The running time integrals of a run: seconds with `LowMemoryCondition` signalled while
+/// the balloon inflated, and the balloon over time (for its mean). The state between two
+/// instants is the state the first one left.
+#[derive(Clone, Copy, Debug, Default)]
+struct Spans {
+    /// Where the integrals stop (ns).
+    mark: u64,
+    /// `LowMemoryCondition` was signalled when the last instant ended.
+    low: bool,
+    /// The balloon when the last instant ended.
+    balloon: Frames,
+    /// When the balloon last grew (the end of the instant at which it did), ns.
+    grew_at: Option<u64>,
+    /// Nanoseconds with `LowMemoryCondition` signalled within one poll interval of the
+    /// balloon's last growth.
+    low_inflating_ns: u64,
+    /// The integral of the balloon over time, frame-nanoseconds.
+    balloon_ns: u128,
 }
 
 impl<'a> Runner<'a> {
-    /// Builds the world and the policy for `scenario`, under the default [`CostModel`].
+    /// Builds the world and the driver for `scenario`, under the default [`CostModel`].
     #[must_use]
-    pub fn new(scenario: &'a Scenario, kind: PolicyKind) -> Self {
+    pub fn new(scenario: &'a Scenario, kind: DriverKind) -> Self {
         Self::with_cost(scenario, kind, CostModel::default())
     }
 
-    /// Builds the world and the policy for `scenario`, each operation costing what `cost`
+    /// Builds the world and the driver for `scenario`, each operation costing what `cost`
     /// says.
     #[must_use]
-    pub fn with_cost(scenario: &'a Scenario, kind: PolicyKind, cost: CostModel) -> Self {
+    pub fn with_cost(scenario: &'a Scenario, kind: DriverKind, cost: CostModel) -> Self {
         let clock = ManualClock::new();
-        let guest = GuestModel::new(scenario.guest);
+        let guest = GuestModel::new(scenario.guest).with_mdl_accounting(scenario.mdl_accounting);
         let host = HostModel::new(scenario.host, guest.total());
         let world = World::with_cost(guest, host, clock.clone(), cost);
         let policy = kind.build(&world, &clock, scenario.config);
@@ -149,6 +171,7 @@ impl<'a> Runner<'a> {
             low_water: None,
             requested_at: None,
             seen_min: Frames::MAX,
+            spans: Spans::default(),
         }
     }
 
@@ -169,7 +192,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs to the end of the scenario, unloads the policy and returns the numbers.
+    /// Runs to the end of the scenario, unloads the driver and returns the numbers.
     #[must_use]
     pub fn run(mut self) -> RunResult {
         const SECOND: u64 = 1_000_000_000;
@@ -198,6 +221,7 @@ impl<'a> Runner<'a> {
             if t > end {
                 break;
             }
+            self.account(t);
             self.advance_to(t);
             while let Some(e) = events.get(next_event)
                 && e.at.as_nanos() <= t
@@ -209,7 +233,7 @@ impl<'a> Runner<'a> {
                 let mut w = self.world.borrow_mut();
                 w.guest.retry_due(Instant::from_nanos(t));
                 if t >= next_second || trim_wake.is_some_and(|w| w <= t) {
-                    w.guest.balance();
+                    w.guest.balance_at(Instant::from_nanos(t));
                     trim_wake = None;
                 }
                 if t >= next_second {
@@ -228,12 +252,14 @@ impl<'a> Runner<'a> {
             } else {
                 self.chain = None;
             }
+            self.settle();
             let w = self.world.borrow();
             if trim_wake.is_none() && w.guest.low_memory() && !w.guest.pageable_resident().is_zero()
             {
                 trim_wake = Some(t.saturating_add(TRIM_WAKE_DELAY.as_nanos()));
             }
         }
+        self.account(end);
         self.advance_to(end);
         // The guest changed after the last tick: record the state at the end, so the
         // timeline (and the minimum drawn from it) covers the whole run.
@@ -242,6 +268,43 @@ impl<'a> Runner<'a> {
             self.timeline.push(row);
         }
         self.finish()
+    }
+
+    /// Closes the time integrals up to `until` (ns) with the state the last instant left:
+    /// `LowMemoryCondition` signalled within one poll interval of the balloon's last growth
+    /// counts toward `low_memory_inflating_s` (`scenario-format.md`), and the balloon
+    /// toward its mean.
+    fn account(&mut self, until: u64) {
+        let sp = &mut self.spans;
+        if until <= sp.mark {
+            return;
+        }
+        let poll = self.policy.poll_interval().as_nanos();
+        if sp.low
+            && let Some(g) = sp.grew_at
+        {
+            let stop = until.min(g.saturating_add(poll));
+            sp.low_inflating_ns = sp
+                .low_inflating_ns
+                .saturating_add(stop.saturating_sub(sp.mark));
+        }
+        sp.balloon_ns = sp.balloon_ns.saturating_add(
+            u128::from(sp.balloon.get()).saturating_mul(u128::from(until - sp.mark)),
+        );
+        sp.mark = until;
+    }
+
+    /// Records the state an instant left, for [`Runner::account`].
+    fn settle(&mut self) {
+        let balloon = self.policy.balloon();
+        let now = self.now();
+        let low = self.world.borrow().guest.low_memory();
+        let sp = &mut self.spans;
+        if balloon > sp.balloon {
+            sp.grew_at = Some(now);
+        }
+        sp.balloon = balloon;
+        sp.low = low;
     }
 
     /// Samples resident available memory into the low-water mark of the next row: the
@@ -263,35 +326,24 @@ impl<'a> Runner<'a> {
     fn apply(&mut self, action: &Action) {
         let now = self.clock.now();
         let mut w = self.world.borrow_mut();
-        match action {
-            Action::Target(t) => {
-                w.host.set_target(*t);
-                if self.requested_at.is_none() && !w.host.effective_target().is_zero() {
-                    self.requested_at = Some(now.as_nanos());
-                }
-            }
-            Action::Lock { id, kind, size } => {
-                w.guest.lock(id, *kind, *size, now);
-            }
-            Action::Commit { id, size } => {
-                w.guest.commit(id, *size, now);
-            }
-            Action::Release(id) => {
-                w.guest.release(id);
-            }
-            Action::HostReset => w.host.inject_reset(),
-            Action::HostBusy(n) => w.host.inject_busy(*n),
-            Action::HostRefuse(n) => w.host.inject_refusals(*n),
+        w.apply(action);
+        if matches!(
+            action,
+            Action::Target(_) | Action::HostTargetAfterLocks { .. }
+        ) && self.requested_at.is_none()
+            && !w.host.effective_target().is_zero()
+        {
+            self.requested_at = Some(now.as_nanos());
         }
     }
 
-    /// Runs the policy now if its poll is due or a low-memory wake is, and records the row
+    /// Runs the driver now if its poll is due or a low-memory wake is, and records the row
     /// stamped `t` (the instant, or the poll that started the work it continues).
     fn instant(&mut self, t: u64, due: bool) {
         let mut ran = false;
         let mut woke = false;
         let mut calls = 0u64;
-        let mut last = PolicyTick::default();
+        let mut last = DriverTick::default();
         let mut poll_due = due;
         for _pass in 0..2 {
             let low = self.world.borrow().guest.low_memory();
@@ -337,11 +389,11 @@ impl<'a> Runner<'a> {
             .collect()
     }
 
-    /// One policy tick, repeated at once while it reports more work and took no modelled
+    /// One driver tick, repeated at once while it reports more work and took no modelled
     /// time (bounded); after a tick that took time and left work, the runner continues at
     /// the next instant ([`Runner::continue_now`]).
-    fn tick_policy(&mut self) -> PolicyTick {
-        let mut last = PolicyTick::default();
+    fn tick_policy(&mut self) -> DriverTick {
+        let mut last = DriverTick::default();
         let mut calls = 0u32;
         let start = self.now();
         for _ in 0..MAX_TICKS_PER_INSTANT {
@@ -364,9 +416,9 @@ impl<'a> Runner<'a> {
     }
 
     /// The vmballoon ceiling for the state now, exactly as the engine computes it before
-    /// each batch; `None` for policies without one.
+    /// each batch; `None` for drivers without one.
     fn ceiling(&self) -> Option<policy::Ceiling> {
-        if self.policy.kind() != PolicyKind::Vmballoon {
+        if self.policy.kind() != DriverKind::Vmballoon {
             return None;
         }
         let w = self.world.borrow();
@@ -411,7 +463,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// The balloon's own goal at a row: min(target, ceiling) where the policy has a
+    /// The balloon's own goal at a row: min(target, ceiling) where the driver has a
     /// ceiling, the host's target otherwise.
     fn goal(r: &TimelineRow) -> Frames {
         r.ceiling.map_or(r.target, |c| c.min(r.target))
@@ -436,7 +488,7 @@ impl<'a> Runner<'a> {
         let seconds_to_target = reached.map(|r| since_request(r.t));
         let modelled_seconds_to_target = reached.map(|r| since_request(r.t_end));
         let goal_mib = reached.map(|r| Self::goal(r).mib_floor());
-        let goal = if self.policy.kind() == PolicyKind::Vmballoon {
+        let goal = if self.policy.kind() == DriverKind::Vmballoon {
             "min(target, ceiling)"
         } else {
             "target"
@@ -482,6 +534,13 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|(c, s, n)| (format!("{}/{}", c.name(), s.name()), n))
             .collect();
+        let frames_moved = w
+            .host
+            .frames_locked()
+            .saturating_add(w.host.frames_unlocked());
+        let final_gib = final_balloon.get() as f64 / 262_144.0;
+        let duration_ns = self.scenario.duration.as_nanos().max(1);
+        let (trimmed, written) = g.paging_totals();
         let summary = Summary {
             scenario: self.scenario.name.clone(),
             policy: self.policy.kind().name().to_owned(),
@@ -498,6 +557,20 @@ impl<'a> Runner<'a> {
             frames_locked: w.host.frames_locked(),
             frames_unlocked: w.host.frames_unlocked(),
             seconds_to_target,
+            frames_moved,
+            frames_moved_per_final_gib: (final_balloon.get() > 0)
+                .then(|| frames_moved as f64 / final_gib),
+            low_memory_inflating_s: self.spans.low_inflating_ns as f64 / 1e9,
+            mean_balloon_mib: (self.spans.balloon_ns / u128::from(duration_ns)) as f64 / 256.0,
+            guest_short_grants: g.short_grants(),
+            mdl_accounting: if g.mdl_charged() {
+                "charged"
+            } else {
+                "not-charged"
+            }
+            .to_owned(),
+            guest_trimmed_mib: trimmed / 256,
+            guest_written_mib: written / 256,
             protocol_violations: w.checker.count(),
             contract_violations: w.contract.count(),
             leaked_frames: leaked.get(),
@@ -546,6 +619,7 @@ impl<'a> Runner<'a> {
                     pinned: r.pinned,
                     asked_at_s: r.asked_at.as_nanos() as f64 / 1e9,
                     failures: r.failures,
+                    short_grants: r.short_grants,
                     satisfied_at_s: r.satisfied_at.map(|t| t.as_nanos() as f64 / 1e9),
                 })
                 .collect(),
@@ -564,7 +638,7 @@ mod tests {
 
     fn run_text(text: &str) -> [RunResult; 2] {
         let s = Scenario::parse(text, "t").unwrap();
-        PolicyKind::DEFAULT_PAIR.map(|k| run(&s, k))
+        DriverKind::DEFAULT_PAIR.map(|k| run(&s, k))
     }
 
     #[test]
@@ -602,6 +676,56 @@ mod tests {
             assert_eq!(r.summary.seconds_to_target, None);
             assert_eq!(r.timeline.len(), 6, "ticks at 0..=5 s");
         }
+    }
+
+    #[test]
+    fn low_memory_while_inflating_counts_only_when_the_balloon_grew() {
+        // The naive balloon inflates into a guest with no room to spare: LowMemoryCondition
+        // is signalled while it grows, and that is counted.
+        let grow = "name = \"g\"\nduration_s = 20\n[guest]\nram_mib = 1024\npagefile_mib = 1024\n\
+                    committed_mib = 512\n[[events]]\nat_s = 1\ntarget_mib = 1000\n";
+        let s = Scenario::parse(grow, "g").unwrap();
+        let naive = run(&s, DriverKind::Naive).summary;
+        assert!(
+            naive.low_memory_inflating_s > 0.0,
+            "{}",
+            naive.low_memory_inflating_s
+        );
+        assert!(naive.low_memory_inflating_s <= 20.0);
+        // Pressure that is not the balloon's: the balloon is full and steady when an
+        // application commits more than the guest has; LowMemoryCondition is signalled
+        // for seconds, none of them counted.
+        let steady = "name = \"s\"\nduration_s = 40\n[guest]\nram_mib = 1024\npagefile_mib = 4096\n\
+                      [[events]]\nat_s = 0\ntarget_mib = 256\n\
+                      [[events]]\nat_s = 20\ncommit_mib = 3000\n";
+        let s = Scenario::parse(steady, "s").unwrap();
+        let r = run(&s, DriverKind::Naive);
+        assert!(
+            r.timeline
+                .iter()
+                .any(|row| row.low_memory && row.t.as_nanos() >= 20_000_000_000),
+            "the guest is in low memory"
+        );
+        assert_eq!(r.summary.max_balloon_mib, 256);
+        assert_eq!(r.summary.low_memory_inflating_s, 0.0);
+    }
+
+    #[test]
+    fn churn_and_mean_balloon() {
+        // 256 MiB from 0 s to 10 s of a 20 s run, then nothing: 512 MiB moved, a mean of
+        // about 128 MiB, no final balloon to divide by.
+        let text = "name = \"c\"\nduration_s = 20\n[guest]\nram_mib = 1024\npagefile_mib = 1024\n\
+                    [[events]]\nat_s = 0\ntarget_mib = 256\n[[events]]\nat_s = 10\ntarget_mib = 0\n";
+        let s = Scenario::parse(text, "c").unwrap();
+        let r = run(&s, DriverKind::LinuxVmw).summary;
+        assert_eq!(r.frames_moved, r.frames_locked + r.frames_unlocked);
+        assert_eq!(r.frames_moved, 2 * 256 * 256);
+        assert_eq!(r.frames_moved_per_final_gib, None);
+        assert!(
+            (r.mean_balloon_mib - 128.0).abs() < 2.0,
+            "{}",
+            r.mean_balloon_mib
+        );
     }
 
     #[test]

@@ -12,11 +12,15 @@
 //! | `duration_s` | the last event + 60 s (at least 60 s) |
 //! | `[guest] os_locked_mib`, `pagefile_mib`, `committed_mib` | 0 |
 //! | `[guest] pageable_layout` (extra) | `"packed"` (or `"scattered"`) |
+//! | `[guest] mdl_accounting` | `"charged"` (or `"not-charged"`) |
 //! | `[host] capabilities` | `["basic", "batched", "batched-2m"]` |
 //! | `[host] max_balloon_percent` | 65 (`Mem.CtlMaxPercent`'s default) |
 //! | `[config]` values | the registry defaults |
 //! | `[[events]] kind` | `"virtual-lock"` |
 //! | `[[events]] id` | `"<kind>@<line>"` (then it cannot be released) |
+//! | `[[events]] partial_ok` | `false` |
+//! | `[[events]] repeat_count` / `repeat_every_s` | no repetition |
+//! | `host_entry_status` `on` | `"lock"` |
 //!
 //! Decisions where the format is silent:
 //!
@@ -29,9 +33,17 @@
 //!   when converted to frames and every number reported is the one written. A guest that
 //!   could not boot is an error: `os_locked_mib` + `committed_mib` (its commit charge at
 //!   t = 0) must fit in its commit limit, `ram_mib` + `pagefile_mib`.
-//! * At most [`MAX_EVENTS`] events (each failing request is retried every simulated
-//!   second, so this and the one-day limit bound the work of a run). Events at the same
-//!   time apply in file order (the order they take effect).
+//! * At most [`MAX_EVENTS`] `[[events]]` in the file, and at most
+//!   [`MAX_EXPANDED_EVENTS`] once repeated events are expanded (each failing request is
+//!   retried every simulated second, so this and the one-day limit bound the work of a
+//!   run). Events at the same time apply in file order (the order they take effect); the
+//!   occurrences of a repeated event are sorted in with the others by time.
+//! * A repeated event (`repeat_count` N ≥ 1 with `repeat_every_s` P > 0, both or neither)
+//!   happens at `at_s` + k·P for k = 0..N, every occurrence within the run. The request of
+//!   occurrence k + 1 of a repeated `lock_mib` / `commit_mib` is named `<id>#<k + 1>`; a
+//!   repeated `release` of such an id releases `<id>#<k + 1>` at its own occurrence k + 1
+//!   (the usual release rules then apply to each occurrence), and a single `release` may
+//!   name one occurrence (`"<id>#3"`).
 //! * Ids are unique. A `release` names the explicit `id` of a `lock_mib` / `commit_mib`
 //!   that takes effect before it (an earlier time, or the same time and earlier in the
 //!   file), wherever it is written in the file; each id is released at most once. A
@@ -46,11 +58,11 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 use vmballoon_core::config::{Config, Param, RawConfig, validate};
-use vmballoon_core::protocol::Capabilities;
+use vmballoon_core::protocol::{Capabilities, Status};
 use vmballoon_core::units::{Duration, Frames, Instant};
 
-use crate::guest::{GuestModel, GuestSpec, PageableLayout, PinKind};
-use crate::host::{CAPABILITY_NAMES, HostSpec};
+use crate::guest::{GuestModel, GuestSpec, MdlAccounting, PageableLayout, PinKind};
+use crate::host::{CAPABILITY_NAMES, EntryDirection, HostSpec};
 
 /// The longest run a scenario may ask for, and the latest `at_s`: one simulated day.
 pub const MAX_DURATION_S: f64 = 86_400.0;
@@ -67,6 +79,9 @@ pub const MAX_SIZE_MIB: u64 = 1 << 20;
 /// The most `[[events]]` a scenario may have. Every failing request is retried each
 /// simulated second, so this and [`MAX_DURATION_S`] bound the work of a run.
 pub const MAX_EVENTS: usize = 1000;
+
+/// The most events a scenario may have once repeated events are expanded.
+pub const MAX_EXPANDED_EVENTS: usize = 10_000;
 
 /// Seconds the run lasts after the last event when `duration_s` is not given.
 pub const DEFAULT_TAIL_S: f64 = 60.0;
@@ -106,6 +121,8 @@ pub enum Action {
         kind: PinKind,
         /// Size.
         size: Frames,
+        /// A short grant is kept and the rest retried (`partial_ok`).
+        partial_ok: bool,
     },
     /// The guest commits pageable memory (`commit_mib`).
     Commit {
@@ -122,7 +139,32 @@ pub enum Action {
     HostBusy(u64),
     /// The host refuses the next N pages offered (`host_refuse_next`).
     HostRefuse(u64),
+    /// The host answers the next `pages` pages offered (or asked back) with `status`
+    /// (`host_entry_status`).
+    HostEntryStatus {
+        /// PPN_NOTNEEDED, BUSY or RESET.
+        status: Status,
+        /// How many pages.
+        pages: u64,
+        /// Pages offered (LOCK) or asked back (UNLOCK).
+        on: EntryDirection,
+    },
+    /// The reply to the `locks`-th LOCK-family call from now carries `target`
+    /// (`host_target_after_locks`).
+    HostTargetAfterLocks {
+        /// Which LOCK-family call (1 = the next one).
+        locks: u64,
+        /// The new target.
+        target: Frames,
+    },
 }
+
+/// The per-entry answers `host_entry_status` may inject, by name.
+pub const ENTRY_STATUS_NAMES: [(&str, Status); 3] = [
+    ("notneeded", Status::PpnNotNeeded),
+    ("busy", Status::Busy),
+    ("reset", Status::Reset),
+];
 
 /// One `[[events]]` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +188,8 @@ pub struct Scenario {
     pub duration: Duration,
     /// `[guest]`.
     pub guest: GuestSpec,
+    /// `[guest] mdl_accounting`: how the guest accounts the balloon's MDL pages.
+    pub mdl_accounting: MdlAccounting,
     /// `[host]`.
     pub host: HostSpec,
     /// `[config]`, as the driver would read it from the registry.
@@ -195,6 +239,7 @@ impl Scenario {
                 committed: Frames::ZERO,
                 layout: PageableLayout::Packed,
             },
+            mdl_accounting: MdlAccounting::Charged,
             host: HostSpec::default(),
             raw_config: RawConfig::new(),
             config: Config::default(),
@@ -417,6 +462,19 @@ impl<'s, 'i> Table<'s, 'i> {
         }
     }
 
+    /// The inline table of `key` (`key = { ... }`), its keys checked against `known`.
+    fn inline(&self, key: &str, known: &[&str]) -> Result<Option<Table<'s, 'i>>, ScenarioError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                Table::new(self.src, t, v.span(), format!("`{key}`"), known).map(Some)
+            }
+            other => Err(self.type_error(key, "an inline table ({ ... })", other)),
+        }
+    }
+
     fn subtable(&self, key: &str, known: &[&str]) -> Result<Option<Table<'s, 'i>>, ScenarioError> {
         let Some(v) = self.get(key) else {
             return Ok(None);
@@ -442,7 +500,7 @@ fn similar(a: &str, b: &str) -> bool {
     strip(a) == strip(b)
 }
 
-const EVENT_ACTIONS: [&str; 7] = [
+const EVENT_ACTIONS: [&str; 9] = [
     "target_mib",
     "lock_mib",
     "commit_mib",
@@ -450,6 +508,8 @@ const EVENT_ACTIONS: [&str; 7] = [
     "host_reset",
     "host_busy_calls",
     "host_refuse_next",
+    "host_entry_status",
+    "host_target_after_locks",
 ];
 
 /// One event as read, before sorting: its time in seconds and the lines of its `at_s`
@@ -458,6 +518,8 @@ struct Parsed {
     at: f64,
     at_line: usize,
     action_line: usize,
+    /// Occurrence (1-based) of a repeated event, and the number of occurrences.
+    occurrence: Option<(u64, u64)>,
     event: Event,
 }
 
@@ -502,7 +564,7 @@ impl Loader<'_> {
             ));
         }
 
-        let guest = self.guest(&top)?;
+        let (guest, mdl_accounting) = self.guest(&top)?;
         let host = self.host(&top)?;
         let (raw_config, config) = self.config(&top, guest.ram)?;
         let (mut events, auto_ids) = self.events(&top)?;
@@ -516,10 +578,16 @@ impl Loader<'_> {
                 let at = p.at;
                 let d = at + DEFAULT_TAIL_S;
                 if d > MAX_DURATION_S {
+                    let what = match p.occurrence {
+                        Some((n, count)) => {
+                            format!("occurrence {n} of {count} of this repeated event is at {at} s")
+                        }
+                        None => format!("`at_s` = {at}"),
+                    };
                     return Err(self.src.error_at_line(
                         p.at_line,
                         format!(
-                            "`at_s` = {at}: without `duration_s` the run would last {d} s \
+                            "{what}: without `duration_s` the run would last {d} s \
                              (last event + {DEFAULT_TAIL_S} s), over the limit of \
                              {MAX_DURATION_S} s (one simulated day); set `duration_s`"
                         ),
@@ -531,11 +599,15 @@ impl Loader<'_> {
         for p in &events {
             let at = p.at;
             if at > duration_s {
+                let what = match p.occurrence {
+                    Some((n, count)) => {
+                        format!("occurrence {n} of {count} of this repeated event, at {at} s,")
+                    }
+                    None => format!("`at_s` = {at}"),
+                };
                 return Err(self.src.error_at_line(
                     p.at_line,
-                    format!(
-                        "`at_s` = {at} is after the end of the run (duration_s = {duration_s})"
-                    ),
+                    format!("{what} is after the end of the run (duration_s = {duration_s})"),
                 ));
             }
         }
@@ -548,6 +620,7 @@ impl Loader<'_> {
             description,
             duration: secs(duration_s),
             guest,
+            mdl_accounting,
             host,
             raw_config,
             config,
@@ -555,7 +628,7 @@ impl Loader<'_> {
         })
     }
 
-    fn guest(&self, top: &Table<'_, '_>) -> Result<GuestSpec, ScenarioError> {
+    fn guest(&self, top: &Table<'_, '_>) -> Result<(GuestSpec, MdlAccounting), ScenarioError> {
         let g = top
             .subtable(
                 "guest",
@@ -565,6 +638,7 @@ impl Loader<'_> {
                     "pagefile_mib",
                     "committed_mib",
                     "pageable_layout",
+                    "mdl_accounting",
                 ],
             )?
             .ok_or_else(|| self.src.error_at_line(1, "missing required table [guest]"))?;
@@ -579,6 +653,17 @@ impl Loader<'_> {
                     ),
                 ));
             }
+        };
+        let mdl_accounting = match g.string("mdl_accounting")? {
+            None => MdlAccounting::Charged,
+            Some(name) => MdlAccounting::from_name(&name).ok_or_else(|| {
+                g.err(
+                    "mdl_accounting",
+                    format!(
+                        "unknown `mdl_accounting` \"{name}\" (expected \"charged\" or \"not-charged\")"
+                    ),
+                )
+            })?,
         };
         let ram_mib = g
             .bounded(
@@ -632,7 +717,7 @@ impl Loader<'_> {
                 ),
             ));
         }
-        Ok(spec)
+        Ok((spec, mdl_accounting))
     }
 
     fn host(&self, top: &Table<'_, '_>) -> Result<HostSpec, ScenarioError> {
@@ -772,6 +857,99 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// `repeat_count` and `repeat_every_s` of an event: both or neither; `(count, every)`.
+    fn repeat(&self, e: &Table<'_, '_>) -> Result<Option<(u64, f64)>, ScenarioError> {
+        let count = e.bounded(
+            "repeat_count",
+            "occurrences",
+            MAX_EXPANDED_EVENTS as u64,
+            &format!("the limit of {MAX_EXPANDED_EVENTS} events"),
+        )?;
+        let every = e.seconds("repeat_every_s")?;
+        match (count, every) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(e.err(
+                "repeat_count",
+                "`repeat_count` needs `repeat_every_s` in the same event",
+            )),
+            (None, Some(_)) => Err(e.err(
+                "repeat_every_s",
+                "`repeat_every_s` needs `repeat_count` in the same event",
+            )),
+            (Some(0), _) => Err(e.err(
+                "repeat_count",
+                "`repeat_count` must be at least 1 (the number of occurrences)",
+            )),
+            (Some(_), Some(p)) if secs(p) == Duration::ZERO => Err(e.err(
+                "repeat_every_s",
+                format!(
+                    "`repeat_every_s` must be above 0 (got {})",
+                    e.get("repeat_every_s")
+                        .map(|v| e.written(v))
+                        .unwrap_or_default()
+                ),
+            )),
+            (Some(n), Some(p)) => Ok(Some((n, p))),
+        }
+    }
+
+    /// `host_entry_status = { status = "notneeded" | "busy" | "reset", pages = N,
+    /// on = "lock" | "unlock" }`.
+    fn entry_status(&self, e: &Table<'_, '_>) -> Result<Action, ScenarioError> {
+        let t = e
+            .inline("host_entry_status", &["status", "pages", "on"])?
+            .ok_or_else(|| e.missing("host_entry_status"))?;
+        let name = t.string("status")?.ok_or_else(|| t.missing("status"))?;
+        let status = ENTRY_STATUS_NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ENTRY_STATUS_NAMES.iter().map(|(n, _)| *n).collect();
+                t.err(
+                    "status",
+                    format!(
+                        "unknown `status` \"{name}\" (expected {})",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        let pages = t
+            .uint("pages", "pages")?
+            .ok_or_else(|| t.missing("pages"))?;
+        let on = match t.string("on")?.as_deref() {
+            None | Some("lock") => EntryDirection::Lock,
+            Some("unlock") => EntryDirection::Unlock,
+            Some(other) => {
+                return Err(t.err(
+                    "on",
+                    format!("unknown `on` \"{other}\" (expected \"lock\" or \"unlock\")"),
+                ));
+            }
+        };
+        Ok(Action::HostEntryStatus { status, pages, on })
+    }
+
+    /// `host_target_after_locks = { locks = K, target_mib = M }`.
+    fn target_after_locks(&self, e: &Table<'_, '_>) -> Result<Action, ScenarioError> {
+        let t = e
+            .inline("host_target_after_locks", &["locks", "target_mib"])?
+            .ok_or_else(|| e.missing("host_target_after_locks"))?;
+        let locks = t
+            .uint("locks", "calls")?
+            .ok_or_else(|| t.missing("locks"))?;
+        if locks == 0 {
+            return Err(t.err(
+                "locks",
+                "`locks` must be at least 1 (1 = the next LOCK call's reply)",
+            ));
+        }
+        let target = t
+            .mib("target_mib")?
+            .ok_or_else(|| t.missing("target_mib"))?;
+        Ok(Action::HostTargetAfterLocks { locks, target })
+    }
+
     /// The `[[events]]`, in file order with their times, and the automatic ids given to
     /// requests without `id` (which no `release` may name).
     fn events(&self, top: &Table<'_, '_>) -> Result<(Vec<Parsed>, Vec<String>), ScenarioError> {
@@ -793,10 +971,19 @@ impl Loader<'_> {
                 ),
             ));
         }
-        let mut known = vec!["at_s", "id", "kind"];
+        let mut known = vec![
+            "at_s",
+            "id",
+            "kind",
+            "partial_ok",
+            "repeat_every_s",
+            "repeat_count",
+        ];
         known.extend(EVENT_ACTIONS);
         let mut ids: Vec<(String, usize)> = Vec::new();
         let mut auto: Vec<String> = Vec::new();
+        // Ids of repeated requests: a repeated `release` of one releases its occurrences.
+        let mut repeated_ids: Vec<String> = Vec::new();
         let mut out = Vec::new();
         for item in items.iter() {
             let DeValue::Table(t) = item.get_ref() else {
@@ -840,6 +1027,13 @@ impl Loader<'_> {
             if action_key != "lock_mib" && e.get("kind").is_some() {
                 return Err(e.err("kind", "`kind` needs `lock_mib` in the same event"));
             }
+            if action_key != "lock_mib" && e.get("partial_ok").is_some() {
+                return Err(e.err(
+                    "partial_ok",
+                    "`partial_ok` needs `lock_mib` in the same event",
+                ));
+            }
+            let repeat = self.repeat(&e)?;
             if !matches!(action_key, "lock_mib" | "commit_mib") && e.get("id").is_some() {
                 return Err(e.err(
                     "id",
@@ -869,6 +1063,15 @@ impl Loader<'_> {
                         Some(id) if id.trim().is_empty() => {
                             return Err(e.err("id", "`id` must not be empty"));
                         }
+                        Some(id) if id.contains('#') => {
+                            return Err(e.err(
+                                "id",
+                                format!(
+                                    "`id` \"{id}\" contains `#`, which names the occurrences \
+                                     of a repeated event"
+                                ),
+                            ));
+                        }
                         Some(id) => {
                             if let Some((_, first)) = ids.iter().find(|(i, _)| *i == id) {
                                 return Err(e.err(
@@ -885,8 +1088,28 @@ impl Loader<'_> {
                             id
                         }
                     };
+                    if repeat.is_some() && !auto.contains(&id) {
+                        repeated_ids.push(id.clone());
+                    }
                     if action_key == "lock_mib" {
-                        Action::Lock { id, kind, size }
+                        let partial_ok = e.boolean("partial_ok")?.unwrap_or(false);
+                        if partial_ok && !kind.may_be_partial() {
+                            return Err(e.err(
+                                "partial_ok",
+                                format!(
+                                    "`partial_ok` needs a `kind` that may be granted \
+                                     partially (awe, driver-locked, nonpaged-pool), not \
+                                     \"{}\"",
+                                    kind.name()
+                                ),
+                            ));
+                        }
+                        Action::Lock {
+                            id,
+                            kind,
+                            size,
+                            partial_ok,
+                        }
                     } else {
                         Action::Commit { id, size }
                     }
@@ -906,19 +1129,70 @@ impl Loader<'_> {
                 "host_busy_calls" => {
                     Action::HostBusy(e.uint("host_busy_calls", "calls")?.unwrap_or(0))
                 }
+                "host_entry_status" => self.entry_status(&e)?,
+                "host_target_after_locks" => self.target_after_locks(&e)?,
                 _ => Action::HostRefuse(e.uint("host_refuse_next", "pages")?.unwrap_or(0)),
             };
-            out.push(Parsed {
-                at,
-                at_line: self.src.line(e.key_span("at_s").start),
-                action_line: self.src.line(e.key_span(action_key).start),
-                event: Event {
-                    at: Instant::from_nanos(0).saturating_add(secs(at)),
+            let at_line = self.src.line(e.key_span("at_s").start);
+            let action_line = self.src.line(e.key_span(action_key).start);
+            let (count, every) = repeat.unwrap_or((1, 0.0));
+            if out
+                .len()
+                .saturating_add(usize::try_from(count).unwrap_or(usize::MAX))
+                > MAX_EXPANDED_EVENTS
+            {
+                return Err(self.src.error_at_line(
                     line,
-                    action,
-                },
-            });
+                    format!(
+                        "too many events once repeated events are expanded (the limit is \
+                         {MAX_EXPANDED_EVENTS}; this event takes the total over it)"
+                    ),
+                ));
+            }
+            for k in 0..count {
+                let at_k = at + k as f64 * every;
+                let mut action = action.clone();
+                if repeat.is_some() {
+                    let n = k + 1;
+                    match &mut action {
+                        Action::Lock { id, .. } | Action::Commit { id, .. } => {
+                            *id = format!("{id}#{n}");
+                        }
+                        _ => {}
+                    }
+                }
+                out.push(Parsed {
+                    at: at_k,
+                    at_line,
+                    action_line,
+                    occurrence: repeat.map(|_| (k + 1, count)),
+                    event: Event {
+                        at: Instant::from_nanos(0).saturating_add(secs(at_k)),
+                        line,
+                        action,
+                    },
+                });
+            }
         }
+        // Automatic ids of repeated requests carry their occurrence too.
+        let mut auto_expanded = Vec::with_capacity(auto.len());
+        for p in &out {
+            if let Action::Lock { id, .. } | Action::Commit { id, .. } = &p.event.action {
+                let base = id.split('#').next().unwrap_or(id);
+                if auto.iter().any(|a| a == base) && !auto_expanded.contains(id) {
+                    auto_expanded.push(id.clone());
+                }
+            }
+        }
+        // A repeated release of a repeated request's id releases the same occurrence.
+        for p in &mut out {
+            if let (Some((n, _)), Action::Release(id)) = (p.occurrence, &mut p.event.action)
+                && repeated_ids.contains(id)
+            {
+                *id = format!("{id}#{n}");
+            }
+        }
+        let auto = auto_expanded;
         // An unnamed request's id is `<kind>@<line>`: no explicit id may take it.
         if let Some((id, line)) = ids.iter().find(|(id, _)| auto.contains(id)) {
             return Err(self.src.error_at_line(

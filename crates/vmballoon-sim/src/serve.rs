@@ -120,7 +120,8 @@ impl Server {
         let scenario =
             Scenario::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
         let clock = ManualClock::new();
-        let guest_model = GuestModel::new(scenario.guest);
+        let guest_model =
+            GuestModel::new(scenario.guest).with_mdl_accounting(scenario.mdl_accounting);
         let host = HostModel::new(scenario.host, guest_model.total());
         let world = World::new(guest_model, host, clock.clone());
         Ok(Self {
@@ -164,7 +165,7 @@ impl Server {
 
     /// Moves simulated time to `to` (or to the first instant with `LowMemoryCondition`
     /// signalled, when `stop.low` and it was not signalled before; likewise
-    /// `MaximumCommitCondition` with `stop.high_commit`), as the runner does between policy
+    /// `MaximumCommitCondition` with `stop.high_commit`), as the runner does between driver
     /// ticks.
     fn advance(&mut self, to: u64, stop: StopOn) -> Value {
         let (was_low, was_high) = {
@@ -213,7 +214,7 @@ impl Server {
                 let mut w = self.world.borrow_mut();
                 w.guest.retry_due(Instant::from_nanos(t));
                 if t >= self.next_second || self.trim_wake.is_some_and(|w| w <= t) {
-                    w.guest.balance();
+                    w.guest.balance_at(Instant::from_nanos(t));
                     self.trim_wake = None;
                 }
                 if t >= self.next_second {
@@ -246,23 +247,7 @@ impl Server {
     }
 
     fn apply(&mut self, action: &Action) {
-        let now = self.clock.now();
-        let mut w = self.world.borrow_mut();
-        match action {
-            Action::Target(t) => w.host.set_target(*t),
-            Action::Lock { id, kind, size } => {
-                w.guest.lock(id, *kind, *size, now);
-            }
-            Action::Commit { id, size } => {
-                w.guest.commit(id, *size, now);
-            }
-            Action::Release(id) => {
-                w.guest.release(id);
-            }
-            Action::HostReset => w.host.inject_reset(),
-            Action::HostBusy(n) => w.host.inject_busy(*n),
-            Action::HostRefuse(n) => w.host.inject_refusals(*n),
-        }
+        self.world.borrow_mut().apply(action);
     }
 
     fn inject(&mut self, req: &Value) -> Result<Value, String> {

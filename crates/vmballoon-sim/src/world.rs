@@ -19,6 +19,7 @@ use vmballoon_core::units::{Duration, Instant};
 use crate::cost::{CostMeter, CostModel, Work};
 use crate::guest::GuestModel;
 use crate::host::HostModel;
+use crate::scenario::Action;
 
 /// One rule broken by the guest (the engine or a peer model), as the host model or the
 /// platform contract saw it.
@@ -104,7 +105,7 @@ pub struct World {
     pub cost: CostModel,
     /// Modelled time spent so far, by kind of work.
     pub meter: CostMeter,
-    /// Whether the policy's page allocations are zeroed (no modelled policy does; the
+    /// Whether the driver's page allocations are zeroed (no modelled driver does; the
     /// report uses it for the zeroing sensitivity).
     pub zeroing: bool,
 }
@@ -154,5 +155,37 @@ impl World {
     #[must_use]
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// Applies one scenario event now (`scenario-format.md`, "Semantics the model
+    /// follows"): the runner and the emulation server both apply events through it.
+    pub fn apply(&mut self, action: &Action) {
+        let now = self.clock.now();
+        match action {
+            Action::Target(t) => self.host.set_target(*t),
+            Action::Lock {
+                id,
+                kind,
+                size,
+                partial_ok,
+            } => {
+                self.guest.lock_partial(id, *kind, *size, *partial_ok, now);
+            }
+            Action::Commit { id, size } => {
+                self.guest.commit(id, *size, now);
+            }
+            Action::Release(id) => {
+                self.guest.release(id);
+            }
+            Action::HostReset => self.host.inject_reset(),
+            Action::HostBusy(n) => self.host.inject_busy(*n),
+            Action::HostRefuse(n) => self.host.inject_refusals(*n),
+            Action::HostEntryStatus { status, pages, on } => {
+                self.host.inject_entry_status(*status, *pages, *on);
+            }
+            Action::HostTargetAfterLocks { locks, target } => {
+                self.host.inject_target_after_locks(*locks, *target);
+            }
+        }
     }
 }

@@ -1,33 +1,33 @@
 //! The benchmark's SVG charts (plotters' SVG backend, like [`crate::plot`]): grouped bars
-//! per host and policy on log scales, and balloon timelines over modelled time.
+//! per host and driver on log scales, and balloon timelines over modelled time.
 
 use plotters::prelude::*;
 
 use super::{BenchKind, CAP_SETS, PINNED, Suite, give_back_metrics, inflate_metrics};
-use crate::policy::PolicyKind;
+use crate::driver::DriverKind;
 
 /// Chart size in pixels.
 const SIZE: (u32, u32) = (1000, 560);
 
 type DrawResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Line width per policy in timelines: wider lines first, so lines that coincide show as
+/// Line width per driver in timelines: wider lines first, so lines that coincide show as
 /// nested colours.
-fn width(p: PolicyKind) -> u32 {
+fn width(p: DriverKind) -> u32 {
     match p {
-        PolicyKind::Vmballoon => 8,
-        PolicyKind::LinuxVmw => 5,
-        PolicyKind::OvtClassic => 3,
-        PolicyKind::Naive => 2,
+        DriverKind::Vmballoon => 8,
+        DriverKind::LinuxVmw => 5,
+        DriverKind::OvtClassic => 3,
+        DriverKind::Naive => 2,
     }
 }
 
-fn color(p: PolicyKind) -> RGBColor {
+fn color(p: DriverKind) -> RGBColor {
     match p {
-        PolicyKind::Vmballoon => RGBColor(31, 100, 200),
-        PolicyKind::LinuxVmw => RGBColor(30, 150, 60),
-        PolicyKind::OvtClassic => RGBColor(230, 140, 20),
-        PolicyKind::Naive => RGBColor(140, 60, 170),
+        DriverKind::Vmballoon => RGBColor(31, 100, 200),
+        DriverKind::LinuxVmw => RGBColor(30, 150, 60),
+        DriverKind::OvtClassic => RGBColor(230, 140, 20),
+        DriverKind::Naive => RGBColor(140, 60, 170),
     }
 }
 
@@ -67,13 +67,13 @@ pub fn charts(suite: &Suite) -> (Vec<(String, String)>, Vec<String>) {
     (ok, errors)
 }
 
-/// Grouped bars on a log scale: one group per host, one bar per policy, an optional
+/// Grouped bars on a log scale: one group per host, one bar per driver, an optional
 /// dashed reference per group.
 fn grouped_log_bars(
     title: &str,
     y_desc: &str,
     range: (f64, f64),
-    value: &dyn Fn(usize, PolicyKind) -> Option<f64>,
+    value: &dyn Fn(usize, DriverKind) -> Option<f64>,
     reference: &dyn Fn(usize) -> Option<(f64, &'static str)>,
 ) -> DrawResult<String> {
     let mut out = String::new();
@@ -101,9 +101,9 @@ fn grouped_log_bars(
             })
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
-        let n = PolicyKind::ALL.len() as f64;
+        let n = DriverKind::ALL.len() as f64;
         let width = 0.8 / n;
-        for (i, p) in PolicyKind::ALL.into_iter().enumerate() {
+        for (i, p) in DriverKind::ALL.into_iter().enumerate() {
             let c = color(p);
             let bars: Vec<Rectangle<(f64, f64)>> = (0..CAP_SETS.len())
                 .filter_map(|g| {
@@ -190,7 +190,7 @@ fn timeline_chart(
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE)?;
-        let y_max = PolicyKind::ALL
+        let y_max = DriverKind::ALL
             .iter()
             .filter_map(|&p| suite.find(kind, cap, p))
             .flat_map(|r| r.result.timeline.iter().map(|row| row.balloon.get()))
@@ -216,7 +216,7 @@ fn timeline_chart(
             .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
-        for p in PolicyKind::ALL {
+        for p in DriverKind::ALL {
             let Some(r) = suite.find(kind, cap, p) else {
                 continue;
             };
@@ -259,14 +259,14 @@ fn timeline_chart(
 
 fn failures_chart(suite: &Suite) -> DrawResult<String> {
     let cap = 2; // batched 2 MiB
-    let value = |file: &str, sat: bool, p: PolicyKind| {
+    let value = |file: &str, sat: bool, p: DriverKind| {
         suite
             .find(&BenchKind::Pinned(file.to_owned(), sat), cap, p)
             .map_or(0, |r| r.result.summary.guest_alloc_failures)
     };
     let y_max = PINNED
         .iter()
-        .flat_map(|&(f, s)| PolicyKind::ALL.map(|p| value(f, s, p)))
+        .flat_map(|&(f, s)| DriverKind::ALL.map(|p| value(f, s, p)))
         .max()
         .unwrap_or(0) as f64
         * 1.25
@@ -293,8 +293,8 @@ fn failures_chart(suite: &Suite) -> DrawResult<String> {
             .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
-        let width = 0.8 / PolicyKind::ALL.len() as f64;
-        for (i, p) in PolicyKind::ALL.into_iter().enumerate() {
+        let width = 0.8 / DriverKind::ALL.len() as f64;
+        for (i, p) in DriverKind::ALL.into_iter().enumerate() {
             let c = color(p);
             let bars: Vec<Rectangle<(f64, f64)>> = PINNED
                 .iter()

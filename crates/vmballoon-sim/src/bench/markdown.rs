@@ -3,16 +3,16 @@
 
 use std::fmt::Write as _;
 
+use super::budgets::{budgets, give_back, hygiene, inflate, oscillation, pinned_failures};
 use super::{
-    BOOKKEEPING_FLOOR_PER_GIB, BenchKind, Budget, CAP_SETS, CpuMeasurements, GiveBackMetrics,
-    InflateMetrics, LEAD_IR_PER_FRAME, PINNED, Suite, bookkeeping, give_back_metrics,
-    inflate_metrics,
+    BOOKKEEPING_FLOOR_PER_GIB, BenchKind, CAP_SETS, CpuMeasurements, InflateMetrics,
+    LEAD_IR_PER_FRAME, PINNED, Suite, bookkeeping,
 };
 use crate::cost::{CostModel, PoolModel, Work};
-use crate::policy::PolicyKind;
+use crate::driver::DriverKind;
 
 /// Seconds, readably: µs, ms or s.
-fn dur(s: f64) -> String {
+pub(super) fn dur(s: f64) -> String {
     if s == 0.0 {
         "0".to_owned()
     } else if s < 1e-6 {
@@ -28,12 +28,12 @@ fn dur(s: f64) -> String {
     }
 }
 
-fn opt_dur(s: Option<f64>) -> String {
+pub(super) fn opt_dur(s: Option<f64>) -> String {
     s.map_or_else(|| "never".to_owned(), dur)
 }
 
 /// A count per GiB, with as many decimals as it needs.
-fn per_gib(v: Option<f64>) -> String {
+pub(super) fn per_gib(v: Option<f64>) -> String {
     match v {
         None => "–".to_owned(),
         Some(v) if v >= 1000.0 => format!("{v:.0}"),
@@ -43,7 +43,7 @@ fn per_gib(v: Option<f64>) -> String {
 }
 
 /// An integer with thousands separators.
-fn int(n: u64) -> String {
+pub(super) fn int(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -55,270 +55,16 @@ fn int(n: u64) -> String {
     out
 }
 
-fn bytes(b: f64) -> String {
+pub(super) fn bytes(b: f64) -> String {
     format!("{} B ({:.3} MiB)", int(b.round() as u64), b / 1_048_576.0)
 }
 
-fn mark(met: Option<bool>) -> &'static str {
+pub(super) fn mark(met: Option<bool>) -> &'static str {
     match met {
         Some(true) => "**met**",
         Some(false) => "**not met**",
         None => "not measured",
     }
-}
-
-fn inflate(suite: &Suite, cap: usize, p: PolicyKind) -> Option<InflateMetrics> {
-    suite
-        .find(&BenchKind::Inflate, cap, p)
-        .map(|r| inflate_metrics(&r.result))
-}
-
-fn give_back(suite: &Suite, cap: usize, p: PolicyKind) -> Option<GiveBackMetrics> {
-    suite
-        .find(&BenchKind::GiveBack, cap, p)
-        .map(|r| give_back_metrics(&r.result))
-}
-
-/// Guest allocation failures over the pinned-memory scenarios on `cap`: (satisfiable
-/// scenarios, the others).
-fn pinned_failures(suite: &Suite, cap: usize, p: PolicyKind) -> (u64, u64) {
-    let mut out = (0u64, 0u64);
-    for r in &suite.runs {
-        if r.cap != cap || r.policy != p {
-            continue;
-        }
-        if let BenchKind::Pinned(_, sat) = &r.kind {
-            let f = r.result.summary.guest_alloc_failures;
-            if *sat {
-                out.0 = out.0.saturating_add(f);
-            } else {
-                out.1 = out.1.saturating_add(f);
-            }
-        }
-    }
-    out
-}
-
-/// Protocol and contract violations and leaked frames over every run (must be 0).
-fn hygiene(suite: &Suite) -> (u64, u64, usize) {
-    suite.runs.iter().fold((0, 0, 0), |(v, l, m), r| {
-        let s = &r.result.summary;
-        (
-            v + s.protocol_violations + s.contract_violations,
-            l + s.leaked_frames + s.balloon_frames_after_shutdown,
-            m + s.model_errors.len(),
-        )
-    })
-}
-
-/// The budgets of issue 6, measured.
-#[must_use]
-pub fn budgets(suite: &Suite, cpu: &CpuMeasurements) -> Vec<Budget> {
-    let vm = PolicyKind::Vmballoon;
-    let mut out = Vec::new();
-    // 1. Calls on batched hosts.
-    for (cap, set) in CAP_SETS.iter().enumerate().filter(|(_, s)| s.batched()) {
-        let Some(m) = inflate(suite, cap, vm) else {
-            continue;
-        };
-        let floor = set.floor_calls_per_gib();
-        let (i, d) = (
-            m.inflate.page_calls_per_gib(),
-            m.deflate.page_calls_per_gib(),
-        );
-        let ok = |v: Option<f64>| v.is_some_and(|v| v <= floor * 1.01);
-        let met = ok(i) && ok(d);
-        let all = m.inflate.calls_per_gib();
-        out.push(Budget {
-            name: format!("backdoor calls per GiB, {}", set.label),
-            goal: format!("≤ 1.01 × floor = {}", per_gib(Some(floor * 1.01))),
-            measured: format!(
-                "inflate {}, deflate {} page-moving calls/GiB; {} with TARGET/START",
-                per_gib(i),
-                per_gib(d),
-                per_gib(all)
-            ),
-            met: Some(met),
-            reason: if met {
-                format!(
-                    "every batch is full (512 entries) except the last; counting every call, \
-                     the TARGET read of each 250 ms tick adds {} per GiB, which the page-moving \
-                     floor does not count",
-                    per_gib(all.zip(i).map(|(a, i)| (a - i).max(0.0)))
-                )
-            } else {
-                "batches are not full: see section 1".to_owned()
-            },
-        });
-    }
-    // 2./3. Time to target against the peers.
-    for (cap, set) in CAP_SETS.iter().enumerate() {
-        let (Some(v), Some(l), Some(o)) = (
-            inflate(suite, cap, vm),
-            inflate(suite, cap, PolicyKind::LinuxVmw),
-            inflate(suite, cap, PolicyKind::OvtClassic),
-        ) else {
-            continue;
-        };
-        let (vt, lt, ot) = (
-            v.inflate.modelled_s,
-            l.inflate.modelled_s,
-            o.inflate.modelled_s,
-        );
-        if let (Some(vt), Some(lt)) = (vt, lt) {
-            let met = vt <= lt;
-            let snap = v.inflate.cost.get(Work::Snapshot) as f64 / 1e9;
-            let calls_extra =
-                v.inflate.calls.unwrap_or(0) as i64 - l.inflate.calls.unwrap_or(0) as i64;
-            out.push(Budget {
-                name: format!("time to inflate 8 GiB vs linux-vmw, {}", set.label),
-                goal: "vmballoon ≤ linux-vmw".to_owned(),
-                measured: format!(
-                    "{} vs {} ({:+.2} %)",
-                    dur(vt),
-                    dur(lt),
-                    (vt / lt - 1.0) * 100.0
-                ),
-                met: Some(met),
-                reason: if met {
-                    "same page work; vmballoon's per-batch snapshot is covered by what it saves"
-                        .to_owned()
-                } else {
-                    format!(
-                        "the same page work, plus vmballoon's memory snapshot before every batch \
-                         ({} modelled in this phase) and {calls_extra:+} backdoor calls (a TARGET \
-                         read per 250 ms tick); without the snapshots it would take {} ({})",
-                        dur(snap),
-                        dur(vt - snap),
-                        if vt - snap <= lt {
-                            "within the budget"
-                        } else {
-                            "still over"
-                        }
-                    )
-                },
-            });
-        }
-        if let (Some(vt), Some(ot)) = (vt, ot) {
-            let ratio = ot / vt.max(1e-12);
-            let met = ratio >= 10.0;
-            out.push(Budget {
-                name: format!("time to inflate 8 GiB vs ovt-classic, {}", set.label),
-                goal: "≥ 10 × faster".to_owned(),
-                measured: format!("{} vs {} ({ratio:.1} ×)", dur(vt), dur(ot)),
-                met: Some(met),
-                reason: if met {
-                    "ovt-classic allocates at most 16,384 entries per 1 s tick \
-                     (NOSLEEP_ALLOC_MAX), 64 MiB/s in 4 KiB pages; vmballoon has no rate limit"
-                        .to_owned()
-                } else if set.page == vmballoon_core::units::PageSize::Large {
-                    "ovt-classic's cap counts entries and a 2 MiB page is one entry: 16,384 \
-                     entries per tick are 32 GiB, so 8 GiB fits in its first tick and both are \
-                     bound by the same page work"
-                        .to_owned()
-                } else {
-                    "vmballoon's per-page work dominates: see section 2".to_owned()
-                },
-            });
-        }
-    }
-    // 4. Allocation failures where satisfiable.
-    let mut failing = Vec::new();
-    for r in &suite.runs {
-        if r.policy != vm {
-            continue;
-        }
-        let sat = match &r.kind {
-            BenchKind::Pinned(_, sat) => *sat,
-            BenchKind::GiveBack | BenchKind::Inflate => true,
-        };
-        let f = r.result.summary.guest_alloc_failures;
-        if sat && f > 0 {
-            failing.push(format!(
-                "{} on {}: {f}",
-                r.result.summary.scenario,
-                CAP_SETS.get(r.cap).map_or("?", |c| c.key)
-            ));
-        }
-    }
-    let runs = suite
-        .runs
-        .iter()
-        .filter(|r| r.policy == vm && !matches!(r.kind, BenchKind::Pinned(_, false)))
-        .count();
-    out.push(Budget {
-        name: "guest allocation failures where satisfiable".to_owned(),
-        goal: "0".to_owned(),
-        measured: if failing.is_empty() {
-            format!("0 in {runs} vmballoon runs")
-        } else {
-            failing.join("; ")
-        },
-        met: Some(failing.is_empty()),
-        reason: if failing.is_empty() {
-            "the safe ceiling keeps the reserve; large-pages-fragmentation is not satisfiable \
-             (its failures are a documented limit, section 4)"
-                .to_owned()
-        } else {
-            "see section 4".to_owned()
-        },
-    });
-    // 5. Bookkeeping.
-    for (cap, set) in CAP_SETS.iter().enumerate() {
-        let Some(b) = suite
-            .find(&BenchKind::Inflate, cap, vm)
-            .and_then(|r| bookkeeping(&r.result.summary, PoolModel::SegmentHeap))
-        else {
-            continue;
-        };
-        let rounded = suite
-            .find(&BenchKind::Inflate, cap, vm)
-            .and_then(|r| bookkeeping(&r.result.summary, PoolModel::PageRounded));
-        let met = b.over_floor_pct <= 5.0;
-        out.push(Budget {
-            name: format!("nonpaged bookkeeping per ballooned GiB, {}", set.label),
-            goal: "within 5 % of 2 MiB/GiB".to_owned(),
-            measured: format!("{} (+{:.2} %)", bytes(b.per_gib), b.over_floor_pct),
-            met: Some(met),
-            reason: format!(
-                "{} MDLs of the sizes the engine allocated, segment-heap pool; with \
-                 page-rounded big-pool allocations it would be +{:.1} %",
-                int(b.chunks),
-                rounded.map_or(0.0, |r| r.over_floor_pct)
-            ),
-        });
-    }
-    // 6. Instructions per frame.
-    for (key, lead_before, lead_after) in LEAD_IR_PER_FRAME {
-        let now = cpu.ir_per_frame(key, false);
-        let base = cpu.ir_per_frame(key, true);
-        let met = match (now, base) {
-            (Some(n), Some(b)) => Some(n < b),
-            (Some(n), None) => Some(n < lead_before),
-            _ => None,
-        };
-        out.push(Budget {
-            name: format!("core instructions per frame, {key} (1 GiB)"),
-            goal: format!("cut below the baseline ({lead_before} Ir/frame before 4e80fec)"),
-            measured: format!(
-                "{} now; baseline re-measured {}; lead: {lead_before} → {lead_after}",
-                now.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}")),
-                base.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"))
-            ),
-            met,
-            reason: match (now, base) {
-                (Some(n), Some(b)) => format!(
-                    "{:+.1} % against the tree before the cut (word-wise masks, SUCCESS fast path)",
-                    (n / b - 1.0) * 100.0
-                ),
-                (Some(_), None) => {
-                    "baseline not re-measured; compared with the lead's figure".to_owned()
-                }
-                _ => "callgrind did not run".to_owned(),
-            },
-        });
-    }
-    out
 }
 
 /// The report: headline, budgets, details, cost model, charts, how to reproduce.
@@ -377,6 +123,7 @@ pub fn markdown(suite: &Suite, cpu: &CpuMeasurements, elapsed_s: Option<f64>) ->
     section_bookkeeping(w, suite);
     section_cpu(w, cpu);
     section_cost(w, &suite.cost);
+    section_oscillation(w, suite);
     let _ = writeln!(w, "## Charts\n");
     for (file, what) in CHARTS {
         let _ = writeln!(w, "* [{file}]({file}): {what}");
@@ -391,8 +138,9 @@ pub fn markdown(suite: &Suite, cpu: &CpuMeasurements, elapsed_s: Option<f64>) ->
          `target/criterion/engine-1GiB/*/new/estimates.json`), counts instructions with \
          `valgrind --tool=callgrind --toggle-collect='*measured*'` on \
          `target/release/examples/workload <inflate|deflate> <4k|2m> 1024` for the current \
-         tree and for the baseline tree (commit 4e80fec with `channel.rs` and `mask.rs` from \
-         its parent, built under `target/bench/baseline/`), then runs `vmballoon-bench`, \
+         tree (the figures before the per-frame cut are the recorded measurement, 83.5 and \
+         76.2 instructions per frame; the old tree is not rebuilt), then runs \
+         `vmballoon-bench`, \
          which runs the simulations on 2 threads and writes this report and the charts to \
          `target/bench/`. Each simulation is deterministic: the same tree gives the same \
          counts and modelled times."
@@ -426,11 +174,11 @@ pub const CHARTS: [(&str, &str); 5] = [
 
 fn policy_header(w: &mut String, first: &str, extra: &str) {
     let _ = write!(w, "| {first} |{extra}");
-    for p in PolicyKind::ALL {
+    for p in DriverKind::ALL {
         let _ = write!(w, " {} |", p.name());
     }
     w.push('\n');
-    let cols = 1 + extra.matches('|').count() + PolicyKind::ALL.len();
+    let cols = 1 + extra.matches('|').count() + DriverKind::ALL.len();
     let _ = writeln!(w, "|{}", "---|".repeat(cols));
 }
 
@@ -439,9 +187,9 @@ fn headline(w: &mut String, suite: &Suite, cpu: &CpuMeasurements) {
     for (cap, set) in CAP_SETS.iter().enumerate() {
         let _ = writeln!(w, "### Host: {}\n", set.label);
         policy_header(w, "metric", " floor |");
-        let row = |w: &mut String, name: &str, floor: &str, f: &dyn Fn(PolicyKind) -> String| {
+        let row = |w: &mut String, name: &str, floor: &str, f: &dyn Fn(DriverKind) -> String| {
             let _ = write!(w, "| {name} | {floor} |");
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let _ = write!(w, " {} |", f(p));
             }
             w.push('\n');
@@ -485,6 +233,22 @@ fn headline(w: &mut String, suite: &Suite, cpu: &CpuMeasurements) {
             "0",
             &|p| pinned_failures(suite, cap, p).0.to_string(),
         );
+        if cap == super::OSCILLATION_CAP {
+            row(
+                w,
+                "frames moved, pinned-oscillation (1 GiB locked and freed 30 times)",
+                "–",
+                &|p| oscillation(suite, p).map_or_else(|| "–".to_owned(), |m| int(m.frames_moved)),
+            );
+            row(
+                w,
+                "guest allocation failures, pinned-oscillation",
+                "0",
+                &|p| {
+                    oscillation(suite, p).map_or_else(|| "–".to_owned(), |m| m.failures.to_string())
+                },
+            );
+        }
         row(
             w,
             "nonpaged bookkeeping per ballooned GiB (segment heap)",
@@ -574,7 +338,7 @@ fn section_calls(w: &mut String, suite: &Suite) {
         ];
         for (name, f) in rows {
             let _ = write!(w, "| {name} |");
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let _ = write!(
                     w,
                     " {} |",
@@ -607,7 +371,7 @@ fn section_times(w: &mut String, suite: &Suite) {
                 .as_nanos() as f64
                 / 1e9;
             let _ = write!(w, "| {name} | {} |", dur(floor));
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let m = inflate(suite, cap, p);
                 let ph = m.map(|m| if lock { m.inflate } else { m.deflate });
                 let _ = write!(
@@ -633,14 +397,14 @@ fn section_times(w: &mut String, suite: &Suite) {
         );
         policy_header(w, "work", "");
         for work in Work::ALL {
-            let any = PolicyKind::ALL
+            let any = DriverKind::ALL
                 .iter()
                 .any(|&p| inflate(suite, cap, p).is_some_and(|m| m.inflate.cost.get(work) > 0));
             if !any {
                 continue;
             }
             let _ = write!(w, "| {} |", work.name());
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let v = inflate(suite, cap, p).map(|m| m.inflate.cost.get(work) as f64 / 1e9);
                 let _ = write!(w, " {} |", v.map_or_else(|| "–".to_owned(), dur));
             }
@@ -685,7 +449,7 @@ fn section_give_back(w: &mut String, suite: &Suite) {
     policy_header(w, "host", "");
     for (cap, set) in CAP_SETS.iter().enumerate() {
         let _ = write!(w, "| {} |", set.label);
-        for p in PolicyKind::ALL {
+        for p in DriverKind::ALL {
             let _ = write!(
                 w,
                 " {} |",
@@ -734,7 +498,7 @@ fn section_failures(w: &mut String, suite: &Suite) {
                 if sat { "" } else { " (not satisfiable)" },
                 set.key
             );
-            for p in PolicyKind::ALL {
+            for p in DriverKind::ALL {
                 let kind = BenchKind::Pinned(file.to_owned(), sat);
                 let f = suite
                     .find(&kind, cap, p)
@@ -747,6 +511,48 @@ fn section_failures(w: &mut String, suite: &Suite) {
             }
             w.push('\n');
         }
+    }
+    w.push('\n');
+}
+
+fn section_oscillation(w: &mut String, suite: &Suite) {
+    let _ = writeln!(w, "## 8. Page traffic under oscillating pinned memory\n");
+    let (today, today_mean) = super::OSCILLATION_TODAY;
+    let _ = writeln!(
+        w,
+        "Scenario `scenarios/bench/pinned-oscillation.toml` (batched 2 MiB host): an 8 GiB \
+         guest whose host wants 7 GiB, `ReserveMB` = 1280, and a driver that locks a 1 GiB \
+         buffer every 6 s and frees it 3 s later, 30 times. *Frames moved* is every frame \
+         locked or unlocked (each one the host must unmap or back again). The undamped \
+         engine moved {} frames with a mean balloon of {today_mean:.0} MiB (`OSCILLATION_TODAY` \
+         in `crates/vmballoon-sim/src/bench.rs`). The peers do not look at resident \
+         available memory: they keep their balloon and the driver's lock fails instead.\n",
+        int(today)
+    );
+    policy_header(w, "metric", "");
+    type Row = (&'static str, fn(&super::OscillationMetrics) -> String);
+    let rows: [Row; 6] = [
+        ("frames moved (locked + unlocked)", |m| int(m.frames_moved)),
+        ("frames moved per GiB of final balloon", |m| {
+            m.per_final_gib
+                .map_or_else(|| "–".to_owned(), |v| int(v.round() as u64))
+        }),
+        ("guest allocation failures", |m| m.failures.to_string()),
+        ("mean balloon (MiB)", |m| {
+            format!("{:.0}", m.mean_balloon_mib)
+        }),
+        ("final balloon (MiB)", |m| m.final_mib.to_string()),
+        ("seconds of LowMemoryCondition while inflating", |m| {
+            format!("{:.1}", m.low_memory_inflating_s)
+        }),
+    ];
+    for (label, f) in rows {
+        let _ = write!(w, "| {label} |");
+        for p in DriverKind::ALL {
+            let cell = oscillation(suite, p).map_or_else(|| "–".to_owned(), |m| f(&m));
+            let _ = write!(w, " {cell} |");
+        }
+        w.push('\n');
     }
     w.push('\n');
 }
@@ -781,7 +587,7 @@ fn section_bookkeeping(w: &mut String, suite: &Suite) {
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|");
     for (cap, set) in CAP_SETS.iter().enumerate() {
-        for p in PolicyKind::ALL {
+        for p in DriverKind::ALL {
             let Some(r) = suite.find(&BenchKind::Inflate, cap, p) else {
                 continue;
             };
@@ -832,7 +638,7 @@ fn section_cpu(w: &mut String, cpu: &CpuMeasurements) {
         int(cpu.frames),
         cpu.current_label,
         if cpu.baseline_label.is_empty() {
-            "not built"
+            "the recorded figures before the cut (not rebuilt)"
         } else {
             cpu.baseline_label.as_str()
         }

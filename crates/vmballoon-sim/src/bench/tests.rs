@@ -15,8 +15,9 @@ fn floors_are_one_call_per_512_entries() {
 #[test]
 fn every_job_loads_and_matches_its_capability_set() {
     let jobs = jobs(&scenarios_dir()).unwrap();
-    // 2 benchmark scenarios and 7 pinned ones, 3 hosts, 4 policies.
-    assert_eq!(jobs.len(), (2 + PINNED.len()) * 3 * 4);
+    // 2 benchmark scenarios and 7 pinned ones, 3 hosts, 4 policies; the oscillation on
+    // one host.
+    assert_eq!(jobs.len(), (2 + PINNED.len()) * 3 * 4 + 4);
     for j in &jobs {
         assert_eq!(j.scenario.host.capabilities, CAP_SETS[j.cap].capabilities);
     }
@@ -30,13 +31,13 @@ fn metrics_of_the_2m_benchmarks() {
         .filter(|j| {
             j.cap == 2
                 && matches!(j.kind, BenchKind::Inflate | BenchKind::GiveBack)
-                && matches!(j.policy, PolicyKind::Vmballoon | PolicyKind::LinuxVmw)
+                && matches!(j.policy, DriverKind::Vmballoon | DriverKind::LinuxVmw)
         })
         .collect();
     let suite = run_suite(picked, CostModel::default(), 2);
     assert_eq!(suite.runs.len(), 4);
     let vm = suite
-        .find(&BenchKind::Inflate, 2, PolicyKind::Vmballoon)
+        .find(&BenchKind::Inflate, 2, DriverKind::Vmballoon)
         .unwrap();
     let m = inflate_metrics(&vm.result);
     // 8 GiB of 2 MiB pages in and out: 8 full batches each way, 1 call per GiB.
@@ -51,7 +52,7 @@ fn metrics_of_the_2m_benchmarks() {
     assert!(b.over_floor_pct > 0.0 && b.over_floor_pct < 5.0, "{b:?}");
     let g = give_back_metrics(
         &suite
-            .find(&BenchKind::GiveBack, 2, PolicyKind::Vmballoon)
+            .find(&BenchKind::GiveBack, 2, DriverKind::Vmballoon)
             .unwrap()
             .result,
     );
@@ -60,7 +61,7 @@ fn metrics_of_the_2m_benchmarks() {
     assert!(g.modelled_s.is_some());
     let l = give_back_metrics(
         &suite
-            .find(&BenchKind::GiveBack, 2, PolicyKind::LinuxVmw)
+            .find(&BenchKind::GiveBack, 2, DriverKind::LinuxVmw)
             .unwrap()
             .result,
     );
@@ -92,4 +93,44 @@ fn metrics_of_the_2m_benchmarks() {
         assert_eq!(name, listed);
         assert!(svg.contains("<svg"), "{name}");
     }
+}
+
+#[test]
+fn the_oscillation_benchmark_reports_page_traffic_for_every_driver() {
+    let all = jobs(&scenarios_dir()).unwrap();
+    let picked: Vec<Job> = all
+        .into_iter()
+        .filter(|j| j.kind == BenchKind::Oscillation)
+        .collect();
+    assert_eq!(picked.len(), DriverKind::ALL.len());
+    let suite = run_suite(picked, CostModel::default(), 2);
+    for p in DriverKind::ALL {
+        let m = oscillation_metrics(
+            &suite
+                .find(&BenchKind::Oscillation, OSCILLATION_CAP, p)
+                .unwrap()
+                .result,
+        );
+        let s = &suite
+            .find(&BenchKind::Oscillation, OSCILLATION_CAP, p)
+            .unwrap()
+            .result
+            .summary;
+        assert_eq!(m.frames_moved, s.frames_locked + s.frames_unlocked, "{p}");
+        assert!(m.mean_balloon_mib > 0.0, "{p}");
+    }
+    let cpu = CpuMeasurements {
+        frames: GIB_FRAMES,
+        ..CpuMeasurements::default()
+    };
+    let md = markdown(&suite, &cpu, None);
+    assert!(md.contains("## 8. Page traffic under oscillating pinned memory"));
+    assert!(md.contains("| frames moved (locked + unlocked) |"));
+    let b = budgets(&suite, &cpu);
+    assert!(
+        b.iter().any(|b| b
+            .name
+            .starts_with("page traffic under oscillating pinned memory")),
+        "the churn budget row"
+    );
 }

@@ -23,7 +23,7 @@ use vmballoon_sim::bench::{self, CpuMeasurements, GIB_FRAMES};
 use vmballoon_sim::cost::CostModel;
 use vmballoon_sim::serde_json::{self, Value, json};
 
-/// Run every balloon policy on the benchmark scenarios and write the report.
+/// Run every balloon driver on the benchmark scenarios and write the report.
 #[derive(Debug, Parser)]
 #[command(name = "vmballoon-bench", version, about)]
 struct Args {
@@ -142,6 +142,7 @@ fn main() -> ExitCode {
                     bench::BenchKind::Inflate => "inflate-8g".to_owned(),
                     bench::BenchKind::GiveBack => "give-back-2g".to_owned(),
                     bench::BenchKind::Pinned(f, _) => f.clone(),
+                    bench::BenchKind::Oscillation => "pinned-oscillation".to_owned(),
                 },
                 "host": bench::CAP_SETS.get(r.cap).map_or("?", |c| c.key),
                 "policy": r.policy.name(),

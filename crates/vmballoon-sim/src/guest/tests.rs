@@ -1,7 +1,10 @@
 use super::*;
 use crate::host::{HostModel, HostSpec};
-use crate::world::World;
+use crate::world::{SharedWorld, World};
 use vmballoon_core::fake::ManualClock;
+use vmballoon_core::mask::PageMask;
+use vmballoon_core::platform::{PageAllocator, Shelf, StorePosition, UnitKind};
+use vmballoon_core::units::{Frames, Instant, PageSize, Pfn};
 
 const MIB: u64 = 256;
 
@@ -260,8 +263,15 @@ fn pageable_commit_fails_only_on_the_commit_limit() {
     assert_eq!(g.pageable_resident().mib_floor(), 924);
     assert_eq!(g.available(), Frames::ZERO);
     assert!(g.low_memory());
-    // The working-set manager trims back to the high-memory threshold.
-    g.balance();
+    // The working-set manager trims aged pages to the modified list, at most RAM/32 a
+    // pass; the modified page writer makes them available (standby) as it writes them.
+    g.balance_at(t(0));
+    assert_eq!(g.modified_frames(), Frames::ZERO, "too young to trim");
+    g.balance_at(t(1));
+    assert_eq!(g.modified_frames(), g.high_threshold());
+    assert_eq!(g.available(), Frames::ZERO, "not available until written");
+    g.balance_at(t(2));
+    assert_eq!(g.standby_frames(), g.high_threshold());
     assert_eq!(g.available(), g.high_threshold());
     assert!(!g.low_memory());
     assert_eq!(g.self_check(), Vec::<String>::new());
@@ -517,4 +527,259 @@ fn spec_validation() {
     assert!(GuestModel::validate(&spec(4095, 0, 0, 0)).is_err());
     assert!(GuestModel::validate(&spec(4096, 4096, 0, 0)).is_err());
     assert!(GuestModel::validate(&spec(128 * 1024, 0, 0, 0)).is_err());
+}
+
+// ---- trimming, the modified list and standby (windows-memory.md §3.6) -----------------
+
+/// A 1 GiB guest whose pageable memory fills RAM: 100 MiB OS, 924 MiB resident pageable
+/// of 2000 MiB committed, nothing available.
+fn full_of_pageable(pagefile_mib: u64) -> GuestModel {
+    let mut g = GuestModel::new(spec(1024, 100, pagefile_mib, 0));
+    let want = if pagefile_mib == 0 { 900 } else { 2000 };
+    assert_eq!(
+        g.commit("app", Frames::from_mib(want), t(0)),
+        Outcome::Granted
+    );
+    g
+}
+
+#[test]
+fn trimmed_private_pages_wait_on_the_modified_list_until_written() {
+    let mut g = full_of_pageable(4096);
+    assert_eq!(g.available(), Frames::ZERO);
+    g.balance_at(t(1));
+    let trimmed = g.modified_frames();
+    assert!(!trimmed.is_zero());
+    assert_eq!(g.available(), Frames::ZERO, "dirty pages are not available");
+    assert_eq!(g.resident_available().mib_floor(), 924, "still resident");
+    // The writer writes 128 MiB/s: after 10 ms, 1.28 MiB (327 pages) are standby.
+    g.balance_at(Instant::from_nanos(1_010_000_000));
+    assert_eq!(g.standby_frames().get(), 128 * 1024 * 1024 / 100 / 4096);
+    assert_eq!(g.available(), g.standby_frames(), "standby is available");
+    assert_eq!(g.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn standby_pages_are_available_and_repurposed_after_free_pages() {
+    let mut g = full_of_pageable(4096);
+    g.balance_at(t(1));
+    g.balance_at(t(2));
+    let standby = g.standby_frames();
+    assert_eq!(
+        standby,
+        g.high_threshold(),
+        "trimmed back to the high threshold"
+    );
+    // Free 8 MiB: an allocation takes the free pages first, then standby pages.
+    g.release("app");
+    let mut g = full_of_pageable(4096);
+    g.balance_at(t(1));
+    g.balance_at(t(2));
+    g.lock("pin", PinKind::Awe, Frames::from_mib(8), t(2));
+    assert_eq!(
+        g.standby_frames(),
+        standby.saturating_sub(Frames::from_mib(8)),
+        "no free page: repurposed standby pages"
+    );
+    assert_eq!(g.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn without_a_page_file_private_pages_are_never_trimmed() {
+    let mut g = full_of_pageable(0);
+    let resident = g.pageable_resident();
+    for s in 1..10 {
+        g.balance_at(t(s));
+    }
+    assert_eq!(g.pageable_resident(), resident);
+    assert!(g.modified_frames().is_zero() && g.standby_frames().is_zero());
+    // A lock that may wait for trimming still finds nothing to trim.
+    let free = g.available();
+    assert_eq!(
+        g.lock(
+            "vl",
+            PinKind::VirtualLock,
+            free.saturating_add(Frames::new(1)),
+            t(10)
+        ),
+        Outcome::Failed
+    );
+    assert_eq!(
+        g.lock("vl2", PinKind::VirtualLock, free, t(10)),
+        Outcome::Granted
+    );
+}
+
+#[test]
+fn trimming_takes_the_least_recently_used_pages_and_is_bounded_per_pass() {
+    // "old" becomes resident at 0 s, "new" at 5 s; a pass at 5.5 s may trim only "old"
+    // (the pages of "new" are younger than TRIM_MIN_AGE), at most RAM/32 of it.
+    let mut g = GuestModel::new(spec(1024, 100, 4096, 0));
+    g.commit("old", Frames::from_mib(400), t(0));
+    g.commit("new", Frames::from_mib(524), t(5));
+    assert_eq!(g.available(), Frames::ZERO);
+    g.advance(Instant::from_nanos(5_500_000_000));
+    g.balance_at(Instant::from_nanos(5_500_000_000));
+    let per_pass = Frames::from_mib(1024 / 32);
+    assert_eq!(g.modified_frames(), per_pass.min(g.high_threshold()));
+    let k_old = g.find("old").unwrap();
+    let k_new = g.find("new").unwrap();
+    let old_resident = g.requests.get(k_old).unwrap().resident;
+    let new_resident = g.requests.get(k_new).unwrap().resident;
+    assert_eq!(
+        new_resident,
+        Frames::from_mib(524).get(),
+        "young pages stay"
+    );
+    assert_eq!(
+        old_resident,
+        Frames::from_mib(400).get() - g.modified_frames().get()
+    );
+}
+
+#[test]
+fn allocations_that_cannot_wait_take_available_pages_only() {
+    for kind in [PinKind::Awe, PinKind::DriverLocked, PinKind::NonpagedPool] {
+        let mut g = full_of_pageable(4096);
+        assert_eq!(
+            g.lock("x", kind, Frames::from_mib(8), t(0)),
+            Outcome::Failed
+        );
+        assert_eq!(
+            g.modified_frames(),
+            Frames::ZERO,
+            "{kind:?}: no synchronous trim"
+        );
+        // The shortfall makes the next working-set pass trim for it (above the high
+        // threshold), and the retry a second later finds the pages written.
+        g.balance_at(t(1));
+        assert_eq!(
+            g.modified_frames(),
+            g.high_threshold().saturating_add(Frames::from_mib(8))
+        );
+        g.balance_at(t(2));
+        g.retry_due(t(2));
+        assert_eq!(g.alloc_failures(), 1, "{kind:?}");
+        assert!(matches!(
+            g.requests().find(|r| r.0 == "x").map(|r| r.3),
+            Some(RequestState::Active)
+        ));
+    }
+}
+
+#[test]
+fn allocations_that_wait_trim_and_write_what_they_need() {
+    for kind in [PinKind::VirtualLock, PinKind::ProbeAndLock] {
+        let mut g = full_of_pageable(4096);
+        assert_eq!(
+            g.lock("x", kind, Frames::from_mib(64), t(0)),
+            Outcome::Granted,
+            "{kind:?}"
+        );
+        assert_eq!(g.pageable_resident().mib_floor(), 924 - 64);
+    }
+}
+
+#[test]
+fn a_partial_ok_request_keeps_a_short_grant_and_fails_only_when_empty() {
+    let mut g = full_of_pageable(4096);
+    g.balance_at(t(1));
+    g.balance_at(t(2));
+    let avail = g.available();
+    assert!(!avail.is_zero());
+    let ask = avail.saturating_add(Frames::from_mib(4));
+    assert_eq!(
+        g.lock_partial("awe", PinKind::Awe, ask, true, t(2)),
+        Outcome::Partial
+    );
+    assert_eq!((g.alloc_failures(), g.short_grants()), (0, 1));
+    assert_eq!(g.available(), Frames::ZERO, "took what there was");
+    // Nothing available at the retry: an empty grant is a failure.
+    g.retry_due(t(3));
+    assert_eq!((g.alloc_failures(), g.short_grants()), (1, 1));
+    // Release while pending frees the partial grant.
+    g.release("awe");
+    assert_eq!(g.available(), avail);
+    // partial_ok is ignored for kinds that cannot be granted partially.
+    assert_eq!(
+        g.lock_partial(
+            "vl",
+            PinKind::VirtualLock,
+            Frames::from_mib(2000),
+            true,
+            t(3)
+        ),
+        Outcome::Failed
+    );
+    assert_eq!(g.self_check(), Vec::<String>::new());
+}
+
+#[test]
+fn probe_and_lock_is_charged_to_resident_available_only() {
+    let mut g = GuestModel::new(spec(1024, 100, 1024, 0));
+    let (ra, c) = (g.resident_available(), g.committed());
+    g.lock("io", PinKind::ProbeAndLock, Frames::from_mib(64), t(0));
+    assert_eq!(
+        g.resident_available(),
+        ra.saturating_sub(Frames::from_mib(64))
+    );
+    assert_eq!(g.committed(), c);
+    g.lock("dma", PinKind::DriverLocked, Frames::from_mib(64), t(0));
+    assert_eq!(g.committed(), c.saturating_add(Frames::from_mib(64)));
+}
+
+#[test]
+fn mdl_pages_go_first_fit_without_prefer_contiguous_and_best_fit_with_it() {
+    // Block 0 is the OS's; a partly used block (21) high up, every block below it whole:
+    // first fit takes the lowest free frame, only best fit prefers the partly used block.
+    let mut g = GuestModel::new(spec(64, 2, 64, 0));
+    g.lock("low", PinKind::VirtualLock, Frames::new(512 * 20), t(0));
+    g.lock("dot", PinKind::VirtualLock, Frames::new(2), t(0));
+    g.release("low");
+    let dot_block = 21;
+    let ff = g
+        .mdl_allocate(MdlRequest {
+            frames: 1,
+            whole_blocks: false,
+            prefer_contiguous: false,
+        })
+        .unwrap();
+    assert_eq!(ff[0] / 512, 1, "first fit: the lowest free frame");
+    let bf = g
+        .mdl_allocate(MdlRequest {
+            frames: 1,
+            whole_blocks: false,
+            prefer_contiguous: true,
+        })
+        .unwrap();
+    assert_eq!(bf[0] / 512, dot_block, "best fit: the partly used block");
+}
+
+#[test]
+fn not_charged_accounting_leaves_resident_available_and_commit_alone() {
+    let s = spec(1024, 100, 1024, 0);
+    let (w, mut guest) = world(GuestModel::new(s).with_mdl_accounting(MdlAccounting::NotCharged));
+    let (ra, c, a) = {
+        let g = &w.borrow().guest;
+        (g.resident_available(), g.committed(), g.available())
+    };
+    let chunk = guest.allocate(PageSize::Small, 512).unwrap();
+    {
+        let g = &w.borrow().guest;
+        assert_eq!(g.resident_available(), ra);
+        assert_eq!(g.committed(), c);
+        assert_eq!(
+            g.available(),
+            a.saturating_sub(Frames::new(512)),
+            "the pages left the free lists"
+        );
+    }
+    guest.free(chunk);
+    let (w, mut guest) = world(GuestModel::new(s).with_mdl_accounting(MdlAccounting::Charged));
+    let chunk = guest.allocate(PageSize::Small, 512).unwrap();
+    assert_eq!(
+        w.borrow().guest.resident_available(),
+        ra.saturating_sub(Frames::new(512))
+    );
+    guest.free(chunk);
 }

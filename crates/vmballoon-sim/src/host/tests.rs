@@ -1,6 +1,7 @@
 use super::*;
 use crate::guest::{GuestSpec, PageableLayout};
 use vmballoon_core::fake::ManualClock;
+use vmballoon_core::protocol::Status;
 
 const START: u32 = 0;
 const TARGET: u32 = 1;
@@ -261,4 +262,140 @@ fn undefined_commands_are_violations() {
     assert_eq!(host.call(77, 0, 0).status, 1);
     assert_eq!(violations(&w).len(), 3);
     assert_eq!(w.borrow().host.total_calls(), 4);
+}
+
+#[test]
+fn a_2m_command_in_a_session_without_batched_is_a_violation() {
+    // Guest-conformance rule: 2 MiB pages travel only in batches (Linux
+    // vmballoon_send_start), and a guest without BATCHED has no batch page.
+    let (w, mut host, mut guest) = setup(HostSpec {
+        capabilities: Some(Capabilities::BASIC.union(Capabilities::BATCHED_2M)),
+        max_balloon_percent: 0,
+    });
+    host.call(START, 0x0A, 0);
+    let c = guest
+        .allocate(vmballoon_core::units::PageSize::Large, 1)
+        .unwrap();
+    let pfn = guest.pfn(&c, 0).unwrap().get();
+    let (r, _) = batch(&mut host, B2M_LOCK, &[pfn]);
+    assert_eq!(r.status, 1, "CMD_INVALID");
+    let v = violations(&w);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("without BATCHED"), "{v:?}");
+    assert!(w.borrow().host.held_frames().is_zero());
+    guest.free(c);
+}
+
+#[test]
+fn a_target_limit_wider_than_32_bits_without_64_bit_targets_is_a_violation() {
+    // Guest-conformance rule: Linux vmballoon_send_get_target refuses to send it.
+    let (w, mut host, _) = setup(HostSpec::default());
+    host.call(START, 0x0E, 0);
+    host.call(TARGET, 1 << 32, 0);
+    let v = violations(&w);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("wider than 32 bits"), "{v:?}");
+    // With the capability it is fine.
+    let (w, mut host, _) = setup(HostSpec {
+        capabilities: Some(Capabilities::BASIC.union(Capabilities::TARGET_64BIT)),
+        max_balloon_percent: 0,
+    });
+    host.call(START, 0x22, 0);
+    assert_eq!(host.call(TARGET, 1 << 32, 0).status, OK);
+    assert!(violations(&w).is_empty());
+}
+
+#[test]
+fn per_entry_answers_are_injected_in_order() {
+    let (w, mut host, mut guest) = setup(HostSpec::default());
+    host.call(START, 0x0E, 0);
+    {
+        let mut wb = w.borrow_mut();
+        wb.host
+            .inject_entry_status(Status::PpnNotNeeded, 1, EntryDirection::Lock);
+        wb.host
+            .inject_entry_status(Status::Busy, 1, EntryDirection::Lock);
+        wb.host
+            .inject_entry_status(Status::Reset, 1, EntryDirection::Lock);
+        wb.host.inject_refusals(1);
+    }
+    let c = guest
+        .allocate(vmballoon_core::units::PageSize::Small, 6)
+        .unwrap();
+    let pfns: Vec<u64> = (0..6).map(|i| guest.pfn(&c, i).unwrap().get()).collect();
+    let (r, st) = batch(&mut host, BLOCK, &pfns[..5]);
+    assert_eq!(
+        r.status, OK,
+        "the call succeeds; the entries carry the answers"
+    );
+    assert_eq!(st, vec![6, 8, 7, 5, 0]);
+    assert_eq!(w.borrow().host.held_frames().get(), 1);
+    assert_eq!(
+        w.borrow().host.resets_answered(),
+        0,
+        "a per-entry RESET is no reset"
+    );
+    assert_eq!(w.borrow().host.refused_pages(), 4);
+    // Unlock answers: the page stays held.
+    w.borrow_mut()
+        .host
+        .inject_entry_status(Status::Busy, 1, EntryDirection::Unlock);
+    let (_, st) = batch(&mut host, BUNLOCK, &pfns[4..5]);
+    assert_eq!(st, vec![8]);
+    assert_eq!(w.borrow().host.held_frames().get(), 1);
+    let (_, st) = batch(&mut host, BUNLOCK, &pfns[4..5]);
+    assert_eq!(st, vec![0]);
+    guest.free(c);
+    assert!(violations(&w).is_empty(), "{:?}", violations(&w));
+}
+
+#[test]
+fn a_single_page_reset_answer_is_a_real_reset() {
+    // In single-page mode the page's answer is the call's status: RESET makes the host
+    // forget every page and want START, so a guest that drops its pages is right.
+    let (w, mut host, mut guest) = setup(HostSpec {
+        capabilities: None,
+        max_balloon_percent: 0,
+    });
+    host.call(START, 0, 0);
+    let c = guest
+        .allocate(vmballoon_core::units::PageSize::Small, 2)
+        .unwrap();
+    let pfns: Vec<u64> = (0..2).map(|i| guest.pfn(&c, i).unwrap().get()).collect();
+    assert_eq!(host.call(LOCK, pfns[0], 0).status, OK);
+    w.borrow_mut()
+        .host
+        .inject_entry_status(Status::Reset, 1, EntryDirection::Lock);
+    assert_eq!(host.call(LOCK, pfns[1], 0).status, 7);
+    assert_eq!(w.borrow().host.resets_answered(), 1);
+    assert!(w.borrow().host.held_frames().is_zero(), "forgot every page");
+    guest.free(c);
+    assert_eq!(host.call(TARGET, 0, 0).status, 7, "only START now");
+    assert_eq!(violations(&w).len(), 1);
+}
+
+#[test]
+fn the_kth_lock_reply_carries_the_injected_target() {
+    let (w, mut host, mut guest) = setup(HostSpec {
+        capabilities: None,
+        max_balloon_percent: 0,
+    });
+    host.call(START, 0, 0);
+    w.borrow_mut().host.set_target(Frames::new(100));
+    w.borrow_mut()
+        .host
+        .inject_target_after_locks(2, Frames::new(1));
+    let c = guest
+        .allocate(vmballoon_core::units::PageSize::Small, 3)
+        .unwrap();
+    let pfns: Vec<u64> = (0..3).map(|i| guest.pfn(&c, i).unwrap().get()).collect();
+    assert_eq!(host.call(LOCK, pfns[0], 0).result, 100);
+    assert_eq!(
+        host.call(LOCK, pfns[1], 0).result,
+        1,
+        "the 2nd LOCK's reply"
+    );
+    assert_eq!(host.call(TARGET, 0, 0).result, 1, "and from then on");
+    host.call(START, 0, 0);
+    guest.free(c);
 }

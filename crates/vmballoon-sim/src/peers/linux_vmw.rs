@@ -1,4 +1,4 @@
-//! [`LinuxVmwPolicy`]: the current Linux `drivers/misc/vmw_balloon.c` (the ≈v4.20 rework
+//! [`LinuxVmwDriver`]: the current Linux `drivers/misc/vmw_balloon.c` (the ≈v4.20 rework
 //! and its v5.x additions), `protocol.md` §6.0 and §6.3, ported to the simulated Windows
 //! guest.
 //!
@@ -12,13 +12,19 @@
 //!   BATCHED and BATCHED_2M are granted, §4 rule 4). Each iteration allocates
 //!   `min(batch, ⌈change / frames per page⌉)` pages (so 2 MiB pages overshoot by up to
 //!   511 frames, §6.3 step 6), 4 KiB pages taken first from the *preallocated* list, then
-//!   locks them in one call (batched) or one call per page (single-page mode,
-//!   `batch_max_pages` = 1). Every page the host did not accept goes to the refused list
-//!   (§6.3: any non-success is refused); a whole-batch error (RESET, BUSY, ...) refuses
+//!   locks them in one call (`vmballoon_lock`). Batched, every page the host did not
+//!   accept goes to the refused list whatever its per-entry status
+//!   (`vmballoon_handle_one_result`: NOTNEEDED, BUSY and RESET included, and a per-entry
+//!   RESET does not reset the session); a whole-batch error (RESET, BUSY, ...) refuses
 //!   them all and stops. An allocation shortfall, or [`MAX_REFUSED`] refused pages, stops
 //!   at 4 KiB; at 2 MiB it splits every refused 2 MiB page into 512 4 KiB pages on the
 //!   preallocated list and goes on at 4 KiB. At the end the refused and unused
 //!   preallocated pages are freed.
+//! * **Single-page mode** (`batch_max_pages` = 1, §6.3, §3 rule 3): one page per
+//!   iteration, so `vmballoon_change` re-reads the target — which each LOCK reply updates —
+//!   before every LOCK (a target lowered in a reply is never overshot), and the page's
+//!   status is the call's: the first page not locked, whatever the status, is refused and
+//!   `vmballoon_inflate` ends the pass (`if (lock_error) break`).
 //! * **Allocation** (§6.3 "Allocation"): no reclaim, never the OOM killer or reserves: on
 //!   this guest, free frames only ([`Alloc::NoWait`]); it fails when there are none.
 //! * **Deflate** (§6.3 "Deflate loop"): 4 KiB pages first, in chunks of up to the batch
@@ -34,11 +40,11 @@
 //!
 //! Port details (documented deviations): START requests the core's capability set (the
 //! host never grants the doorbell bit Linux adds), GUEST_ID sends the Windows value; in
-//! single-page mode the pages of one iteration come from one MDL of up to 512 pages (a
-//! Windows port would not build one MDL per page) and are locked one call per page with
-//! the refused limit checked after every page, so the host sees exactly Linux's calls;
-//! the simulator bounds one tick at [`MAX_BATCHES_PER_TICK`] batches and ticks again at
-//! once (Linux has no bound, only `cond_resched`).
+//! single-page mode the pages come from one MDL of up to 512 pages (a Windows port would
+//! not build one MDL per page) and are locked one call per page, re-reading the target
+//! before each, so the host sees exactly Linux's calls (pages the pass never reaches are
+//! freed); the simulator bounds one tick at [`MAX_BATCHES_PER_TICK`] batches and ticks
+//! again at once (Linux has no bound, only `cond_resched`).
 
 use vmballoon_core::channel::{Channel, Direction, Transfer};
 use vmballoon_core::mask::PageMask;
@@ -48,9 +54,9 @@ use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode}
 use vmballoon_core::units::{Duration, Frames, PageSize};
 
 use super::{Alloc, Held, allocate_pages, dequeue, keep_or_free, pop_all};
+use crate::driver::{BalloonDriver, DriverKind, DriverTick};
 use crate::guest::{GuestChunk, PeerPages};
 use crate::host::FakeHost;
-use crate::policy::{Policy, PolicyKind, PolicyTick};
 
 /// Refused pages per page size and inflate cycle after which Linux stops (4 KiB) or splits
 /// and falls back to 4 KiB (2 MiB): `VMW_BALLOON_MAX_REFUSED` (`protocol.md` §6.0).
@@ -89,7 +95,7 @@ fn bump(a: &mut [u64; 2], size: PageSize, n: usize) {
 }
 
 /// The current Linux balloon. See the [module docs](self).
-pub struct LinuxVmwPolicy {
+pub struct LinuxVmwDriver {
     channel: Channel<FakeHost>,
     guest: PeerPages,
     held: Held,
@@ -104,7 +110,7 @@ struct Ctl {
     prealloc: Option<GuestChunk>,
 }
 
-impl LinuxVmwPolicy {
+impl LinuxVmwDriver {
     /// The Linux balloon over `host` and `guest`.
     #[must_use]
     pub fn new(host: FakeHost, guest: PeerPages) -> Self {
@@ -239,33 +245,41 @@ impl LinuxVmwPolicy {
             self.refuse(ctl, chunk);
             return t.stop.is_some();
         }
-        // Single-page mode: one LOCK per page, the refused limit checked after each.
+        // Single-page mode (`batch_max_pages` = 1, `protocol.md` §6.3): one page per
+        // iteration of `vmballoon_inflate`, so the target — which every LOCK reply may
+        // have changed — is re-read (`vmballoon_change`) before each LOCK, and a lowered
+        // target is never overshot. `vmballoon_status_page` leaves the page's status to
+        // the call's, `vmballoon_lock` then returns -EIO for any non-SUCCESS and
+        // `vmballoon_inflate` breaks on it: the first page not locked, whatever the
+        // status, is refused and ends the pass.
         let mut accepted = PageMask::EMPTY;
         let mut refused = PageMask::EMPTY;
         let mut stop = false;
         for i in 0..count {
+            if self.change() <= 0 {
+                break;
+            }
             let guest = &self.guest;
             let t: Transfer = self
                 .channel
                 .transfer(Direction::Lock, size, 1, |_| guest.pfn(&chunk, i));
             if t.done.contains(0) {
                 accepted.insert(i);
-            } else {
-                refused.insert(i);
+                // Counted at once so the next `change` sees it.
+                self.held.add(size, 1);
+                continue;
             }
-            if t.stop.is_some() {
-                stop = true;
-                break;
-            }
-            if ctl.n_refused.saturating_add(refused.len()) >= MAX_REFUSED {
-                break;
-            }
+            refused.insert(i);
+            stop = true;
+            break;
         }
+        self.held.sub(size, accepted.len());
         let done = self.guest.split_off(&mut chunk, &accepted);
         self.took(size, done);
         let no = self.guest.split_off(&mut chunk, &refused);
         self.refuse(ctl, no);
-        // Pages the loop never reached go back to the OS.
+        // Pages the loop never reached go back to the OS (Linux would not have allocated
+        // them: it allocates one page per iteration).
         self.guest.free(chunk);
         stop
     }
@@ -422,9 +436,9 @@ impl LinuxVmwPolicy {
     }
 }
 
-impl Policy for LinuxVmwPolicy {
-    fn kind(&self) -> PolicyKind {
-        PolicyKind::LinuxVmw
+impl BalloonDriver for LinuxVmwDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::LinuxVmw
     }
 
     fn poll_interval(&self) -> Duration {
@@ -436,10 +450,10 @@ impl Policy for LinuxVmwPolicy {
         false
     }
 
-    fn tick(&mut self) -> PolicyTick {
+    fn tick(&mut self) -> DriverTick {
         self.stats.timer = self.stats.timer.saturating_add(1);
         let calls_before = self.channel.stats().total();
-        let mut out = PolicyTick::default();
+        let mut out = DriverTick::default();
         if self.channel.reset_pending() {
             self.reset();
         }
@@ -498,3 +512,6 @@ impl Policy for LinuxVmwPolicy {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,28 +2,34 @@
 //! benchmark can run them side by side with vmballoon on the same simulated host and
 //! guest ([`crate::bench`], `cargo xtask bench`).
 //!
-//! * [`LinuxVmwPolicy`] (`--policy linux-vmw`): the current Linux `vmw_balloon.c`
+//! * [`LinuxVmwDriver`] (`--policy linux-vmw`): the current Linux `vmw_balloon.c`
 //!   (`protocol.md` §6.0, §6.3);
-//! * [`OvtClassicPolicy`] (`--policy ovt-classic`): open-vm-tools' shared `vmballoon.c`
+//! * [`OvtClassicDriver`] (`--policy ovt-classic`): open-vm-tools' shared `vmballoon.c`
 //!   with its adaptive rates (`protocol.md` §7).
 //!
 //! Both are ported to the simulated Windows guest the way the naive model is: they
 //! allocate through the same [`PeerPages`] (`MmAllocatePagesForMdlEx` semantics: no
-//! waiting, no zeroing, one MDL per allocation call) and talk to the same [`FakeHost`](crate::FakeHost)
-//! through the core's `Channel`, which counts every call and turns per-entry statuses into
-//! done / refused / not-needed exactly as for the engine. The host model refuses pages only
-//! with PPN_PINNED, so the drivers' differences in handling other per-entry codes never
-//! arise; each model still follows its driver's rule for what the channel reports.
+//! waiting, no zeroing, no placement flag, one MDL per allocation call) and talk to the
+//! same [`FakeHost`](crate::FakeHost) through the core's `Channel`, which counts every call
+//! and turns per-entry statuses into done / refused / not-needed as for the engine. The
+//! host model's hostile mode answers per-entry PPN_PINNED, PPN_NOTNEEDED, BUSY and RESET
+//! (`host_refuse_next`, `host_entry_status`), so the drivers' differences in handling
+//! them show: Linux refuses every such page and ends the pass after 16
+//! (`vmballoon_handle_one_result`), OVT frees RESET and NOTNEEDED pages and goes on
+//! (`BalloonLockBatched`), both end a single-page pass at the first page not locked, and
+//! OVT reads the per-entry statuses from the batch page itself, as it does.
 //!
 //! What the ports share (this module): the page counts per size ([`Held`]), the
 //! uncoordinated pop ([`pop_all`]), page-at-a-time allocation over the MDL allocator
 //! ([`allocate_pages`]) and taking ballooned pages back by count ([`dequeue`]).
 
 pub mod linux_vmw;
+pub mod naive;
 pub mod ovt;
 
-pub use linux_vmw::LinuxVmwPolicy;
-pub use ovt::OvtClassicPolicy;
+pub use linux_vmw::LinuxVmwDriver;
+pub use naive::NaiveDriver;
+pub use ovt::OvtClassicDriver;
 
 use vmballoon_core::platform::StorePosition;
 use vmballoon_core::units::{Frames, PageSize};
@@ -173,5 +179,123 @@ pub fn keep_or_free(guest: &mut PeerPages, chunk: GuestChunk, position: StorePos
         guest.free(chunk);
     } else {
         guest.store(chunk, position);
+    }
+}
+
+/// A rig for the peer models' tests: one world, one driver, time by hand.
+#[cfg(test)]
+pub(crate) mod rig {
+    use vmballoon_core::config::Config;
+    use vmballoon_core::fake::ManualClock;
+    use vmballoon_core::protocol::{Capabilities, Command};
+    use vmballoon_core::units::{Duration, Frames};
+
+    use crate::driver::{BalloonDriver, DriverKind};
+    use crate::guest::{GuestModel, GuestSpec, PageableLayout};
+    use crate::host::{HostModel, HostSpec};
+    use crate::world::{SharedWorld, World};
+
+    /// Hosts the tests run on.
+    pub(crate) const LEGACY: Option<Capabilities> = None;
+    pub(crate) const BATCHED_4K: Option<Capabilities> =
+        Some(Capabilities::BASIC.union(Capabilities::BATCHED));
+    pub(crate) const BATCHED_2M: Option<Capabilities> = Some(
+        Capabilities::BASIC
+            .union(Capabilities::BATCHED)
+            .union(Capabilities::BATCHED_2M),
+    );
+
+    pub(crate) struct Rig {
+        pub(crate) world: SharedWorld,
+        pub(crate) clock: ManualClock,
+        pub(crate) driver: Box<dyn BalloonDriver>,
+    }
+
+    impl Rig {
+        /// A guest of `ram_mib` (2 MiB of OS memory, a page file as large as RAM) and a
+        /// host granting `caps`, with no host-side cap.
+        pub(crate) fn new(kind: DriverKind, ram_mib: u64, caps: Option<Capabilities>) -> Self {
+            let guest = GuestModel::new(GuestSpec {
+                ram: Frames::from_mib(ram_mib),
+                os_locked: Frames::from_mib(2),
+                pagefile: Frames::from_mib(ram_mib),
+                committed: Frames::ZERO,
+                layout: PageableLayout::Packed,
+            });
+            let ram = guest.total();
+            let host = HostModel::new(
+                HostSpec {
+                    capabilities: caps,
+                    max_balloon_percent: 0,
+                },
+                ram,
+            );
+            let clock = ManualClock::new();
+            let world = World::new(guest, host, clock.clone());
+            let driver = kind.build(&world, &clock, Config::default());
+            Self {
+                world,
+                clock,
+                driver,
+            }
+        }
+
+        /// Sets the host's target (frames).
+        pub(crate) fn target(&self, frames: u64) {
+            self.world.borrow_mut().host.set_target(Frames::new(frames));
+        }
+
+        /// One tick, a second after the last. Returns the LOCK-family calls it made.
+        pub(crate) fn tick(&mut self) -> u64 {
+            let before = self.lock_calls();
+            self.clock.advance(Duration::from_secs(1));
+            self.driver.tick();
+            self.lock_calls() - before
+        }
+
+        /// LOCK-family calls so far.
+        pub(crate) fn lock_calls(&self) -> u64 {
+            let w = self.world.borrow();
+            [Command::Lock, Command::BatchedLock, Command::Batched2mLock]
+                .into_iter()
+                .map(|c| w.host.calls().calls(c))
+                .sum()
+        }
+
+        /// Calls of `command` so far.
+        pub(crate) fn calls(&self, command: Command) -> u64 {
+            self.world.borrow().host.calls().calls(command)
+        }
+
+        /// The balloon (frames the driver believes the host holds).
+        pub(crate) fn balloon(&self) -> u64 {
+            self.driver.balloon().get()
+        }
+
+        /// A counter of the driver's.
+        pub(crate) fn counter(&self, name: &str) -> u64 {
+            self.driver
+                .counters()
+                .into_iter()
+                .find(|(k, _)| *k == name)
+                .map_or(0, |(_, v)| v)
+        }
+
+        /// Unloads and checks the protocol, the leak check and the models.
+        pub(crate) fn finish(mut self) {
+            self.driver.shutdown();
+            let w = self.world.borrow();
+            let v: Vec<String> = w
+                .checker
+                .violations()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert!(v.is_empty(), "{v:#?}");
+            assert!(w.guest.balloon_frames().is_zero(), "frames left charged");
+            assert!(w.guest.dropped_frames().is_zero(), "dropped frames");
+            assert_eq!(w.guest.self_check(), Vec::<String>::new());
+            assert!(w.host.held_frames().is_zero());
+        }
     }
 }

@@ -609,3 +609,243 @@ fn duplicate_toml_key_message_names_the_key() {
         );
     }
 }
+
+#[test]
+fn repeated_events_expand_with_numbered_ids_and_releases() {
+    let s = Scenario::parse(
+        &with(
+            "[[events]]\nat_s = 6\nid = \"buf\"\nlock_mib = 1024\nkind = \"probe-and-lock\"\n\
+             repeat_every_s = 6\nrepeat_count = 3\n\
+             [[events]]\nat_s = 9\nrelease = \"buf\"\nrepeat_every_s = 6\nrepeat_count = 3\n",
+        ),
+        "x",
+    )
+    .unwrap();
+    let got: Vec<(u64, Action)> = s
+        .events
+        .iter()
+        .skip(1)
+        .map(|e| (e.at.as_nanos() / 1_000_000_000, e.action.clone()))
+        .collect();
+    let lock = |n: u32| Action::Lock {
+        id: format!("buf#{n}"),
+        kind: PinKind::ProbeAndLock,
+        size: Frames::from_mib(1024),
+        partial_ok: false,
+    };
+    let release = |n: u32| Action::Release(format!("buf#{n}"));
+    assert_eq!(
+        got,
+        vec![
+            (6, lock(1)),
+            (9, release(1)),
+            (12, lock(2)),
+            (15, release(2)),
+            (18, lock(3)),
+            (21, release(3)),
+        ]
+    );
+    // One occurrence may be named.
+    assert!(
+        Scenario::parse(
+            &with(
+                "[[events]]\nat_s = 1\nid = \"b\"\nlock_mib = 1\nrepeat_every_s = 1\n\
+                 repeat_count = 2\n[[events]]\nat_s = 5\nrelease = \"b#2\"\n"
+            ),
+            "x"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn repeat_rules() {
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nlock_mib = 1\nrepeat_count = 2\n",
+    ));
+    assert_eq!(
+        e.message,
+        "`repeat_count` needs `repeat_every_s` in the same event"
+    );
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nlock_mib = 1\nrepeat_every_s = 2\n",
+    ));
+    assert_eq!(
+        e.message,
+        "`repeat_every_s` needs `repeat_count` in the same event"
+    );
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nlock_mib = 1\nrepeat_every_s = 0\nrepeat_count = 2\n",
+    ));
+    assert!(
+        e.message.starts_with("`repeat_every_s` must be above 0"),
+        "{e}"
+    );
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nlock_mib = 1\nrepeat_every_s = 1\nrepeat_count = 0\n",
+    ));
+    assert!(
+        e.message.starts_with("`repeat_count` must be at least 1"),
+        "{e}"
+    );
+    // The last occurrence must be within the run (duration_s = 30).
+    let e = err(&with(
+        "[[events]]\nat_s = 10\ntarget_mib = 1\nrepeat_every_s = 10\nrepeat_count = 4\n",
+    ));
+    assert_eq!(e.line, 13, "the line of its `at_s`");
+    assert!(
+        e.message
+            .starts_with("occurrence 4 of 4 of this repeated event, at 40 s,"),
+        "{e}"
+    );
+    // The expanded total is bounded.
+    let e = err(&with(
+        "[[events]]\nat_s = 0\ntarget_mib = 1\nrepeat_every_s = 0.001\nrepeat_count = 10001\n",
+    ));
+    assert!(e.message.contains("is over the limit of 10000"), "{e}");
+    let e = err(&with(
+        "[[events]]\nat_s = 0\ntarget_mib = 1\nrepeat_every_s = 0.001\nrepeat_count = 6000\n\
+         [[events]]\nat_s = 0\ntarget_mib = 1\nrepeat_every_s = 0.001\nrepeat_count = 6000\n",
+    ));
+    assert!(
+        e.message.starts_with("too many events once repeated"),
+        "{e}"
+    );
+    assert_eq!(e.line, 17, "the second event's header");
+    // A repeated release of a request that is not repeated releases it twice.
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nid = \"a\"\nlock_mib = 1\n\
+         [[events]]\nat_s = 2\nrelease = \"a\"\nrepeat_every_s = 1\nrepeat_count = 2\n",
+    ));
+    assert!(e.message.contains("a second time"), "{e}");
+    // `#` is reserved for occurrences.
+    let e = err(&with("[[events]]\nat_s = 1\nid = \"a#1\"\nlock_mib = 1\n"));
+    assert!(e.message.contains("contains `#`"), "{e}");
+}
+
+#[test]
+fn partial_ok_and_the_new_kinds() {
+    let s = Scenario::parse(
+        &with(
+            "[[events]]\nat_s = 1\nlock_mib = 8\nkind = \"nonpaged-pool\"\npartial_ok = true\n\
+             [[events]]\nat_s = 2\nlock_mib = 8\nkind = \"probe-and-lock\"\n",
+        ),
+        "x",
+    )
+    .unwrap();
+    assert!(matches!(
+        s.events[1].action,
+        Action::Lock {
+            kind: PinKind::NonpagedPool,
+            partial_ok: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        s.events[2].action,
+        Action::Lock {
+            kind: PinKind::ProbeAndLock,
+            partial_ok: false,
+            ..
+        }
+    ));
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nlock_mib = 8\nkind = \"virtual-lock\"\npartial_ok = true\n",
+    ));
+    assert!(e.message.starts_with("`partial_ok` needs a `kind`"), "{e}");
+    let e = err(&with(
+        "[[events]]\nat_s = 1\ncommit_mib = 8\npartial_ok = true\n",
+    ));
+    assert_eq!(e.message, "`partial_ok` needs `lock_mib` in the same event");
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nlock_mib = 8\npartial_ok = 1\n",
+    ));
+    assert!(e.message.contains("must be true or false"), "{e}");
+}
+
+#[test]
+fn host_injections_take_inline_tables() {
+    let s = Scenario::parse(
+        &with(
+            "[[events]]\nat_s = 1\nhost_entry_status = { status = \"notneeded\", pages = 3 }\n\
+             [[events]]\nat_s = 1\nhost_entry_status = { status = \"busy\", pages = 2, on = \"unlock\" }\n\
+             [[events]]\nat_s = 1\nhost_target_after_locks = { locks = 4, target_mib = 10 }\n",
+        ),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(
+        s.events[1].action,
+        Action::HostEntryStatus {
+            status: Status::PpnNotNeeded,
+            pages: 3,
+            on: EntryDirection::Lock
+        }
+    );
+    assert_eq!(
+        s.events[2].action,
+        Action::HostEntryStatus {
+            status: Status::Busy,
+            pages: 2,
+            on: EntryDirection::Unlock
+        }
+    );
+    assert_eq!(
+        s.events[3].action,
+        Action::HostTargetAfterLocks {
+            locks: 4,
+            target: Frames::from_mib(10)
+        }
+    );
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nhost_entry_status = { status = \"pinned\", pages = 3 }\n",
+    ));
+    assert_eq!(
+        e.message,
+        "unknown `status` \"pinned\" (expected notneeded, busy, reset)"
+    );
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nhost_entry_status = { status = \"busy\" }\n",
+    ));
+    assert_eq!(
+        e.message,
+        "missing required key `pages` in `host_entry_status`"
+    );
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nhost_entry_status = { status = \"busy\", page = 1 }\n",
+    ));
+    assert!(
+        e.message
+            .starts_with("unknown key `page` in `host_entry_status`"),
+        "{e}"
+    );
+    let e = err(&with("[[events]]\nat_s = 1\nhost_entry_status = 3\n"));
+    assert!(e.message.contains("must be an inline table"), "{e}");
+    let e = err(&with(
+        "[[events]]\nat_s = 1\nhost_target_after_locks = { locks = 0, target_mib = 1 }\n",
+    ));
+    assert!(e.message.starts_with("`locks` must be at least 1"), "{e}");
+}
+
+#[test]
+fn mdl_accounting_is_a_guest_option() {
+    let s = Scenario::parse(GOOD, "x").unwrap();
+    assert_eq!(s.mdl_accounting, MdlAccounting::Charged);
+    let s = Scenario::parse(
+        &GOOD.replace(
+            "ram_mib = 4096",
+            "ram_mib = 4096\nmdl_accounting = \"not-charged\"",
+        ),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(s.mdl_accounting, MdlAccounting::NotCharged);
+    let e = err(&GOOD.replace(
+        "ram_mib = 4096",
+        "ram_mib = 4096\nmdl_accounting = \"maybe\"",
+    ));
+    assert_eq!(
+        e.message,
+        "unknown `mdl_accounting` \"maybe\" (expected \"charged\" or \"not-charged\")"
+    );
+}

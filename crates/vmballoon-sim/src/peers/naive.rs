@@ -1,4 +1,4 @@
-//! [`NaivePolicy`]: a pinned-page-unaware balloon, the behaviour VMware KB 340369
+//! [`NaiveDriver`]: a pinned-page-unaware balloon, the behaviour VMware KB 340369
 //! describes ("the balloon driver, vmmemctl, is unaware of pinned pages").
 //!
 //! It is modelled on the current Linux `vmw_balloon.c` (`protocol.md` §6.3), minus the
@@ -29,9 +29,9 @@ use vmballoon_core::policy::{ClampReason, SLACK};
 use vmballoon_core::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode};
 use vmballoon_core::units::{Duration, Frames, PageSize};
 
+use crate::driver::{BalloonDriver, DriverKind, DriverTick};
 use crate::guest::{PEER_HELD_REFUSED, PeerPages};
 use crate::host::FakeHost;
-use crate::policy::{Policy, PolicyKind, PolicyTick};
 
 /// Batches per tick before the naive balloon reports `more_work` (the runner ticks it
 /// again at once: Linux has no per-tick limit, only `cond_resched`).
@@ -50,14 +50,14 @@ struct NaiveStats {
 }
 
 /// A pinned-page-unaware balloon. See the [module docs](self).
-pub struct NaivePolicy {
+pub struct NaiveDriver {
     channel: Channel<FakeHost>,
     guest: PeerPages,
     held: [u64; 2],
     stats: NaiveStats,
 }
 
-impl NaivePolicy {
+impl NaiveDriver {
     /// The naive balloon over `host` and `guest`.
     #[must_use]
     pub fn new(host: FakeHost, guest: PeerPages) -> Self {
@@ -228,9 +228,9 @@ impl NaivePolicy {
     }
 }
 
-impl Policy for NaivePolicy {
-    fn kind(&self) -> PolicyKind {
-        PolicyKind::Naive
+impl BalloonDriver for NaiveDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Naive
     }
 
     fn poll_interval(&self) -> Duration {
@@ -241,10 +241,10 @@ impl Policy for NaivePolicy {
         false
     }
 
-    fn tick(&mut self) -> PolicyTick {
+    fn tick(&mut self) -> DriverTick {
         self.stats.ticks = self.stats.ticks.saturating_add(1);
         let calls_before = self.channel.stats().total();
-        let mut out = PolicyTick::default();
+        let mut out = DriverTick::default();
         let running = !self.channel.reset_pending() || self.reset();
         // RAM as Linux reads it (`totalram_pages()`), without a memory snapshot.
         let total = self.guest.total_frames();

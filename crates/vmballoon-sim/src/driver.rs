@@ -1,12 +1,12 @@
-//! The seam between the runner and a balloon implementation: [`Policy`].
+//! The seam between the runner and a balloon driver under test: [`BalloonDriver`].
 //!
-//! A policy drives the same [`FakeHost`] / [`FakeGuest`] world through the core's traits,
-//! so the host model counts its calls and checks its protocol the same way whatever the
-//! policy. [`PolicyKind::Vmballoon`] is the product (the core engine);
-//! [`PolicyKind::Naive`] is a pinned-page-unaware balloon for comparison;
-//! [`PolicyKind::LinuxVmw`] and [`PolicyKind::OvtClassic`] model VMware's public drivers
-//! ([`crate::peers`]). Each is one [`PolicyKind`] variant and one type implementing
-//! [`Policy`].
+//! A driver under test drives the same [`FakeHost`] / [`FakeGuest`] world, so the host
+//! model counts its calls and checks its protocol the same way whatever the driver.
+//! [`DriverKind::Vmballoon`] is the product (the core engine); the others are the peer
+//! models ([`crate::peers`]): [`DriverKind::Naive`], a pinned-page-unaware balloon for
+//! comparison, and [`DriverKind::LinuxVmw`] and [`DriverKind::OvtClassic`], models of
+//! VMware's public drivers. Each is one [`DriverKind`] variant and one type implementing
+//! [`BalloonDriver`]. (The CLI flag and the JSON key keep the historical name `policy`.)
 
 use std::fmt;
 
@@ -19,13 +19,13 @@ use vmballoon_core::units::{Duration, Frames};
 
 use crate::guest::{FakeGuest, PeerPages};
 use crate::host::FakeHost;
-use crate::naive::NaivePolicy;
-use crate::peers::{LinuxVmwPolicy, OvtClassicPolicy};
+use crate::peers::naive::NaiveDriver;
+use crate::peers::{LinuxVmwDriver, OvtClassicDriver};
 use crate::world::SharedWorld;
 
 /// Which balloon implementation runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum PolicyKind {
+pub enum DriverKind {
     /// vmballoon: the core engine with its safe ceiling.
     Vmballoon,
     /// A pinned-page-unaware balloon (VMware's stock behaviour, KB 340369).
@@ -37,8 +37,8 @@ pub enum PolicyKind {
     OvtClassic,
 }
 
-impl PolicyKind {
-    /// Every policy, in report order.
+impl DriverKind {
+    /// Every driver, in report order.
     pub const ALL: [Self; 4] = [
         Self::Vmballoon,
         Self::LinuxVmw,
@@ -61,78 +61,78 @@ impl PolicyKind {
         }
     }
 
-    /// Builds the policy over `world`, reading time from `clock`.
+    /// Builds the driver over `world`, reading time from `clock`.
     #[must_use]
     pub fn build(
         self,
         world: &SharedWorld,
         clock: &ManualClock,
         config: Config,
-    ) -> Box<dyn Policy> {
+    ) -> Box<dyn BalloonDriver> {
         let host = FakeHost::new(world.clone());
         let pages = PeerPages::new(world.clone());
         match self {
-            Self::Vmballoon => Box::new(EnginePolicy::new(
+            Self::Vmballoon => Box::new(EngineDriver::new(
                 host,
                 FakeGuest::new(world.clone()),
                 clock.clone(),
                 config,
             )),
-            Self::Naive => Box::new(NaivePolicy::new(host, pages)),
-            Self::LinuxVmw => Box::new(LinuxVmwPolicy::new(host, pages)),
-            Self::OvtClassic => Box::new(OvtClassicPolicy::new(host, pages)),
+            Self::Naive => Box::new(NaiveDriver::new(host, pages)),
+            Self::LinuxVmw => Box::new(LinuxVmwDriver::new(host, pages)),
+            Self::OvtClassic => Box::new(OvtClassicDriver::new(host, pages)),
         }
     }
 }
 
-impl fmt::Display for PolicyKind {
+impl fmt::Display for DriverKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// What one tick of a policy did, in the terms the runner records.
+/// What one tick of a driver did, in the terms the runner records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PolicyTick {
-    /// The host target the policy last heard.
+pub struct DriverTick {
+    /// The host target the driver last heard.
     pub target: Frames,
-    /// The policy's own ceiling (vmballoon), if it has one.
+    /// The driver's own ceiling (vmballoon), if it has one.
     pub ceiling: Option<Ceiling>,
-    /// Balloon size after the tick (frames the host holds for this policy).
+    /// Balloon size after the tick (frames the host holds for this driver).
     pub balloon: Frames,
     /// What held the balloon below the host target, or reversed it, this tick.
     pub reason: Option<ClampReason>,
     /// Backdoor calls made.
     pub calls: u32,
-    /// The policy stopped at its per-tick work bound: tick again at once.
+    /// The driver stopped at its per-tick work bound: tick again at once.
     pub more_work: bool,
 }
 
 /// A balloon implementation the runner can drive.
-pub trait Policy {
+pub trait BalloonDriver {
     /// Which one this is.
-    fn kind(&self) -> PolicyKind;
+    fn kind(&self) -> DriverKind;
     /// How often it polls the host.
     fn poll_interval(&self) -> Duration;
     /// Whether it is woken when `LowMemoryCondition` becomes signalled (the driver waits
     /// on the event; VMware's stock balloon does not).
     fn wakes_on_low_memory(&self) -> bool;
     /// One poll.
-    fn tick(&mut self) -> PolicyTick;
+    fn tick(&mut self) -> DriverTick;
     /// Unload: give every page back (the protocol's unload order).
     fn shutdown(&mut self);
-    /// Frames the policy believes the host holds.
+    /// Frames the driver believes the host holds.
     fn balloon(&self) -> Frames;
-    /// The policy's own counters, for the report (`name`, value).
+    /// The driver's own counters, for the report (`name`, value).
     fn counters(&self) -> Vec<(&'static str, u64)>;
 }
 
 /// The product: the core's [`Balloon`] engine over the fakes.
-pub struct EnginePolicy {
+pub struct EngineDriver {
     engine: Balloon<FakeHost, FakeGuest, FakeGuest, ManualClock>,
 }
 
-impl EnginePolicy {
+impl EngineDriver {
     /// The engine over `host` and `guest` (as both allocator and memory source).
     #[must_use]
     pub fn new(host: FakeHost, guest: FakeGuest, clock: ManualClock, config: Config) -> Self {
@@ -142,9 +142,9 @@ impl EnginePolicy {
     }
 }
 
-impl Policy for EnginePolicy {
-    fn kind(&self) -> PolicyKind {
-        PolicyKind::Vmballoon
+impl BalloonDriver for EngineDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Vmballoon
     }
 
     fn poll_interval(&self) -> Duration {
@@ -155,9 +155,9 @@ impl Policy for EnginePolicy {
         true
     }
 
-    fn tick(&mut self) -> PolicyTick {
+    fn tick(&mut self) -> DriverTick {
         let r = self.engine.tick();
-        PolicyTick {
+        DriverTick {
             target: r.target,
             ceiling: r.ceiling,
             balloon: r.balloon,
