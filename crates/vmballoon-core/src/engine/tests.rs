@@ -231,7 +231,7 @@ fn low_memory_condition_deflates_a_step_and_pauses_inflation() {
     let r = rig.tick();
     assert_eq!(r.inflated, Frames::ZERO);
     assert_eq!(r.reason, Some(ClampReason::LowMemory));
-    rig.clock.advance(LOW_MEMORY_HOLD);
+    rig.clock.advance(policy::HOLD_BASE);
     rig.expect([
         Expect::target(mib(4096), 1024 * 256),
         Expect::batch(Command::Batched2mLock, 64, 1024 * 256),
