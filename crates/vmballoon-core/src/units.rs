@@ -323,6 +323,11 @@ impl Duration {
         Self(self.0.saturating_add(rhs.0))
     }
 
+    /// `self - rhs`, zero if `rhs` is longer.
+    #[must_use]
+    pub const fn saturating_sub(self, rhs: Self) -> Self {
+        Self(self.0.saturating_sub(rhs.0))
+    }
 
     /// `self * n`, saturating.
     #[must_use]
