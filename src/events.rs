@@ -258,7 +258,7 @@ pub const COUNTER_NAMES: &str = "ticks,inflated-4k,inflated-2m,deflated-4k,defla
 refused-4k,refused-2m,refused-held,unlock-failures,alloc-fail-4k,alloc-fail-2m,\
 short-allocations,sessions-started,start-failures,host-resets,frames-popped,\
 low-memory-deflates,guard-deflates,host-backoffs,ticks-continued,block-units,scattered-units,\
-migrated-blocks,units-parked";
+migrated-blocks,units-parked,pressure-holds,snapshots-reused,calibrations";
 
 impl Event {
     /// The TraceLogging event name.

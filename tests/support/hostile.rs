@@ -250,8 +250,16 @@ pub fn safe_ceiling(target: u64, balloon: u64, snap: &MemorySnapshot, config: &C
     if let Some(p) = config.max_balloon_percent {
         c = c.min(snap.total.percent(p).get());
     }
+    // Free memory stays above the available floor (`docs/architecture.md`, "The safe
+    // ceiling").
+    let available_room = snap.available.map_or(balloon, |a| {
+        balloon
+            .saturating_add(a.get())
+            .saturating_sub(policy::available_floor(snap.total).get())
+    });
     c.min(room(snap.resident_available.map(Frames::get)))
         .min(room(commit_free))
+        .min(available_room)
 }
 
 /// The [`Backdoor`]: the simulator's host, made hostile by a [`Reply`] script.
@@ -1102,8 +1110,14 @@ impl Harness {
             w.host.set_target(Frames::new(target));
         }
         let start = self.clock.now().as_nanos();
-        let end = start.saturating_add(seconds.saturating_mul(SECOND));
+        let mut end = start.saturating_add(seconds.saturating_mul(SECOND));
         let poll = self.engine.config().poll_interval.as_nanos();
+        // Re-inflation after guest pressure waits for the damping hold-off
+        // (`docs/architecture.md`, "Guest pressure, damping and memory signals"): the run is
+        // extended by a hold-off in force, never by more than the longest one.
+        let latest = end
+            .saturating_add(policy::HOLD_MAX.as_nanos())
+            .saturating_add(2 * poll);
         // START back-off is capped at 8 s; then one poll, and one more for a tick that
         // lands just before the back-off ends.
         let backoff = vmballoon_core::engine::MAX_BACKOFF.as_nanos();
@@ -1112,6 +1126,13 @@ impl Harness {
         while self.clock.now().as_nanos() < end {
             let r = self.tick()?;
             let now = self.clock.now().as_nanos();
+            let damping = self.engine.damping();
+            if damping.armed() {
+                let released = now
+                    .saturating_add(damping.hold().as_nanos())
+                    .saturating_add(2 * poll);
+                end = end.max(released.min(latest));
+            }
             if usable && now >= running_by && r.state != SessionState::Running {
                 return Err(format!(
                     "the session is not running {:.1}s after the host turned honest{}",
@@ -1151,9 +1172,12 @@ impl Harness {
             );
         if b.saturating_add(slack) <= goal && !guest_limited {
             return Err(format!(
-                "after {seconds}s with an honest host the balloon is {b} frames, below \
+                "after {:.1}s with an honest host the balloon is {b} frames, below \
                  min(target, ceiling) = {goal} by a 2 MiB page or more, and the guest does not \
-                 hold it back{}",
+                 hold it back (damping hold-off {:?}, armed {}){}",
+                (self.clock.now().as_nanos() - start) as f64 / 1e9,
+                self.engine.damping().hold(),
+                self.engine.damping().armed(),
                 self.context(Some(&r))
             ));
         }

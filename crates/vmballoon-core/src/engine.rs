@@ -183,6 +183,7 @@ struct Calm {
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     snap: MemorySnapshot,
+    at: Instant,
     footprint: Frames,
     allocated: u64,
 }
@@ -290,6 +291,8 @@ pub struct Balloon<B, P: PageAllocator, M, C> {
     allocated: u64,
     /// How Windows charges the balloon's pages, as measured.
     charges: (Charge, Charge),
+    /// Samples in a row that found each figure charged (two settle it).
+    charged_votes: (u8, u8),
     calibration_tries: u8,
     sample: Option<Sample>,
     cached: Option<Cached>,
@@ -318,6 +321,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             parked_total: Frames::ZERO,
             allocated: 0,
             charges: (Charge::Unknown, Charge::Unknown),
+            charged_votes: (0, 0),
             calibration_tries: 0,
             sample: None,
             cached: None,
@@ -728,7 +732,13 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             balloon: self.size(),
             footprint: self.footprint(),
         });
-        if let Some(sample) = self.sample.take() {
+        // A sample says something only if closed right after its batch: a later snapshot
+        // (the pass ended, a snapshot failed) also shows whatever the guest did meanwhile.
+        if let Some(sample) = self
+            .sample
+            .take()
+            .filter(|s| now.saturating_since(s.at) < FRESH_SNAPSHOT)
+        {
             self.calibrate(&sample, &snap, report);
         }
         Some(snap)
@@ -784,9 +794,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     }
 
     /// Closes a calibration sample with the snapshot after the batch: a figure that moved
-    /// by at least ¾ of the frames taken is charged, one that moved by at most ¼ is not;
-    /// in between is noise, and another batch is measured (up to [`CALIBRATION_TRIES`],
-    /// after which an undecided figure stays not charged: the smaller ceiling).
+    /// by at least ¾ of the frames taken is charged (settled by two such samples in a row),
+    /// one that moved by at most ¼ is not; in between is noise, and another batch is
+    /// measured (up to [`CALIBRATION_TRIES`], after which an undecided figure stays not
+    /// charged: the smaller ceiling).
     fn calibrate(&mut self, sample: &Sample, after: &MemorySnapshot, report: &mut TickReport) {
         let frames = self.footprint().saturating_sub(sample.footprint);
         let allocated = Frames::new(self.allocated.saturating_sub(sample.allocated));
@@ -807,12 +818,26 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             (Some(b), Some(a)) => Some(a.saturating_sub(b)),
             _ => None,
         };
-        if self.charges.0 == Charge::Unknown {
-            self.charges.0 = verdict(ra_drop);
-        }
-        if self.charges.1 == Charge::Unknown {
-            self.charges.1 = verdict(commit_rise);
-        }
+        // "Not charged" is the smaller ceiling, so one sample settles it; "charged" is the
+        // larger, so it takes two in a row (another process committing memory between two
+        // snapshots could fake one).
+        let vote = |charge: &mut Charge, votes: &mut u8, moved: Option<Frames>| {
+            if *charge != Charge::Unknown {
+                return;
+            }
+            match verdict(moved) {
+                Charge::Charged => {
+                    *votes = votes.saturating_add(1);
+                    if *votes >= 2 {
+                        *charge = Charge::Charged;
+                    }
+                }
+                Charge::NotCharged => *charge = Charge::NotCharged,
+                Charge::Unknown => *votes = 0,
+            }
+        };
+        vote(&mut self.charges.0, &mut self.charged_votes.0, ra_drop);
+        vote(&mut self.charges.1, &mut self.charged_votes.1, commit_rise);
         self.calibration_tries = self.calibration_tries.saturating_add(1);
         if self.calibration_tries >= CALIBRATION_TRIES {
             // Undecided after every try: the conservative answer.
@@ -872,6 +897,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             if let Ok(before) = self.memory.snapshot() {
                 self.sample = Some(Sample {
                     snap: before,
+                    at: self.clock.now(),
                     footprint: self.footprint(),
                     allocated: self.allocated,
                 });
