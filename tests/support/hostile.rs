@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 
 use vmballoon_core::config::Config;
-use vmballoon_core::engine::{Balloon, SessionState, TickReport};
+use vmballoon_core::engine::{Balloon, Calibration, SessionState, TickReport};
 use vmballoon_core::fake::ManualClock;
 use vmballoon_core::mask::PageMask;
 use vmballoon_core::platform::{
@@ -835,6 +835,8 @@ pub struct Harness {
     pub ticks: u64,
     /// The last tick's report.
     pub last: Option<TickReport>,
+    /// Every accounting measurement the engine reported, in order.
+    pub calibrations: Vec<Calibration>,
 }
 
 /// A broken invariant, with the context to reproduce it.
@@ -883,6 +885,7 @@ impl Harness {
             next_second: SECOND,
             ticks: 0,
             last: None,
+            calibrations: Vec::new(),
         }
     }
 
@@ -946,6 +949,9 @@ impl Harness {
             let r = self.engine.tick();
             self.ticks += 1;
             self.check(&r)?;
+            if let Some(c) = r.calibrated {
+                self.calibrations.push(c);
+            }
             self.last = Some(r);
             report = Some(r);
             if !r.more_work {
@@ -961,7 +967,7 @@ impl Harness {
         let _ = write!(
             s,
             "\n  t={:.3}s ticks={} state={:?} balloon={} host_held={} stored={} guest_balloon={} \
-             target_known={} scripted_left={} setup={:?}",
+             target_known={} scripted_left={} setup={:?}\n  calibrations: {:?}",
             self.clock.now().as_nanos() as f64 / 1e9,
             self.ticks,
             self.engine.state(),
@@ -972,6 +978,7 @@ impl Harness {
             self.oracle.borrow().t_known,
             self.engine.channel().backdoor().scripted(),
             self.setup,
+            self.calibrations,
         );
         if let Some(r) = r {
             let _ = write!(s, "\n  report: {r:?}");

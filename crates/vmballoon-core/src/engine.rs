@@ -347,13 +347,33 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     }
 
     /// What the engine knows of the accounting, with its footprint now.
+    ///
+    /// While it is being measured an unknown figure is taken as charged: the balloon can
+    /// only grow in calibration batches then (at most [`CALIBRATION_TRIES`] of
+    /// [`CALIBRATION_FRAMES`], each measured), so if the pages turn out not to be charged
+    /// the ceiling was overstated by at most that much, which the reserve absorbs, and the
+    /// next snapshot corrects it. Taking it as not charged instead could leave no room for
+    /// the very batch that would tell.
     #[must_use]
     pub fn accounting(&self) -> Accounting {
+        let measuring = |c: Charge| {
+            if c == Charge::Unknown && self.calibration_tries < CALIBRATION_TRIES {
+                Charge::Charged
+            } else {
+                c
+            }
+        };
         Accounting {
-            resident_available: self.charges.0,
-            commit: self.charges.1,
+            resident_available: measuring(self.charges.0),
+            commit: measuring(self.charges.1),
             footprint: self.footprint(),
         }
+    }
+
+    /// What has been measured of the accounting (`Unknown` while it is being measured).
+    #[must_use]
+    pub const fn charges(&self) -> (Charge, Charge) {
+        self.charges
     }
 
     /// The re-inflation hold-off state.
@@ -732,13 +752,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             balloon: self.size(),
             footprint: self.footprint(),
         });
-        // A sample says something only if closed right after its batch: a later snapshot
-        // (the pass ended, a snapshot failed) also shows whatever the guest did meanwhile.
-        if let Some(sample) = self
-            .sample
-            .take()
-            .filter(|s| now.saturating_since(s.at) < FRESH_SNAPSHOT)
-        {
+        if let Some(sample) = self.sample.take() {
             self.calibrate(&sample, &snap, report);
         }
         Some(snap)
@@ -798,13 +812,15 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// one that moved by at most ¼ is not; in between is noise, and another batch is
     /// measured (up to [`CALIBRATION_TRIES`], after which an undecided figure stays not
     /// charged: the smaller ceiling).
+    ///
+    /// Every sample counts as a try, also one that says nothing: closed late (a snapshot
+    /// failed, the pass ended), it also shows whatever the guest did meanwhile; one in
+    /// which the balloon also gave pages back, or took none, measures nothing.
     fn calibrate(&mut self, sample: &Sample, after: &MemorySnapshot, report: &mut TickReport) {
         let frames = self.footprint().saturating_sub(sample.footprint);
         let allocated = Frames::new(self.allocated.saturating_sub(sample.allocated));
-        // Only a sample in which the balloon only took pages says anything.
-        if frames.is_zero() || allocated != frames {
-            return;
-        }
+        let fresh = self.clock.now().saturating_since(sample.at) < FRESH_SNAPSHOT;
+        let telling = fresh && !frames.is_zero() && allocated == frames;
         let verdict = |moved: Option<Frames>| match moved {
             Some(m) if m.saturating_mul(4) >= frames.saturating_mul(3) => Charge::Charged,
             Some(m) if m.saturating_mul(4) <= frames => Charge::NotCharged,
@@ -836,8 +852,12 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 Charge::Unknown => *votes = 0,
             }
         };
-        vote(&mut self.charges.0, &mut self.charged_votes.0, ra_drop);
-        vote(&mut self.charges.1, &mut self.charged_votes.1, commit_rise);
+        if telling {
+            vote(&mut self.charges.0, &mut self.charged_votes.0, ra_drop);
+            vote(&mut self.charges.1, &mut self.charged_votes.1, commit_rise);
+        } else {
+            self.charged_votes = (0, 0);
+        }
         self.calibration_tries = self.calibration_tries.saturating_add(1);
         if self.calibration_tries >= CALIBRATION_TRIES {
             // Undecided after every try: the conservative answer.
