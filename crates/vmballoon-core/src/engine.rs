@@ -59,7 +59,7 @@ pub const CALIBRATION_FRAMES: Frames = Frames::from_mib(8);
 
 /// Batches the accounting is measured on before the engine settles for the conservative
 /// answer (not charged).
-pub const CALIBRATION_TRIES: u8 = 4;
+pub const CALIBRATION_TRIES: u8 = 6;
 
 /// How long a memory snapshot may stand in for a fresh one within an inflation pass, when
 /// it leaves room for two more batches ([`Balloon::tick`]).
@@ -291,8 +291,9 @@ pub struct Balloon<B, P: PageAllocator, M, C> {
     allocated: u64,
     /// How Windows charges the balloon's pages, as measured.
     charges: (Charge, Charge),
-    /// Samples in a row that found each figure charged (two settle it).
-    charged_votes: (u8, u8),
+    /// Per figure, the last sample's verdict and how many samples in a row gave it (two
+    /// settle it).
+    votes: ((Charge, u8), (Charge, u8)),
     calibration_tries: u8,
     sample: Option<Sample>,
     cached: Option<Cached>,
@@ -321,7 +322,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             parked_total: Frames::ZERO,
             allocated: 0,
             charges: (Charge::Unknown, Charge::Unknown),
-            charged_votes: (0, 0),
+            votes: ((Charge::Unknown, 0), (Charge::Unknown, 0)),
             calibration_tries: 0,
             sample: None,
             cached: None,
@@ -808,14 +809,14 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     }
 
     /// Closes a calibration sample with the snapshot after the batch: a figure that moved
-    /// by at least ¾ of the frames taken is charged (settled by two such samples in a row),
-    /// one that moved by at most ¼ is not; in between is noise, and another batch is
-    /// measured (up to [`CALIBRATION_TRIES`], after which an undecided figure stays not
+    /// by at least ¾ of the frames taken is charged, one that moved by at most ¼ is not
+    /// (each settled by two such samples in a row); in between is noise, and another batch
+    /// is measured (up to [`CALIBRATION_TRIES`], after which an undecided figure stays not
     /// charged: the smaller ceiling).
     ///
-    /// Every sample counts as a try, also one that says nothing: closed late (a snapshot
-    /// failed, the pass ended), it also shows whatever the guest did meanwhile; one in
-    /// which the balloon also gave pages back, or took none, measures nothing.
+    /// Every sample in which the balloon grew counts as a try, also one that says nothing:
+    /// closed late (a snapshot failed, the pass ended), it also shows whatever the guest
+    /// did meanwhile; one in which the balloon also gave pages back measures nothing.
     fn calibrate(&mut self, sample: &Sample, after: &MemorySnapshot, report: &mut TickReport) {
         let frames = self.footprint().saturating_sub(sample.footprint);
         let allocated = Frames::new(self.allocated.saturating_sub(sample.allocated));
@@ -834,29 +835,33 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             (Some(b), Some(a)) => Some(a.saturating_sub(b)),
             _ => None,
         };
-        // "Not charged" is the smaller ceiling, so one sample settles it; "charged" is the
-        // larger, so it takes two in a row (another process committing memory between two
-        // snapshots could fake one).
-        let vote = |charge: &mut Charge, votes: &mut u8, moved: Option<Frames>| {
+        // Either answer takes two samples in a row: another process locking, committing or
+        // freeing memory between two snapshots could fake one. A wrong "charged" overstates
+        // the ceiling by the whole balloon; a wrong "not charged" makes the ceiling fall as
+        // the balloon grows (an oscillation only the damping slows down).
+        let vote = |charge: &mut Charge, votes: &mut (Charge, u8), moved: Option<Frames>| {
             if *charge != Charge::Unknown {
                 return;
             }
-            match verdict(moved) {
-                Charge::Charged => {
-                    *votes = votes.saturating_add(1);
-                    if *votes >= 2 {
-                        *charge = Charge::Charged;
-                    }
-                }
-                Charge::NotCharged => *charge = Charge::NotCharged,
-                Charge::Unknown => *votes = 0,
+            let v = verdict(moved);
+            *votes = match (v, *votes) {
+                (Charge::Unknown, _) => (Charge::Unknown, 0),
+                (v, (last, n)) if v == last => (v, n.saturating_add(1)),
+                (v, _) => (v, 1),
+            };
+            if votes.1 >= 2 {
+                *charge = v;
             }
         };
+        if frames.is_zero() {
+            // The balloon took nothing (refused, allocation failed): not a try.
+            return;
+        }
         if telling {
-            vote(&mut self.charges.0, &mut self.charged_votes.0, ra_drop);
-            vote(&mut self.charges.1, &mut self.charged_votes.1, commit_rise);
+            vote(&mut self.charges.0, &mut self.votes.0, ra_drop);
+            vote(&mut self.charges.1, &mut self.votes.1, commit_rise);
         } else {
-            self.charged_votes = (0, 0);
+            self.votes = ((Charge::Unknown, 0), (Charge::Unknown, 0));
         }
         self.calibration_tries = self.calibration_tries.saturating_add(1);
         if self.calibration_tries >= CALIBRATION_TRIES {

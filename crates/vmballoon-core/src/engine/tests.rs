@@ -975,8 +975,8 @@ fn accounting_calibration_finds_the_same_ceiling_whether_or_not_windows_charges(
     // No public source says whether the balloon's MDL pages are charged to resident
     // available memory and commit (docs/windows-memory.md §1.6): the first 8 MiB measure
     // it, and the ceiling comes out the same in both worlds.
-    // "Charged" (the larger ceiling) takes two samples in a row, "not charged" one.
-    for (percent, verdict, tries) in [(100, Charge::Charged, 2), (0, Charge::NotCharged, 1)] {
+    // Either answer takes two samples in a row.
+    for (percent, verdict, tries) in [(100, Charge::Charged, 2), (0, Charge::NotCharged, 2)] {
         let mut rig = Rig::kb();
         rig.world.charge_mdl_pages(percent, percent);
         let _sql = rig.world.pin(2048).unwrap();
@@ -1001,28 +1001,45 @@ fn accounting_calibration_finds_the_same_ceiling_whether_or_not_windows_charges(
 }
 
 #[test]
-fn undecided_accounting_is_measured_four_times_then_taken_as_not_charged() {
+fn undecided_accounting_is_measured_six_times_then_taken_as_not_charged() {
     // Half the frames showing up is neither answer (other guest activity moved the
-    // figures): measured again, and after four tries the smaller ceiling is assumed.
+    // figures): measured again, and after six tries the smaller ceiling is assumed.
     let mut rig = Rig::kb();
     rig.world.charge_mdl_pages(50, 50);
-    rig.expect(Expect::handshake(FULL)).expect([
-        Expect::target(mib(4096), 32 * 512),
-        Expect::batch(Command::Batched2mLock, 4, 32 * 512),
-        Expect::batch(Command::Batched2mLock, 4, 32 * 512),
-        Expect::batch(Command::Batched2mLock, 4, 32 * 512),
-        Expect::batch(Command::Batched2mLock, 4, 32 * 512),
-        Expect::batch(Command::Batched2mLock, 16, 32 * 512),
-    ]);
+    let target = 32 * 512;
+    rig.expect(Expect::handshake(FULL))
+        .expect([Expect::target(mib(4096), target)]);
+    rig.expect((0..6).map(|_| Expect::batch(Command::Batched2mLock, 4, target)));
+    rig.expect([Expect::batch(Command::Batched2mLock, 8, target)]);
     let r = rig.tick();
     let c = r.calibrated.unwrap();
-    assert_eq!(c.tries, 4);
+    assert_eq!(c.tries, CALIBRATION_TRIES);
     assert_eq!(
         (c.resident_available, c.commit),
         (Charge::NotCharged, Charge::NotCharged)
     );
     assert_eq!(r.balloon, mib(64));
     assert_eq!(rig.balloon.stats().get(Counter::Calibrations), 1);
+    rig.finish();
+}
+
+#[test]
+fn a_batch_that_took_nothing_is_not_a_calibration_try() {
+    // The host refuses the whole first batch: the balloon did not grow, nothing was
+    // measured, and the next batches measure again from the start.
+    let mut rig = Rig::kb();
+    let target = 32 * 512;
+    rig.expect(Expect::handshake(FULL)).expect([
+        Expect::target(mib(4096), target),
+        Expect::batch(Command::Batched2mLock, 4, target).entry_statuses(&[PINNED; 4]),
+        Expect::batch(Command::Batched2mLock, 4, target),
+        Expect::batch(Command::Batched2mLock, 4, target),
+        Expect::batch(Command::Batched2mLock, 24, target),
+    ]);
+    let r = rig.tick();
+    let c = r.calibrated.unwrap();
+    assert_eq!((c.resident_available, c.tries), (Charge::Charged, 2));
+    assert_eq!(r.balloon, mib(64));
     rig.finish();
 }
 
