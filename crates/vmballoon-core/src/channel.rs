@@ -1016,7 +1016,10 @@ mod tests {
         let mut ch = started(&script);
         let pfns = [0x1_0000_0000, 0x100];
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| Pfn::new(pfns[i]));
-        assert_eq!(t.calls, 0, "refused without a call, and the pass ends there");
+        assert_eq!(
+            t.calls, 0,
+            "refused without a call, and the pass ends there"
+        );
         assert_eq!(t.refused.iter().collect::<std::vec::Vec<_>>(), [0]);
         assert!(t.done.is_empty());
         script.done();

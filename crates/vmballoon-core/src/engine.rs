@@ -61,6 +61,10 @@ pub const CALIBRATION_FRAMES: Frames = Frames::from_mib(8);
 /// answer (not charged).
 pub const CALIBRATION_TRIES: u8 = 6;
 
+/// The least net growth a calibration sample must show to count as a try (1 MiB): below it,
+/// another process's allocations in the same instant would weigh too much.
+pub const CALIBRATION_MIN: Frames = Frames::new(256);
+
 /// How long a memory snapshot may stand in for a fresh one within an inflation pass, when
 /// it leaves room for two more batches ([`Balloon::tick`]).
 pub const FRESH_SNAPSHOT: Duration = Duration::from_millis(50);
@@ -68,7 +72,6 @@ pub const FRESH_SNAPSHOT: Duration = Duration::from_millis(50);
 /// Longest back-off after repeated BUSY, host errors or allocation failures. Short: Linux
 /// and OVT simply retry at the next tick, and a RESET must not wait long for an answer.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
-
 
 /// Where the session stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -185,7 +188,6 @@ struct Sample {
     snap: MemorySnapshot,
     at: Instant,
     footprint: Frames,
-    allocated: u64,
 }
 
 impl TickReport {
@@ -674,6 +676,12 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             }
             cycle.batches = cycle.batches.saturating_add(1);
         }
+        // A calibration sample left open by a pass that ended (allocation short, ceiling,
+        // back-off) is closed now, while it is fresh: closed at the next tick it would also
+        // show whatever the guest did in between, and tell nothing.
+        if self.sample.is_some() {
+            let _ = self.fresh_snapshot(report);
+        }
         settled
     }
 
@@ -696,7 +704,13 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         if balloon.is_zero() {
             return false;
         }
-        let c = policy::ceiling_with(Frames::MAX, balloon, &snap, &self.config, &self.accounting());
+        let c = policy::ceiling_with(
+            Frames::MAX,
+            balloon,
+            &snap,
+            &self.config,
+            &self.accounting(),
+        );
         let low = self.pressure(&snap) == Pressure::Guest;
         (low && self.config.deflate_on_low_memory) || c.value < balloon
     }
@@ -718,8 +732,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         }
         let now = self.clock.now();
         let recent = self.calm.filter(|c| {
-            now.saturating_since(c.at)
-                <= self.config.poll_interval.saturating_add(TICK_BUDGET)
+            now.saturating_since(c.at) <= self.config.poll_interval.saturating_add(TICK_BUDGET)
         });
         let Some(calm) = recent else {
             return Pressure::Guest;
@@ -783,7 +796,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             };
             let stale = policy::ceiling_with(target, c.balloon, &c.snap, &self.config, &acct);
             let batch = if cycle.large_ok && cycle.blocks_ok {
-                PageSize::Large.frames().saturating_mul(BATCH_CAPACITY as u64)
+                PageSize::Large
+                    .frames()
+                    .saturating_mul(BATCH_CAPACITY as u64)
             } else {
                 PageSize::Large.frames()
             };
@@ -793,13 +808,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             }
         }
         let snap = self.fresh_snapshot(report)?;
-        let c = policy::ceiling_with(
-            target,
-            self.size(),
-            &snap,
-            &self.config,
-            &self.accounting(),
-        );
+        let c = policy::ceiling_with(target, self.size(), &snap, &self.config, &self.accounting());
         Some((snap, c))
     }
 
@@ -814,14 +823,11 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// is measured (up to [`CALIBRATION_TRIES`], after which an undecided figure stays not
     /// charged: the smaller ceiling).
     ///
-    /// Every sample in which the balloon grew counts as a try, also one that says nothing:
-    /// closed late (a snapshot failed, the pass ended), it also shows whatever the guest
-    /// did meanwhile; one in which the balloon also gave pages back measures nothing.
+    /// Every sample in which the balloon grew by [`CALIBRATION_MIN`] or more counts as a try, also one that says nothing:
+    /// closed late (a snapshot failed), it also shows whatever the guest did meanwhile.
     fn calibrate(&mut self, sample: &Sample, after: &MemorySnapshot, report: &mut TickReport) {
         let frames = self.footprint().saturating_sub(sample.footprint);
-        let allocated = Frames::new(self.allocated.saturating_sub(sample.allocated));
         let fresh = self.clock.now().saturating_since(sample.at) < FRESH_SNAPSHOT;
-        let telling = fresh && !frames.is_zero() && allocated == frames;
         let verdict = |moved: Option<Frames>| match moved {
             Some(m) if m.saturating_mul(4) >= frames.saturating_mul(3) => Charge::Charged,
             Some(m) if m.saturating_mul(4) <= frames => Charge::NotCharged,
@@ -853,11 +859,13 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 *charge = v;
             }
         };
-        if frames.is_zero() {
-            // The balloon took nothing (refused, allocation failed): not a try.
+        if frames < CALIBRATION_MIN {
+            // The balloon kept (almost) nothing (refused, allocation failed or short): not a
+            // try. Pages it took and gave back within the sample (refusals) are not in
+            // `frames`, nor in what Windows shows: the net growth is what is compared.
             return;
         }
-        if telling {
+        if fresh {
             vote(&mut self.charges.0, &mut self.votes.0, ra_drop);
             vote(&mut self.charges.1, &mut self.votes.1, commit_rise);
         } else {
@@ -924,7 +932,6 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                     snap: before,
                     at: self.clock.now(),
                     footprint: self.footprint(),
-                    allocated: self.allocated,
                 });
             }
             frames.min(CALIBRATION_FRAMES)
@@ -1192,14 +1199,18 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// [`PageAllocator::allocate_block`], counted.
     fn take_block(&mut self) -> Option<P::Unit> {
         let unit = self.pages.allocate_block()?;
-        self.allocated = self.allocated.saturating_add(self.pages.frames(&unit).get());
+        self.allocated = self
+            .allocated
+            .saturating_add(self.pages.frames(&unit).get());
         Some(unit)
     }
 
     /// [`PageAllocator::allocate_scattered`], counted.
     fn take_scattered(&mut self, pages: usize) -> Option<P::Unit> {
         let unit = self.pages.allocate_scattered(pages)?;
-        self.allocated = self.allocated.saturating_add(self.pages.frames(&unit).get());
+        self.allocated = self
+            .allocated
+            .saturating_add(self.pages.frames(&unit).get());
         Some(unit)
     }
 
@@ -1424,12 +1435,11 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             // of `held` (a single-page pass ends at its first gap otherwise).
             self.pages.stage(unit);
             let pages = &self.pages;
-            let t = self.channel.transfer(
-                Direction::Unlock,
-                PageSize::Small,
-                held.len(),
-                |k| held.iter().nth(k).and_then(|i| pages.staged_pfn(0, i)),
-            );
+            let t = self
+                .channel
+                .transfer(Direction::Unlock, PageSize::Small, held.len(), |k| {
+                    held.iter().nth(k).and_then(|i| pages.staged_pfn(0, i))
+                });
             report.calls = report.calls.saturating_add(t.calls);
             if let Some(e) = t.stop.filter(|e| e.is_reset()) {
                 self.free_staged();

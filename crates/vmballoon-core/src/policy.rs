@@ -277,7 +277,11 @@ pub fn ceiling_with(
         (Some(target), ClampReason::HostTarget),
         (registry_cap(config, snap.total), ClampReason::RegistryMax),
         (
-            Some(room(snap.resident_available, acct.resident_available, floor)),
+            Some(room(
+                snap.resident_available,
+                acct.resident_available,
+                floor,
+            )),
             ClampReason::ResidentAvailable,
         ),
         (

@@ -982,9 +982,7 @@ fn accounting_calibration_finds_the_same_ceiling_whether_or_not_windows_charges(
         let _sql = rig.world.pin(2048).unwrap();
         rig.expect(Expect::handshake(FULL))
             .expect([Expect::target(mib(4096), KB_TARGET)]);
-        rig.expect(
-            (0..tries).map(|_| Expect::batch(Command::Batched2mLock, 4, KB_TARGET)),
-        );
+        rig.expect((0..tries).map(|_| Expect::batch(Command::Batched2mLock, 4, KB_TARGET)));
         rig.expect([
             Expect::batch(Command::Batched2mLock, 512, KB_TARGET),
             Expect::batch(Command::Batched2mLock, 630 - 512 - 4 * tries, KB_TARGET),
@@ -1068,7 +1066,8 @@ fn recurring_pinned_memory_doubles_the_re_inflation_hold_off() {
         // The room opens now; it must stay open for the whole hold-off.
         rig.expect([Expect::target(mib(4096), KB_TARGET)]);
         assert_eq!(rig.tick().reason, Some(ClampReason::PressureHold));
-        rig.clock.advance(hold.saturating_sub(Duration::from_secs(2)));
+        rig.clock
+            .advance(hold.saturating_sub(Duration::from_secs(2)));
         rig.expect([Expect::target(mib(4096), KB_TARGET)]);
         assert_eq!(rig.tick().reason, Some(ClampReason::PressureHold));
         rig.expect([
