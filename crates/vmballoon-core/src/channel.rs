@@ -271,7 +271,23 @@ impl<B: Backdoor> Channel<B> {
         direction: Direction,
         size: PageSize,
         count: usize,
+        pfn_of: impl FnMut(usize) -> Option<Pfn>,
+    ) -> Transfer {
+        self.transfer_until(direction, size, count, pfn_of, |_, _| false)
+    }
+
+    /// [`Channel::transfer`], and in single-page mode, where each page is one call whose
+    /// reply carries the host's target, `enough(pages_done, target)` is asked after every
+    /// page the host took: `true` ends the transfer there, so a target the host lowers
+    /// during the pass is never overshot (Linux re-reads the target before every page,
+    /// `docs/protocol.md` §6.3). A batched transfer is one call and does not ask.
+    pub fn transfer_until(
+        &mut self,
+        direction: Direction,
+        size: PageSize,
+        count: usize,
         mut pfn_of: impl FnMut(usize) -> Option<Pfn>,
+        enough: impl FnMut(usize, Frames) -> bool,
     ) -> Transfer {
         let count = count.min(BATCH_CAPACITY);
         let Some(session) = self.session else {
@@ -294,7 +310,7 @@ impl<B: Backdoor> Channel<B> {
                 self.transfer_batched(direction, command, count, |i| valid(pfn_of(i)))
             }
             LockMode::Single => {
-                self.transfer_single(direction, command, count, |i| valid(pfn_of(i)))
+                self.transfer_single(direction, command, count, |i| valid(pfn_of(i)), enough)
             }
         }
     }
@@ -372,12 +388,17 @@ impl<B: Backdoor> Channel<B> {
         out
     }
 
+    /// One call per page. The first page the host does not take ends the transfer: Linux
+    /// (`vmballoon_lock` fails the whole operation, `vmballoon_inflate` and
+    /// `vmballoon_deflate` break) and open-vm-tools (`BalloonLock`, `BalloonUnlock`) both
+    /// stop at the first refused or failed single-page call (`docs/protocol.md` §6.3, §7).
     fn transfer_single(
         &mut self,
         direction: Direction,
         command: Command,
         count: usize,
         mut pfn_of: impl FnMut(usize) -> Option<Pfn>,
+        mut enough: impl FnMut(usize, Frames) -> bool,
     ) -> Transfer {
         let mut out = Transfer::empty(None);
         for i in 0..count {
@@ -388,7 +409,7 @@ impl<B: Backdoor> Channel<B> {
                 if direction == Direction::Lock {
                     out.refused.insert(i);
                 }
-                continue;
+                return out;
             };
             out.calls = out.calls.saturating_add(1);
             match self.call(command, u64::from(pfn32), 0) {
@@ -398,12 +419,13 @@ impl<B: Backdoor> Channel<B> {
                         out.stop = Some(e);
                         return out;
                     }
+                    if enough(out.done.len(), self.target) {
+                        return out;
+                    }
                 }
                 Err(Error::Host { status, .. }) => {
                     Self::classify(direction, status, i, &mut out);
-                    if out.not_needed {
-                        return out;
-                    }
+                    return out;
                 }
                 // RESET, BUSY, undefined statuses: stop this chunk; the rest is untouched.
                 Err(e) => {
@@ -642,9 +664,12 @@ mod tests {
         assert_eq!(ch.target(), Frames::new(600));
         ch.transfer(Direction::Unlock, PageSize::Small, 1, |_| Pfn::new(0x100));
         assert_eq!(ch.target(), Frames::new(700));
+        // A refused page ends the pass (single-page mode), so each refusal is its own pass.
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| {
             Pfn::new(0x101 + i as u64)
         });
+        assert!(t.done.is_empty() && t.refused.len() == 1);
+        let t = ch.transfer(Direction::Lock, PageSize::Small, 1, |_| Pfn::new(0x102));
         assert!(t.done.is_empty() && t.not_needed);
         assert_eq!(ch.target(), Frames::new(700));
         script.done();
@@ -915,30 +940,88 @@ mod tests {
         let script = ScriptedBackdoor::new([
             Expect::legacy_start(),
             Expect::page(Command::Lock, 0x100, 50),
-            Expect::page(Command::Lock, 0x101, 0).with_status(Status::PpnPinned),
-            Expect::page(Command::Lock, 0x102, 49),
+            Expect::page(Command::Lock, 0x101, 49),
+            Expect::page(Command::Lock, 0x102, 48),
         ]);
         let mut ch = started(&script);
         let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
             Pfn::new(0x100 + i as u64)
         });
         assert_eq!(t.calls, 3);
-        assert_eq!(t.done.iter().collect::<std::vec::Vec<_>>(), [0, 2]);
+        assert_eq!(t.done.iter().collect::<std::vec::Vec<_>>(), [0, 1, 2]);
+        assert_eq!(ch.target(), Frames::new(48));
+        script.done();
+    }
+
+    #[test]
+    fn single_page_refusal_ends_the_pass() {
+        // Linux (`vmballoon_lock` -> -EIO, `vmballoon_inflate` breaks) and open-vm-tools
+        // (`BalloonLock`) stop at the first page the host does not take.
+        let script = ScriptedBackdoor::new([
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 50),
+            Expect::page(Command::Lock, 0x101, 0).with_status(Status::PpnPinned),
+        ]);
+        let mut ch = started(&script);
+        let t = ch.transfer(Direction::Lock, PageSize::Small, 3, |i| {
+            Pfn::new(0x100 + i as u64)
+        });
+        assert_eq!(t.calls, 2, "page 2 is never offered");
+        assert_eq!(t.done.iter().collect::<std::vec::Vec<_>>(), [0]);
         assert_eq!(t.refused.iter().collect::<std::vec::Vec<_>>(), [1]);
-        assert_eq!(ch.target(), Frames::new(49));
+        script.done();
+    }
+
+    #[test]
+    fn single_page_unlock_failure_ends_the_pass() {
+        let script = ScriptedBackdoor::new([
+            Expect::legacy_start(),
+            Expect::page(Command::Unlock, 0x100, 0).with_status(Status::PpnUnlocked),
+        ]);
+        let mut ch = started(&script);
+        let t = ch.transfer(Direction::Unlock, PageSize::Small, 3, |i| {
+            Pfn::new(0x100 + i as u64)
+        });
+        assert_eq!(t.calls, 1);
+        assert!(t.done.is_empty());
+        script.done();
+    }
+
+    #[test]
+    fn single_page_lowered_target_is_not_overshot() {
+        // The reply to each single-page LOCK carries the target; `enough` sees it before the
+        // next page is offered.
+        let script = ScriptedBackdoor::new([
+            Expect::legacy_start(),
+            Expect::page(Command::Lock, 0x100, 10),
+            Expect::page(Command::Lock, 0x101, 2),
+        ]);
+        let mut ch = started(&script);
+        let held = 0u64;
+        let t = ch.transfer_until(
+            Direction::Lock,
+            PageSize::Small,
+            5,
+            |i| Pfn::new(0x100 + i as u64),
+            |done, target| held + done as u64 >= target.get(),
+        );
+        assert_eq!(t.calls, 2, "the target fell to 2: no third page");
+        assert_eq!(t.done.len(), 2);
         script.done();
     }
 
     #[test]
     fn single_page_pfn_above_32_bits_is_refused_locally() {
-        let script =
-            ScriptedBackdoor::new([Expect::start(0x22), Expect::page(Command::Lock, 0x100, 0)]);
+        let script = ScriptedBackdoor::new([Expect::start(0x22)]);
         let mut ch = started(&script);
         let pfns = [0x1_0000_0000, 0x100];
         let t = ch.transfer(Direction::Lock, PageSize::Small, 2, |i| Pfn::new(pfns[i]));
-        assert_eq!(t.calls, 1);
+        assert_eq!(
+            t.calls, 0,
+            "refused without a call, and the pass ends there"
+        );
         assert_eq!(t.refused.iter().collect::<std::vec::Vec<_>>(), [0]);
-        assert_eq!(t.done.iter().collect::<std::vec::Vec<_>>(), [1]);
+        assert!(t.done.is_empty());
         script.done();
     }
 

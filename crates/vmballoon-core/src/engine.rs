@@ -26,7 +26,9 @@ use crate::mask::PageMask;
 use crate::platform::{
     Clock, MemorySnapshot, MemorySource, PARK_CAPACITY, PageAllocator, Shelf, StorePosition,
 };
-use crate::policy::{self, Ceiling, ClampReason, Motion, Plan, Pressure};
+use crate::policy::{
+    self, Accounting, Ceiling, Charge, ClampReason, Damping, Motion, Plan, Pressure, SLACK,
+};
 use crate::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode, Session};
 use crate::stats::{Counter, Stats};
 use crate::units::{Duration, Frames, Instant, PageSize};
@@ -50,17 +52,26 @@ pub const MAX_BATCHES_PER_TICK: u32 = 1024;
 /// Wall-clock budget of one tick, for the same reason.
 pub const TICK_BUDGET: Duration = Duration::from_millis(250);
 
-/// After a low-memory deflate, inflation pauses this long (Linux `VMBALLOON_SHRINK_DELAY`).
-pub const LOW_MEMORY_HOLD: Duration = Duration::from_secs(5);
+/// The largest inflation batch while the accounting is being measured (8 MiB): big enough
+/// to stand out of the noise of a busy guest, small enough that the conservative ceiling
+/// used until then costs nothing.
+pub const CALIBRATION_FRAMES: Frames = Frames::from_mib(8);
+
+/// Batches the accounting is measured on before the engine settles for the conservative
+/// answer (not charged).
+pub const CALIBRATION_TRIES: u8 = 6;
+
+/// The least net growth a calibration sample must show to count as a try (1 MiB): below it,
+/// another process's allocations in the same instant would weigh too much.
+pub const CALIBRATION_MIN: Frames = Frames::new(256);
+
+/// How long a memory snapshot may stand in for a fresh one within an inflation pass, when
+/// it leaves room for two more batches ([`Balloon::tick`]).
+pub const FRESH_SNAPSHOT: Duration = Duration::from_millis(50);
 
 /// Longest back-off after repeated BUSY, host errors or allocation failures. Short: Linux
 /// and OVT simply retry at the next tick, and a RESET must not wait long for an answer.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
-
-/// `LowMemoryCondition` signalled within this time of the balloon growing is attributed to
-/// the balloon's own allocations (Windows' balance-set manager trims working sets once a
-/// second): inflation stops but nothing is deflated. Signalled later, it is guest pressure.
-pub const SELF_INDUCED_WINDOW: Duration = Duration::from_secs(2);
 
 /// Where the session stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -131,6 +142,52 @@ pub struct TickReport {
     pub more_work: bool,
     /// The last memory snapshot taken.
     pub snapshot: Option<MemorySnapshot>,
+    /// The accounting was measured this tick (once, or once more after inconclusive tries).
+    pub calibrated: Option<Calibration>,
+}
+
+/// What the engine measured of how Windows charges the balloon's pages
+/// (`docs/windows-memory.md` §1.6: nothing public says): the snapshots before and after one
+/// of its own batches, against the frames the batch took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Calibration {
+    /// The verdict for resident available memory.
+    pub resident_available: Charge,
+    /// The verdict for commit.
+    pub commit: Charge,
+    /// Frames the balloon took between the two snapshots.
+    pub frames: Frames,
+    /// How much resident available memory fell (`None`: not reported by Windows).
+    pub resident_available_drop: Option<Frames>,
+    /// How much commit rose (`None`: not reported).
+    pub commit_rise: Option<Frames>,
+    /// Tries so far.
+    pub tries: u8,
+}
+
+/// A memory snapshot kept to stand in for a fresh one, with what the balloon was then.
+#[derive(Clone, Copy, Debug)]
+struct Cached {
+    snap: MemorySnapshot,
+    at: Instant,
+    balloon: Frames,
+    footprint: Frames,
+}
+
+/// The last snapshot in which Windows signalled no memory pressure, for telling the
+/// balloon's own doing from the guest's ([`Balloon::pressure`]).
+#[derive(Clone, Copy, Debug)]
+struct Calm {
+    at: Instant,
+    allocated: u64,
+}
+
+/// A calibration sample under way: the snapshot before a batch.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    snap: MemorySnapshot,
+    at: Instant,
+    footprint: Frames,
 }
 
 impl TickReport {
@@ -228,9 +285,21 @@ pub struct Balloon<B, P: PageAllocator, M, C> {
     alloc_backoff: Backoff,
     /// After a migration found no whole block: exponential, up to [`MAX_MIGRATION_BACKOFF`].
     migration_backoff: Backoff,
-    inflate_hold_until: Instant,
-    /// When the balloon last grew (for [`SELF_INDUCED_WINDOW`]).
-    last_growth: Option<Instant>,
+    /// The re-inflation hold-off after guest pressure.
+    damping: Damping,
+    /// Frames of parked units (held by the host or not).
+    parked_total: Frames,
+    /// Frames the balloon has allocated since the start (a running count).
+    allocated: u64,
+    /// How Windows charges the balloon's pages, as measured.
+    charges: (Charge, Charge),
+    /// Per figure, the last sample's verdict and how many samples in a row gave it (two
+    /// settle it).
+    votes: ((Charge, u8), (Charge, u8)),
+    calibration_tries: u8,
+    sample: Option<Sample>,
+    cached: Option<Cached>,
+    calm: Option<Calm>,
     stats: Stats,
 }
 
@@ -251,8 +320,15 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             start_backoff: Backoff::default(),
             alloc_backoff: Backoff::default(),
             migration_backoff: Backoff::default(),
-            inflate_hold_until: Instant::default(),
-            last_growth: None,
+            damping: Damping::default(),
+            parked_total: Frames::ZERO,
+            allocated: 0,
+            charges: (Charge::Unknown, Charge::Unknown),
+            votes: ((Charge::Unknown, 0), (Charge::Unknown, 0)),
+            calibration_tries: 0,
+            sample: None,
+            cached: None,
+            calm: None,
             stats: Stats::new(),
         }
     }
@@ -263,6 +339,50 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         self.held
             .iter()
             .fold(self.parked_held, |sum, h| sum.saturating_add(*h))
+    }
+
+    /// Frames the balloon has taken from Windows: what the host holds, and the frames of
+    /// parked units it does not (refused pages held back until the end of the tick).
+    #[must_use]
+    pub fn footprint(&self) -> Frames {
+        self.size()
+            .saturating_add(self.parked_total.saturating_sub(self.parked_held))
+    }
+
+    /// What the engine knows of the accounting, with its footprint now.
+    ///
+    /// While it is being measured an unknown figure is taken as charged: the balloon can
+    /// only grow in calibration batches then (at most [`CALIBRATION_TRIES`] of
+    /// [`CALIBRATION_FRAMES`], each measured), so if the pages turn out not to be charged
+    /// the ceiling was overstated by at most that much, which the reserve absorbs, and the
+    /// next snapshot corrects it. Taking it as not charged instead could leave no room for
+    /// the very batch that would tell.
+    #[must_use]
+    pub fn accounting(&self) -> Accounting {
+        let measuring = |c: Charge| {
+            if c == Charge::Unknown && self.calibration_tries < CALIBRATION_TRIES {
+                Charge::Charged
+            } else {
+                c
+            }
+        };
+        Accounting {
+            resident_available: measuring(self.charges.0),
+            commit: measuring(self.charges.1),
+            footprint: self.footprint(),
+        }
+    }
+
+    /// What has been measured of the accounting (`Unknown` while it is being measured).
+    #[must_use]
+    pub const fn charges(&self) -> (Charge, Charge) {
+        self.charges
+    }
+
+    /// The re-inflation hold-off state.
+    #[must_use]
+    pub const fn damping(&self) -> &Damping {
+        &self.damping
     }
 
     /// Frames the host holds of the units on `shelf` (parked units not included).
@@ -361,7 +481,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         let now = self.clock.now();
         let mut report = TickReport::new(now);
         self.stats.add(Counter::Ticks, 1);
-        let snapshot = self.memory.snapshot().ok();
+        let snapshot = self.fresh_snapshot(&mut report);
         if let Some(s) = snapshot {
             self.total = s.total;
         }
@@ -402,11 +522,12 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             }
         }
         self.free_staged();
-        while let Some((unit, _)) = self.pages.unpark() {
+        while let Some((unit, _)) = self.unpark() {
             self.pages.free(unit);
         }
         self.held = [Frames::ZERO; Shelf::COUNT];
         self.parked_held = Frames::ZERO;
+        self.parked_total = Frames::ZERO;
         self.stats.add(Counter::FramesPopped, popped.get());
         popped
     }
@@ -467,7 +588,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
 
     /// TARGET, then the batches, then migration.
     fn run(&mut self, now: Instant, report: &mut TickReport) {
-        if self.host_backoff.active(now) && !self.guest_needs_memory(now, report.snapshot) {
+        if self.host_backoff.active(now) && !self.guest_needs_memory(report.snapshot) {
             return;
         }
         // TARGET's limit is the guest's RAM in frames: every open driver sends it
@@ -478,7 +599,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         report.calls = report.calls.saturating_add(1);
         if let Err(e) = self.channel.get_target(self.total) {
             self.note_error(now, e, report);
-            if !self.guest_needs_memory(now, report.snapshot) {
+            if !self.guest_needs_memory(report.snapshot) {
                 return;
             }
         }
@@ -519,21 +640,23 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 self.stats.add(Counter::TicksContinued, 1);
                 break;
             }
-            // The ceiling is re-checked before every batch from a fresh snapshot.
-            let Ok(snap) = self.memory.snapshot() else {
+            // The ceiling is re-checked before every batch (from a fresh snapshot, or one
+            // that is fresh enough with room to spare: `plan_input`).
+            let Some((snap, ceiling)) = self.plan_input(cycle, report) else {
                 report.error.get_or_insert(Error::MemoryUnavailable);
                 break;
             };
             report.snapshot = Some(snap);
             let balloon = self.size();
-            let ceiling = policy::ceiling(self.channel.target(), balloon, &snap, &self.config);
             report.ceiling = Some(ceiling);
+            self.damping
+                .observe(self.clock.now(), ceiling.value.saturating_sub(balloon));
             let motion = match cycle.direction {
                 None => Motion::Idle,
                 Some(Direction::Lock) => Motion::Inflating,
                 Some(Direction::Unlock) => Motion::Deflating,
             };
-            let pressure = self.pressure(now, &snap);
+            let pressure = self.pressure(&snap);
             let plan = policy::plan(balloon, ceiling, &snap, &self.config, motion, pressure);
             let keep_going = match plan {
                 Plan::Hold => {
@@ -553,6 +676,12 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             }
             cycle.batches = cycle.batches.saturating_add(1);
         }
+        // A calibration sample left open by a pass that ended (allocation short, ceiling,
+        // back-off) is closed now, while it is fresh: closed at the next tick it would also
+        // show whatever the guest did in between, and tell nothing.
+        if self.sample.is_some() {
+            let _ = self.fresh_snapshot(report);
+        }
         settled
     }
 
@@ -569,27 +698,199 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
 
     /// Whether the guest needs memory back regardless of the host (low memory, or a
     /// guest-side bound below the balloon): such deflates are not delayed by a host back-off.
-    fn guest_needs_memory(&self, now: Instant, snapshot: Option<MemorySnapshot>) -> bool {
+    fn guest_needs_memory(&self, snapshot: Option<MemorySnapshot>) -> bool {
         let Some(snap) = snapshot else { return false };
         let balloon = self.size();
         if balloon.is_zero() {
             return false;
         }
-        let c = policy::ceiling(Frames::MAX, balloon, &snap, &self.config);
-        let low = self.pressure(now, &snap) == Pressure::Guest;
+        let c = policy::ceiling_with(
+            Frames::MAX,
+            balloon,
+            &snap,
+            &self.config,
+            &self.accounting(),
+        );
+        let low = self.pressure(&snap) == Pressure::Guest;
         (low && self.config.deflate_on_low_memory) || c.value < balloon
     }
 
-    /// What a signalled `LowMemoryCondition` / `MaximumCommitCondition` means now (see
-    /// [`SELF_INDUCED_WINDOW`]).
-    fn pressure(&self, now: Instant, snap: &MemorySnapshot) -> Pressure {
+    /// What a signalled `LowMemoryCondition` / `MaximumCommitCondition` means in `snap`.
+    ///
+    /// The balloon's own doing only when its allocations since the last snapshot in which
+    /// Windows signalled nothing explain the shortfall — available memory now, plus those
+    /// allocations, would be above the low-memory threshold by a batch — and that calm
+    /// snapshot is no older than a poll. Anything else is the guest's need, answered at
+    /// once. `MaximumCommitCondition` is always the guest's: the commit term keeps the
+    /// balloon's own commit a reserve away from the limit.
+    fn pressure(&self, snap: &MemorySnapshot) -> Pressure {
         if !Self::signalled(snap) {
             return Pressure::None;
         }
-        match self.last_growth {
-            Some(t) if now.saturating_since(t) < SELF_INDUCED_WINDOW => Pressure::SelfInduced,
-            _ => Pressure::Guest,
+        if snap.high_commit {
+            return Pressure::Guest;
         }
+        let now = self.clock.now();
+        let recent = self.calm.filter(|c| {
+            now.saturating_since(c.at) <= self.config.poll_interval.saturating_add(TICK_BUDGET)
+        });
+        let Some(calm) = recent else {
+            return Pressure::Guest;
+        };
+        let taken = Frames::new(self.allocated.saturating_sub(calm.allocated));
+        let explained = snap.available.is_some_and(|a| {
+            a.saturating_add(taken)
+                >= policy::low_memory_threshold(snap.total).saturating_add(SLACK)
+        });
+        if !taken.is_zero() && explained {
+            Pressure::SelfInduced
+        } else {
+            Pressure::Guest
+        }
+    }
+
+    /// A fresh snapshot: kept to stand in for the next ones while it is fresh, taken as the
+    /// calm reference when nothing is signalled, and closing a calibration sample.
+    fn fresh_snapshot(&mut self, report: &mut TickReport) -> Option<MemorySnapshot> {
+        let snap = self.memory.snapshot().ok()?;
+        let now = self.clock.now();
+        if !Self::signalled(&snap) {
+            self.calm = Some(Calm {
+                at: now,
+                allocated: self.allocated,
+            });
+        }
+        self.cached = Some(Cached {
+            snap,
+            at: now,
+            balloon: self.size(),
+            footprint: self.footprint(),
+        });
+        if let Some(sample) = self.sample.take() {
+            self.calibrate(&sample, &snap, report);
+        }
+        Some(snap)
+    }
+
+    /// The snapshot to plan the next batch on, and the ceiling: the kept one while an
+    /// inflation pass is under way, it is younger than [`FRESH_SNAPSHOT`], signals nothing,
+    /// and leaves room for two more batches of the largest size this pass can lock (the
+    /// guarantee "held + batch ≤ ceiling at every LOCK" then holds with a batch to spare);
+    /// else a fresh one. Its ceiling is computed as of the moment it was taken (the balloon
+    /// and footprint then), which is the ceiling now if the guest has not changed.
+    fn plan_input(
+        &mut self,
+        cycle: &Cycle,
+        report: &mut TickReport,
+    ) -> Option<(MemorySnapshot, Ceiling)> {
+        let target = self.channel.target();
+        if cycle.direction == Some(Direction::Lock)
+            && self.sample.is_none()
+            && let Some(c) = self.cached
+            && self.clock.now().saturating_since(c.at) < FRESH_SNAPSHOT
+            && !Self::signalled(&c.snap)
+        {
+            let acct = Accounting {
+                footprint: c.footprint,
+                ..self.accounting()
+            };
+            let stale = policy::ceiling_with(target, c.balloon, &c.snap, &self.config, &acct);
+            let batch = if cycle.large_ok && cycle.blocks_ok {
+                PageSize::Large
+                    .frames()
+                    .saturating_mul(BATCH_CAPACITY as u64)
+            } else {
+                PageSize::Large.frames()
+            };
+            if stale.value >= self.size().saturating_add(batch.saturating_mul(2)) {
+                self.stats.add(Counter::SnapshotsReused, 1);
+                return Some((c.snap, stale));
+            }
+        }
+        let snap = self.fresh_snapshot(report)?;
+        let c = policy::ceiling_with(target, self.size(), &snap, &self.config, &self.accounting());
+        Some((snap, c))
+    }
+
+    /// Whether the accounting is still being measured.
+    const fn calibrating(&self) -> bool {
+        matches!(self.charges.0, Charge::Unknown) || matches!(self.charges.1, Charge::Unknown)
+    }
+
+    /// Closes a calibration sample with the snapshot after the batch: a figure that moved
+    /// by at least ¾ of the frames taken is charged, one that moved by at most ¼ is not
+    /// (each settled by two such samples in a row); in between is noise, and another batch
+    /// is measured (up to [`CALIBRATION_TRIES`], after which an undecided figure stays not
+    /// charged: the smaller ceiling).
+    ///
+    /// Every sample in which the balloon grew by [`CALIBRATION_MIN`] or more counts as a try, also one that says nothing:
+    /// closed late (a snapshot failed), it also shows whatever the guest did meanwhile.
+    fn calibrate(&mut self, sample: &Sample, after: &MemorySnapshot, report: &mut TickReport) {
+        let frames = self.footprint().saturating_sub(sample.footprint);
+        let fresh = self.clock.now().saturating_since(sample.at) < FRESH_SNAPSHOT;
+        let verdict = |moved: Option<Frames>| match moved {
+            Some(m) if m.saturating_mul(4) >= frames.saturating_mul(3) => Charge::Charged,
+            Some(m) if m.saturating_mul(4) <= frames => Charge::NotCharged,
+            _ => Charge::Unknown,
+        };
+        let ra_drop = match (sample.snap.resident_available, after.resident_available) {
+            (Some(b), Some(a)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        let commit_rise = match (sample.snap.committed, after.committed) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        };
+        // Either answer takes two samples in a row: another process locking, committing or
+        // freeing memory between two snapshots could fake one. A wrong "charged" overstates
+        // the ceiling by the whole balloon; a wrong "not charged" makes the ceiling fall as
+        // the balloon grows (an oscillation only the damping slows down).
+        let vote = |charge: &mut Charge, votes: &mut (Charge, u8), moved: Option<Frames>| {
+            if *charge != Charge::Unknown {
+                return;
+            }
+            let v = verdict(moved);
+            *votes = match (v, *votes) {
+                (Charge::Unknown, _) => (Charge::Unknown, 0),
+                (v, (last, n)) if v == last => (v, n.saturating_add(1)),
+                (v, _) => (v, 1),
+            };
+            if votes.1 >= 2 {
+                *charge = v;
+            }
+        };
+        if frames < CALIBRATION_MIN {
+            // The balloon kept (almost) nothing (refused, allocation failed or short): not a
+            // try. Pages it took and gave back within the sample (refusals) are not in
+            // `frames`, nor in what Windows shows: the net growth is what is compared.
+            return;
+        }
+        if fresh {
+            vote(&mut self.charges.0, &mut self.votes.0, ra_drop);
+            vote(&mut self.charges.1, &mut self.votes.1, commit_rise);
+        } else {
+            self.votes = ((Charge::Unknown, 0), (Charge::Unknown, 0));
+        }
+        self.calibration_tries = self.calibration_tries.saturating_add(1);
+        if self.calibration_tries >= CALIBRATION_TRIES {
+            // Undecided after every try: the conservative answer.
+            for c in [&mut self.charges.0, &mut self.charges.1] {
+                if *c == Charge::Unknown {
+                    *c = Charge::NotCharged;
+                }
+            }
+        }
+        if !self.calibrating() || self.calibration_tries >= CALIBRATION_TRIES {
+            self.stats.add(Counter::Calibrations, 1);
+        }
+        report.calibrated = Some(Calibration {
+            resident_available: self.charges.0,
+            commit: self.charges.1,
+            frames,
+            resident_available_drop: ra_drop,
+            commit_rise,
+            tries: self.calibration_tries,
+        });
     }
 
     /// Whether another unit may be parked (a 4 KiB transfer can leave one partly held).
@@ -612,8 +913,8 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         if *cycle.direction.get_or_insert(Direction::Lock) != Direction::Lock {
             return false;
         }
-        if now < self.inflate_hold_until {
-            report.reason = Some(ClampReason::LowMemory);
+        if self.damping.holds(self.clock.now()) {
+            report.reason = Some(ClampReason::PressureHold);
             return false;
         }
         if self.alloc_backoff.active(now) {
@@ -623,12 +924,26 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         if self.host_backoff.active(now) || !self.can_park() {
             return false;
         }
+        // Until the accounting is measured, small batches, each measured: the snapshot right
+        // before it, against the next fresh one (`calibrate`).
+        let frames = if self.calibrating() && self.calibration_tries < CALIBRATION_TRIES {
+            if let Ok(before) = self.memory.snapshot() {
+                self.sample = Some(Sample {
+                    snap: before,
+                    at: self.clock.now(),
+                    footprint: self.footprint(),
+                });
+            }
+            frames.min(CALIBRATION_FRAMES)
+        } else {
+            frames
+        };
         let blocks = frames.whole_pages(PageSize::Large);
         if cycle.blocks_ok && blocks > 0 {
             if cycle.large_ok {
                 return self.inflate_large(now, blocks, cycle, report);
             }
-            let Some(block) = self.pages.allocate_block() else {
+            let Some(block) = self.take_block() else {
                 self.block_allocation_failed(cycle, report);
                 return true;
             };
@@ -638,7 +953,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         let want = usize::try_from(frames.get())
             .unwrap_or(BATCH_CAPACITY)
             .min(BATCH_CAPACITY);
-        let Some(unit) = self.pages.allocate_scattered(want) else {
+        let Some(unit) = self.take_scattered(want) else {
             return self.allocation_failed(now, report);
         };
         let got = self.unit_len(&unit);
@@ -685,7 +1000,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             .min(BATCH_CAPACITY);
         let mut staged = 0usize;
         while staged < want {
-            let Some(block) = self.pages.allocate_block() else {
+            let Some(block) = self.take_block() else {
                 break;
             };
             self.pages.stage(block);
@@ -703,7 +1018,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             return false;
         };
         self.count_refused(PageSize::Large, out.refused, cycle, report);
-        self.note_inflated(now, PageSize::Large, out.moved, report);
+        self.note_inflated(PageSize::Large, out.moved, report);
         if report.error != error_before || out.not_needed {
             return false;
         }
@@ -805,11 +1120,17 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         let len = self.unit_len(&unit).min(BATCH_CAPACITY);
         self.pages.stage(unit);
         let pages = &self.pages;
-        let t = self
-            .channel
-            .transfer(Direction::Lock, PageSize::Small, len, |i| {
-                pages.staged_pfn(0, i)
-            });
+        let held = self.size().get();
+        // Single-page mode re-reads the target from every LOCK reply: a lowered one ends the
+        // pass before it is overshot (Linux re-reads it before every page, docs/protocol.md
+        // §6.3). A batch is one call and does not ask.
+        let t = self.channel.transfer_until(
+            Direction::Lock,
+            PageSize::Small,
+            len,
+            |i| pages.staged_pfn(0, i),
+            |done, target| held.saturating_add(done as u64) >= target.get(),
+        );
         report.calls = report.calls.saturating_add(t.calls);
         if let Some(e) = t.stop.filter(|e| e.is_reset()) {
             self.free_staged();
@@ -820,6 +1141,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             return false;
         };
         let done = t.done.len();
+        let single = self
+            .channel
+            .session()
+            .is_some_and(|s| s.mode == LockMode::Single);
         let taken = Frames::new(done as u64);
         if done == len {
             self.pages.store(shelf, unit, StorePosition::First);
@@ -831,24 +1156,62 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             self.stats.add(Counter::RefusedHeld, t.refused.len() as u64);
         }
         self.count_refused(PageSize::Small, t.refused.len(), cycle, report);
-        self.note_inflated(now, PageSize::Small, taken, report);
+        self.note_inflated(PageSize::Small, taken, report);
         if let Some(e) = t.stop {
             self.note_error(now, e, report);
             return false;
         }
         // NOTNEEDED ends the pass (LNX-old, OVT); so do too many refusals this cycle
-        // (`VMW_BALLOON_MAX_REFUSED`), and a batch the host took nothing of.
+        // (`VMW_BALLOON_MAX_REFUSED`), a batch the host took nothing of, and in single-page
+        // mode any page the host did not take (Linux and OVT stop at the first).
         let refused = cycle.refused.get(PageSize::Small.index()).copied();
-        !t.not_needed && refused.unwrap_or(0) < MAX_REFUSED_PER_CYCLE && done > 0
+        !t.not_needed
+            && refused.unwrap_or(0) < MAX_REFUSED_PER_CYCLE
+            && done > 0
+            && !(single && done < len)
     }
 
-    /// Parks `unit`, of which the host holds `held`.
+    /// Parks `unit`, of which the host holds `held` (a new partial unit).
     fn park(&mut self, unit: P::Unit, held: PageMask) {
+        self.stats.add(Counter::UnitsParked, 1);
+        self.park_again(unit, held);
+    }
+
+    /// Parks `unit` (new or unparked a moment ago), keeping the parked counts.
+    fn park_again(&mut self, unit: P::Unit, held: PageMask) {
+        self.parked_total = self.parked_total.saturating_add(self.pages.frames(&unit));
         self.parked_held = self
             .parked_held
             .saturating_add(Frames::new(held.len() as u64));
         self.pages.park(unit, held);
-        self.stats.add(Counter::UnitsParked, 1);
+    }
+
+    /// Takes back the oldest parked unit, keeping the parked counts.
+    fn unpark(&mut self) -> Option<(P::Unit, PageMask)> {
+        let (unit, held) = self.pages.unpark()?;
+        self.parked_total = self.parked_total.saturating_sub(self.pages.frames(&unit));
+        self.parked_held = self
+            .parked_held
+            .saturating_sub(Frames::new(held.len() as u64));
+        Some((unit, held))
+    }
+
+    /// [`PageAllocator::allocate_block`], counted.
+    fn take_block(&mut self) -> Option<P::Unit> {
+        let unit = self.pages.allocate_block()?;
+        self.allocated = self
+            .allocated
+            .saturating_add(self.pages.frames(&unit).get());
+        Some(unit)
+    }
+
+    /// [`PageAllocator::allocate_scattered`], counted.
+    fn take_scattered(&mut self, pages: usize) -> Option<P::Unit> {
+        let unit = self.pages.allocate_scattered(pages)?;
+        self.allocated = self
+            .allocated
+            .saturating_add(self.pages.frames(&unit).get());
+        Some(unit)
     }
 
     fn count_refused(
@@ -868,17 +1231,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             .saturating_add(size.frames().saturating_mul(refused as u64));
     }
 
-    fn note_inflated(
-        &mut self,
-        now: Instant,
-        size: PageSize,
-        frames: Frames,
-        report: &mut TickReport,
-    ) {
+    fn note_inflated(&mut self, size: PageSize, frames: Frames, report: &mut TickReport) {
         if frames.is_zero() {
             return;
         }
-        self.last_growth = Some(now);
         self.stats.add(
             Counter::for_size(Counter::Inflated4k, size),
             frames.whole_pages(size),
@@ -921,13 +1277,16 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             cycle.low_memory_step_done = true;
             report.low_memory_deflate = true;
             self.stats.add(Counter::LowMemoryDeflates, 1);
-            self.inflate_hold_until = now.saturating_add(LOW_MEMORY_HOLD);
         } else if reason.is_guest_bound() {
             if first {
                 self.stats.add(Counter::GuardDeflates, 1);
             }
         } else if self.host_backoff.active(now) {
             return false;
+        }
+        if reason.is_guest_pressure() && first {
+            self.damping.pressure(self.clock.now());
+            self.stats.add(Counter::PressureHolds, 1);
         }
         let exact = reason == ClampReason::HostTarget;
         let Some(out) = self.unlock_some(now, frames, exact, report) else {
@@ -1061,7 +1420,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     fn settle_parked(&mut self, now: Instant, report: &mut TickReport) {
         let parked = self.pages.parked();
         for _ in 0..parked {
-            let Some((unit, held)) = self.pages.unpark() else {
+            let Some((unit, held)) = self.unpark() else {
                 return;
             };
             if held.is_empty() {
@@ -1069,20 +1428,17 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 continue;
             }
             if self.host_backoff.active(now) || self.channel.reset_pending() {
-                self.pages.park(unit, held);
+                self.park_again(unit, held);
                 continue;
             }
-            let len = self.unit_len(&unit).min(BATCH_CAPACITY);
+            // Only the frames the host holds are named, densely: entry k is the k-th frame
+            // of `held` (a single-page pass ends at its first gap otherwise).
             self.pages.stage(unit);
             let pages = &self.pages;
             let t = self
                 .channel
-                .transfer(Direction::Unlock, PageSize::Small, len, |i| {
-                    if held.contains(i) {
-                        pages.staged_pfn(0, i)
-                    } else {
-                        None
-                    }
+                .transfer(Direction::Unlock, PageSize::Small, held.len(), |k| {
+                    held.iter().nth(k).and_then(|i| pages.staged_pfn(0, i))
                 });
             report.calls = report.calls.saturating_add(t.calls);
             if let Some(e) = t.stop.filter(|e| e.is_reset()) {
@@ -1094,15 +1450,16 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 return;
             };
             let mut left = held;
-            for i in t.done.iter() {
-                left.remove(i);
+            for k in t.done.iter() {
+                if let Some(i) = held.iter().nth(k) {
+                    left.remove(i);
+                }
             }
             let moved = Frames::new(held.len().saturating_sub(left.len()) as u64);
-            self.parked_held = self.parked_held.saturating_sub(moved);
             if left.is_empty() {
                 self.pages.free(unit);
             } else {
-                self.pages.park(unit, left);
+                self.park_again(unit, left);
             }
             self.stats.add(Counter::Deflated4k, moved.get());
             report.deflated = report.deflated.saturating_add(moved);
@@ -1116,12 +1473,19 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// Room under a fresh ceiling (the host's current target included), or `None` when the
     /// balloon is above it, Windows signals memory pressure, or no snapshot can be taken.
     fn room(&mut self) -> Option<Frames> {
-        let snap = self.memory.snapshot().ok()?;
+        let mut scratch = TickReport::default();
+        let snap = self.fresh_snapshot(&mut scratch)?;
         if Self::signalled(&snap) {
             return None;
         }
         let balloon = self.size();
-        let c = policy::ceiling(self.channel.target(), balloon, &snap, &self.config);
+        let c = policy::ceiling_with(
+            self.channel.target(),
+            balloon,
+            &snap,
+            &self.config,
+            &self.accounting(),
+        );
         c.value.checked_sub(balloon)
     }
 
@@ -1173,7 +1537,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             if self.room().is_none_or(|room| room < block_frames) {
                 return !deficit.is_zero();
             }
-            let Some(block) = self.pages.allocate_block() else {
+            let Some(block) = self.take_block() else {
                 self.migration_backoff.fail_up_to(
                     now,
                     self.config.poll_interval,
@@ -1190,7 +1554,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 let out = self.transfer_large(now, Direction::Lock, 1, report);
                 if let Some(out) = out {
                     self.count_refused(PageSize::Large, out.refused, cycle, report);
-                    self.note_inflated(now, PageSize::Large, out.moved, report);
+                    self.note_inflated(PageSize::Large, out.moved, report);
                 }
                 report.error.is_none()
             } else {

@@ -9,12 +9,16 @@
 //! ceiling = min( host target,
 //!                MaxBalloonMB, MaxBalloonPercent of RAM,
 //!                balloon + (ResidentAvailable - reserve),
-//!                balloon + (CommitLimit - Committed - reserve) )
+//!                balloon + (CommitLimit - Committed - reserve),
+//!                balloon + (Available - available floor) )
 //! ```
+//!
+//! (the first two memory terms subtract the balloon's footprint explicitly when Windows
+//! turns out not to charge its pages to them: [`Accounting`]).
 
 use crate::config::Config;
 use crate::platform::MemorySnapshot;
-use crate::units::{Frames, PageSize};
+use crate::units::{Duration, Frames, Instant, PageSize};
 
 /// Why the balloon is where it is: the bound that binds the ceiling, or what stopped or
 /// reversed the balloon this tick.
@@ -32,11 +36,18 @@ pub enum ClampReason {
     LowMemory,
     /// Page allocation failed (the OS had no free pages to give without waiting).
     AllocationFailed,
+    /// The available-memory floor: the balloon takes only memory Windows has free or on
+    /// standby above [`available_floor`], never what it would have to trim from working
+    /// sets, so allocations that cannot wait (AWE, other drivers' MDLs, nonpaged pool) find
+    /// it.
+    Available,
+    /// Re-inflation held off after the guest needed memory back ([`Damping`]).
+    PressureHold,
 }
 
 impl ClampReason {
     /// Number of reasons.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
 
     /// Every reason, in table order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -46,6 +57,8 @@ impl ClampReason {
         Self::Commit,
         Self::LowMemory,
         Self::AllocationFailed,
+        Self::Available,
+        Self::PressureHold,
     ];
 
     /// The name used in ETW, the simulator and reports.
@@ -58,6 +71,8 @@ impl ClampReason {
             Self::Commit => "commit",
             Self::LowMemory => "low-memory",
             Self::AllocationFailed => "allocation-failed",
+            Self::Available => "available",
+            Self::PressureHold => "pressure-hold",
         }
     }
 
@@ -71,6 +86,72 @@ impl ClampReason {
     #[must_use]
     pub const fn is_guest_bound(self) -> bool {
         !matches!(self, Self::HostTarget)
+    }
+
+    /// Whether a deflate for this reason means the guest needed memory back (it arms the
+    /// re-inflation hold-off, [`Damping`]): its own memory bounds and Windows' signals, not
+    /// the host's target nor the administrator's cap.
+    #[must_use]
+    pub const fn is_guest_pressure(self) -> bool {
+        matches!(
+            self,
+            Self::ResidentAvailable | Self::Commit | Self::LowMemory | Self::Available
+        )
+    }
+}
+
+/// Whether Windows charges the balloon's MDL pages to a memory figure the ceiling reads.
+/// No public source says either way (`docs/windows-memory.md` §1.6), so the engine
+/// measures it ([`Accounting`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Charge {
+    /// Not measured yet: treated as [`Charge::NotCharged`], the smaller ceiling.
+    #[default]
+    Unknown,
+    /// The figure drops by what the balloon allocates (resident available, commit).
+    Charged,
+    /// The figure ignores the balloon: its frames are subtracted explicitly.
+    NotCharged,
+}
+
+impl Charge {
+    /// Name for traces and reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Charged => "charged",
+            Self::NotCharged => "not-charged",
+        }
+    }
+
+    const fn charged(self) -> bool {
+        matches!(self, Self::Charged)
+    }
+}
+
+/// What the engine knows of how Windows charges its pages, and the frames the balloon has
+/// taken from Windows (held by the host, parked or in flight): the ceiling subtracts those
+/// explicitly from a figure that does not charge them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// Resident available memory.
+    pub resident_available: Charge,
+    /// Commit.
+    pub commit: Charge,
+    /// Frames the balloon has taken from Windows (its footprint).
+    pub footprint: Frames,
+}
+
+impl Accounting {
+    /// Both figures charged (the simulator's default guest; tests).
+    #[must_use]
+    pub const fn charged() -> Self {
+        Self {
+            resident_available: Charge::Charged,
+            commit: Charge::Charged,
+            footprint: Frames::ZERO,
+        }
     }
 }
 
@@ -115,6 +196,30 @@ pub fn reserve(config: &Config, total: Frames) -> Frames {
     config.reserve.unwrap_or_else(|| auto_reserve(total))
 }
 
+/// The `LowMemoryCondition` threshold assumed for a guest with `total` RAM: "approximately
+/// 32 MB per 4 GB, to a maximum of 64 MB" (the default the `CreateMemoryResourceNotification`
+/// documentation gave; the kernel event's own threshold is "system-defined",
+/// `docs/windows-memory.md` §3.3). An assumption: the floor built on it stays well above.
+#[must_use]
+pub const fn low_memory_threshold(total: Frames) -> Frames {
+    let t = total.div_floor(128);
+    let cap = Frames::from_mib(64);
+    if t.get() < cap.get() { t } else { cap }
+}
+
+/// The available-memory floor for a guest with `total` RAM: twice `LowMemoryCondition`'s
+/// threshold, halfway between it and `HighMemoryCondition`'s (three times the low one, same
+/// source). Below the high threshold, so the balloon's growth lets Windows trim working sets
+/// at its own pace (the balloon takes what trimming frees, no faster); a whole low threshold
+/// above the low one, so the balloon's own allocations never signal low memory; and what
+/// stays available serves allocations that cannot wait for trimming
+/// (`docs/windows-memory.md` §3.2; Linux `hv_balloon` keeps a floor on available memory the
+/// same way).
+#[must_use]
+pub const fn available_floor(total: Frames) -> Frames {
+    low_memory_threshold(total).saturating_mul(2)
+}
+
 /// The registry cap (`MaxBalloonMB`, `MaxBalloonPercent`), if any.
 #[must_use]
 pub fn registry_cap(config: &Config, total: Frames) -> Option<Frames> {
@@ -126,15 +231,42 @@ pub fn registry_cap(config: &Config, total: Frames) -> Option<Frames> {
 }
 
 /// The safe ceiling for a balloon of `balloon` frames facing host `target`, given a fresh
-/// memory snapshot. An unknown bound (a `None` field) gives no room above the current
-/// balloon: vmballoon never inflates beyond what it knows to be safe.
+/// memory snapshot, with both figures charged ([`ceiling_with`]).
 #[must_use]
 pub fn ceiling(target: Frames, balloon: Frames, snap: &MemorySnapshot, config: &Config) -> Ceiling {
+    ceiling_with(target, balloon, snap, config, &Accounting::charged())
+}
+
+/// The safe ceiling for a balloon of `balloon` frames (held by the host) facing host
+/// `target`, given a fresh memory snapshot and what is known of the accounting. An unknown
+/// bound (a `None` field) gives no room above the current balloon: vmballoon never
+/// inflates beyond what it knows to be safe.
+///
+/// * resident available and commit: `balloon + (free − reserve)` when Windows charges the
+///   balloon's pages to the figure, `balloon + (free − footprint − reserve)` when it does
+///   not (or is not known to);
+/// * available memory: `balloon + (available − available_floor)` (pages always leave the
+///   free lists, so this one needs no calibration).
+#[must_use]
+pub fn ceiling_with(
+    target: Frames,
+    balloon: Frames,
+    snap: &MemorySnapshot,
+    config: &Config,
+    acct: &Accounting,
+) -> Ceiling {
     let floor = reserve(config, snap.total);
     // balloon + (free - floor), where free - floor may be negative: pinned memory that grew
     // after inflation puts the ceiling below the balloon, and the plan deflates the deficit.
-    let room = |free: Option<Frames>| match free {
-        Some(free) => balloon.saturating_add(free).saturating_sub(floor),
+    let room = |free: Option<Frames>, charge: Charge, floor: Frames| match free {
+        Some(free) => {
+            let free = if charge.charged() {
+                free
+            } else {
+                free.saturating_sub(acct.footprint)
+            };
+            balloon.saturating_add(free).saturating_sub(floor)
+        }
         None => balloon,
     };
     let commit_free = match (snap.commit_limit, snap.committed) {
@@ -145,10 +277,25 @@ pub fn ceiling(target: Frames, balloon: Frames, snap: &MemorySnapshot, config: &
         (Some(target), ClampReason::HostTarget),
         (registry_cap(config, snap.total), ClampReason::RegistryMax),
         (
-            Some(room(snap.resident_available)),
+            Some(room(
+                snap.resident_available,
+                acct.resident_available,
+                floor,
+            )),
             ClampReason::ResidentAvailable,
         ),
-        (Some(room(commit_free)), ClampReason::Commit),
+        (
+            Some(room(commit_free, acct.commit, floor)),
+            ClampReason::Commit,
+        ),
+        (
+            Some(room(
+                snap.available,
+                Charge::Charged,
+                available_floor(snap.total),
+            )),
+            ClampReason::Available,
+        ),
     ];
     let mut best = Ceiling {
         value: target,
@@ -163,6 +310,91 @@ pub fn ceiling(target: Frames, balloon: Frames, snap: &MemorySnapshot, config: &
         }
     }
     best
+}
+
+/// The first re-inflation hold-off after the guest needed memory back: Linux `vmw_balloon`'s
+/// `VMBALLOON_SHRINK_DELAY` (`docs/protocol.md` §6.3).
+pub const HOLD_BASE: Duration = Duration::from_secs(5);
+
+/// The longest hold-off: recurring pressure doubles it up to this (Xen's balloon doubles
+/// its retry delay the same way, up to 32 s, `docs/architecture.md`, "Damping").
+pub const HOLD_MAX: Duration = Duration::from_secs(64);
+
+/// Damping after guest pressure: a deflate the guest caused (its memory bounds, or Windows'
+/// memory signals) holds off re-inflation, and the balloon grows again only once the room
+/// has been there, unbroken, for the whole hold-off — so memory the guest takes and frees
+/// periodically is not handed to the host and back every period. The hold-off doubles while
+/// the pressure keeps recurring (within twice the hold-off of the last re-inflation) and
+/// halves, down to [`HOLD_BASE`], when it comes back after a quiet spell. Safety is never
+/// delayed: the ceiling, the floors and pressure deflates do not look at it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Damping {
+    hold: Duration,
+    armed: bool,
+    room_since: Option<Instant>,
+    released_at: Option<Instant>,
+}
+
+impl Damping {
+    /// The guest needed memory back at `now` (a deflate for a pressure reason).
+    pub fn pressure(&mut self, now: Instant) {
+        let recurring = self
+            .released_at
+            .is_some_and(|r| now.saturating_since(r) < self.hold.saturating_mul(2));
+        self.hold = if self.hold == Duration::ZERO {
+            HOLD_BASE
+        } else if self.armed {
+            self.hold
+        } else if recurring {
+            self.hold.saturating_mul(2).min(HOLD_MAX)
+        } else {
+            Duration::from_nanos(self.hold.as_nanos() / 2).max(HOLD_BASE)
+        };
+        self.armed = true;
+        self.room_since = None;
+    }
+
+    /// The room under the ceiling at `now`: re-inflation needs it at a 2 MiB page or more,
+    /// unbroken, for the whole hold-off.
+    pub fn observe(&mut self, now: Instant, room: Frames) {
+        if !self.armed {
+            return;
+        }
+        if room >= SLACK {
+            self.room_since.get_or_insert(now);
+        } else {
+            self.room_since = None;
+        }
+    }
+
+    /// Whether re-inflation is held off at `now`. When the hold-off has run out it is
+    /// released (and the release time kept, to see whether pressure recurs).
+    pub fn holds(&mut self, now: Instant) -> bool {
+        if !self.armed {
+            return false;
+        }
+        if self
+            .room_since
+            .is_some_and(|t| now.saturating_since(t) >= self.hold)
+        {
+            self.armed = false;
+            self.released_at = Some(now);
+            return false;
+        }
+        true
+    }
+
+    /// The current hold-off (zero before any pressure).
+    #[must_use]
+    pub const fn hold(&self) -> Duration {
+        self.hold
+    }
+
+    /// Whether a hold-off is in force.
+    #[must_use]
+    pub const fn armed(&self) -> bool {
+        self.armed
+    }
 }
 
 /// What the balloon should do this tick.
@@ -248,6 +480,10 @@ pub fn plan(
             {
                 Plan::Hold
             }
+            // Available memory moves all the time (file cache, other allocations); a
+            // shortfall of less than a 2 MiB page still leaves it above HighMemoryCondition's
+            // threshold (`available_floor` keeps one batch of margin): no page moves for it.
+            ClampReason::Available if motion == Motion::Idle && over < SLACK => Plan::Hold,
             reason => Plan::Deflate(over, reason),
         };
     }

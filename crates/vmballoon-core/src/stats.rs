@@ -132,11 +132,17 @@ pub enum Counter {
     MigratedBlocks,
     /// Units parked because the host held only part of them.
     UnitsParked,
+    /// Deflates the guest caused that armed the re-inflation hold-off.
+    PressureHolds,
+    /// Batches planned on a kept memory snapshot instead of a fresh one.
+    SnapshotsReused,
+    /// Accounting measurements concluded.
+    Calibrations,
 }
 
 impl Counter {
     /// Number of counters.
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 27;
 
     /// Every counter, in table order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -164,6 +170,9 @@ impl Counter {
         Self::ScatteredUnits,
         Self::MigratedBlocks,
         Self::UnitsParked,
+        Self::PressureHolds,
+        Self::SnapshotsReused,
+        Self::Calibrations,
     ];
 
     /// The counter's name.
@@ -194,6 +203,9 @@ impl Counter {
             Self::ScatteredUnits => "scattered-units",
             Self::MigratedBlocks => "migrated-blocks",
             Self::UnitsParked => "units-parked",
+            Self::PressureHolds => "pressure-holds",
+            Self::SnapshotsReused => "snapshots-reused",
+            Self::Calibrations => "calibrations",
         }
     }
 

@@ -317,6 +317,18 @@ impl Duration {
         self.0 / 1_000_000
     }
 
+    /// `self + rhs`, saturating.
+    #[must_use]
+    pub const fn saturating_add(self, rhs: Self) -> Self {
+        Self(self.0.saturating_add(rhs.0))
+    }
+
+    /// `self - rhs`, zero if `rhs` is longer.
+    #[must_use]
+    pub const fn saturating_sub(self, rhs: Self) -> Self {
+        Self(self.0.saturating_sub(rhs.0))
+    }
+
     /// `self * n`, saturating.
     #[must_use]
     pub const fn saturating_mul(self, n: u64) -> Self {

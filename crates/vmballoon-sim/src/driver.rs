@@ -13,7 +13,7 @@ use std::fmt;
 use vmballoon_core::config::Config;
 use vmballoon_core::engine::{Balloon, SessionState};
 use vmballoon_core::fake::ManualClock;
-use vmballoon_core::policy::{Ceiling, ClampReason};
+use vmballoon_core::policy::{Accounting, Ceiling, ClampReason};
 use vmballoon_core::stats::Counter;
 use vmballoon_core::units::{Duration, Frames};
 
@@ -125,6 +125,11 @@ pub trait BalloonDriver {
     fn balloon(&self) -> Frames;
     /// The driver's own counters, for the report (`name`, value).
     fn counters(&self) -> Vec<(&'static str, u64)>;
+    /// How the driver accounts its pages in its ceiling (vmballoon: what its calibration
+    /// found), if it computes one.
+    fn accounting(&self) -> Option<Accounting> {
+        None
+    }
 }
 
 /// The product: the core's [`Balloon`] engine over the fakes.
@@ -173,6 +178,10 @@ impl BalloonDriver for EngineDriver {
 
     fn balloon(&self) -> Frames {
         self.engine.size()
+    }
+
+    fn accounting(&self) -> Option<Accounting> {
+        Some(self.engine.accounting())
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

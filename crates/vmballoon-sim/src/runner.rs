@@ -418,16 +418,16 @@ impl<'a> Runner<'a> {
     /// The vmballoon ceiling for the state now, exactly as the engine computes it before
     /// each batch; `None` for drivers without one.
     fn ceiling(&self) -> Option<policy::Ceiling> {
-        if self.policy.kind() != DriverKind::Vmballoon {
-            return None;
-        }
+        // The ceiling as the driver computes it: with the accounting its calibration found.
+        let accounting = self.policy.accounting()?;
         let w = self.world.borrow();
         let snap = w.guest.snapshot();
-        Some(policy::ceiling(
+        Some(policy::ceiling_with(
             w.host.effective_target(),
             self.policy.balloon(),
             &snap,
             &self.scenario.config,
+            &accounting,
         ))
     }
 

@@ -394,16 +394,17 @@ fn expected_transfer(
             }
         }
     } else {
-        let mut j = 0usize;
         for i in 0..count {
+            // The first page not taken ends a single-page pass (`docs/protocol.md` §3): a
+            // frame too high for EBX is refused locally, without a call.
             if valid(i).filter(|&p| p <= u64::from(u32::MAX)).is_none() {
                 if case.lock {
                     refused.push(i);
                 }
-                continue;
+                break;
             }
-            let (status, rbx, _) = replies[j % replies.len()];
-            j += 1;
+            // Every page before this one was answered: the i-th reply is this page's.
+            let (status, rbx, _) = replies[i % replies.len()];
             out.calls += 1;
             match expected_error(command, status) {
                 None => {
@@ -418,14 +419,14 @@ fn expected_transfer(
                         break;
                     }
                 }
-                Some(Error::Host { status, .. }) => match (status.raw(), case.lock) {
-                    (2 | 3 | 5, true) => refused.push(i),
-                    (6, true) => {
-                        out.not_needed = true;
-                        break;
+                Some(Error::Host { status, .. }) => {
+                    match (status.raw(), case.lock) {
+                        (2 | 3 | 5, true) => refused.push(i),
+                        (6, true) => out.not_needed = true,
+                        _ => {}
                     }
-                    _ => {}
-                },
+                    break;
+                }
                 Some(e) => {
                     out.stop = Some(e);
                     break;
@@ -484,7 +485,7 @@ fn check_sent(
         }
     } else {
         let expected: Vec<u64> = (0..count)
-            .filter_map(|i| valid(i).filter(|&p| p <= u64::from(u32::MAX)))
+            .map_while(|i| valid(i).filter(|&p| p <= u64::from(u32::MAX)))
             .collect();
         for (k, (c, a1, a2, _)) in calls.iter().enumerate() {
             if *c != command || expected.get(k) != Some(a1) || *a2 != 0 {

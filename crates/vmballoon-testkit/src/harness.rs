@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 
 use vmballoon_core::config::Config;
-use vmballoon_core::engine::{Balloon, SessionState, TickReport};
+use vmballoon_core::engine::{Balloon, Calibration, SessionState, TickReport};
 use vmballoon_core::fake::ManualClock;
 use vmballoon_core::platform::Clock;
 use vmballoon_core::policy::{self, ClampReason, SLACK};
@@ -77,6 +77,8 @@ pub struct Harness {
     pub ticks: u64,
     /// The last tick's report.
     pub last: Option<TickReport>,
+    /// Every accounting measurement the engine reported, in order.
+    pub calibrations: Vec<Calibration>,
 }
 
 /// A broken invariant, with the context to reproduce it.
@@ -109,6 +111,7 @@ impl Harness {
             next_second: SECOND,
             ticks: 0,
             last: None,
+            calibrations: Vec::new(),
         }
     }
 
@@ -172,6 +175,9 @@ impl Harness {
             let r = self.engine.tick();
             self.ticks += 1;
             self.check(&r)?;
+            if let Some(c) = r.calibrated {
+                self.calibrations.push(c);
+            }
             self.last = Some(r);
             report = Some(r);
             if !r.more_work {
@@ -187,7 +193,7 @@ impl Harness {
         let _ = write!(
             s,
             "\n  t={:.3}s ticks={} state={:?} balloon={} host_held={} stored={} guest_balloon={} \
-             target_known={} scripted_left={} setup={:?}",
+             target_known={} scripted_left={} setup={:?}\n  calibrations: {:?}",
             self.clock.now().as_nanos() as f64 / 1e9,
             self.ticks,
             self.engine.state(),
@@ -198,6 +204,7 @@ impl Harness {
             self.oracle.borrow().t_known,
             self.engine.channel().backdoor().scripted(),
             self.setup,
+            self.calibrations,
         );
         if let Some(r) = r {
             let _ = write!(s, "\n  report: {r:?}");
@@ -334,8 +341,14 @@ impl Harness {
             w.host.set_target(Frames::new(target));
         }
         let start = self.clock.now().as_nanos();
-        let end = start.saturating_add(seconds.saturating_mul(SECOND));
+        let mut end = start.saturating_add(seconds.saturating_mul(SECOND));
         let poll = self.engine.config().poll_interval.as_nanos();
+        // Re-inflation after guest pressure waits for the damping hold-off
+        // (`docs/architecture.md`, "Guest pressure, damping and memory signals"): the run is
+        // extended by a hold-off in force, never by more than the longest one.
+        let latest = end
+            .saturating_add(policy::HOLD_MAX.as_nanos())
+            .saturating_add(2 * poll);
         // START back-off is capped at 8 s; then one poll, and one more for a tick that
         // lands just before the back-off ends.
         let backoff = vmballoon_core::engine::MAX_BACKOFF.as_nanos();
@@ -344,6 +357,13 @@ impl Harness {
         while self.clock.now().as_nanos() < end {
             let r = self.tick()?;
             let now = self.clock.now().as_nanos();
+            let damping = self.engine.damping();
+            if damping.armed() {
+                let released = now
+                    .saturating_add(damping.hold().as_nanos())
+                    .saturating_add(2 * poll);
+                end = end.max(released.min(latest));
+            }
             if usable && now >= running_by && r.state != SessionState::Running {
                 return Err(format!(
                     "the session is not running {:.1}s after the host turned honest{}",
@@ -383,9 +403,12 @@ impl Harness {
             );
         if b.saturating_add(slack) <= goal && !guest_limited {
             return Err(format!(
-                "after {seconds}s with an honest host the balloon is {b} frames, below \
+                "after {:.1}s with an honest host the balloon is {b} frames, below \
                  min(target, ceiling) = {goal} by a 2 MiB page or more, and the guest does not \
-                 hold it back{}",
+                 hold it back (damping hold-off {:?}, armed {}){}",
+                (self.clock.now().as_nanos() - start) as f64 / 1e9,
+                self.engine.damping().hold(),
+                self.engine.damping().armed(),
                 self.context(Some(&r))
             ));
         }

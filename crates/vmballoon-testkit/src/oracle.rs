@@ -77,6 +77,14 @@ pub fn safe_ceiling(target: u64, balloon: u64, snap: &MemorySnapshot, config: &C
     if let Some(p) = config.max_balloon_percent {
         c = c.min(snap.total.percent(p).get());
     }
+    // Free memory stays above the available floor (`docs/architecture.md`, "The safe
+    // ceiling").
+    let available_room = snap.available.map_or(balloon, |a| {
+        balloon
+            .saturating_add(a.get())
+            .saturating_sub(policy::available_floor(snap.total).get())
+    });
     c.min(room(snap.resident_available.map(Frames::get)))
         .min(room(commit_free))
+        .min(available_room)
 }

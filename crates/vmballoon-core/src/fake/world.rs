@@ -76,6 +76,11 @@ struct World {
     committed_base: u64,
     commit_limit: u64,
     low_memory: bool,
+    /// `LowMemoryCondition` also signals while fewer frames than this are free.
+    low_memory_below: Option<u64>,
+    /// How much of the balloon's frames Windows charges: (resident available, commit), in
+    /// percent.
+    charge_percent: (u64, u64),
     snapshot_fails: bool,
     /// Per [`PageSize`]: 4 KiB = scattered allocations, 2 MiB = whole blocks.
     fail_allocations: [u32; 2],
@@ -125,6 +130,8 @@ impl FakeWorld {
                 committed_base: os,
                 commit_limit: total + Frames::from_mib(pagefile_mib).get(),
                 low_memory: false,
+                low_memory_below: None,
+                charge_percent: (100, 100),
                 snapshot_fails: false,
                 fail_allocations: [0; 2],
                 short_allocations: [0; 2],
@@ -194,6 +201,19 @@ impl FakeWorld {
     /// Sets `LowMemoryCondition`.
     pub fn set_low_memory(&self, on: bool) {
         self.world.borrow_mut().low_memory = on;
+    }
+
+    /// Signals `LowMemoryCondition` whenever fewer than `mib` are free (as Windows does
+    /// below its threshold), on top of [`set_low_memory`](Self::set_low_memory).
+    pub fn low_memory_below(&self, mib: u64) {
+        self.world.borrow_mut().low_memory_below = Some(Frames::from_mib(mib).get());
+    }
+
+    /// How much of the balloon's MDL pages the resident-available and commit figures are
+    /// charged, in percent (100 = charged like `windows-memory.md` §1.6 describes, 0 = not
+    /// at all). The engine measures this rather than assuming it.
+    pub fn charge_mdl_pages(&self, resident_percent: u64, commit_percent: u64) {
+        self.world.borrow_mut().charge_percent = (resident_percent, commit_percent);
     }
 
     /// Adds pageable commit.
@@ -279,14 +299,18 @@ impl FakeWorld {
         let w = self.world.borrow();
         let total = w.free.len() as u64;
         let pinned: u64 = w.pinned.iter().map(|p| p.1).sum();
-        let resident = total.saturating_sub(w.os_locked + pinned + w.balloon_out);
+        let charged = |percent: u64| w.balloon_out * percent / 100;
+        let resident = total.saturating_sub(w.os_locked + pinned + charged(w.charge_percent.0));
+        let low = w.low_memory || w.low_memory_below.is_some_and(|t| w.free_count < t);
         MemorySnapshot {
             total: Frames::new(total),
             resident_available: Some(Frames::new(resident)),
             available: Some(Frames::new(w.free_count)),
             commit_limit: Some(Frames::new(w.commit_limit)),
-            committed: Some(Frames::new(w.committed_base + pinned + w.balloon_out)),
-            low_memory: w.low_memory,
+            committed: Some(Frames::new(
+                w.committed_base + pinned + charged(w.charge_percent.1),
+            )),
+            low_memory: low,
             high_commit: false,
             pinned: PinnedBreakdown {
                 virtual_lock: Some(Frames::new(pinned)),
