@@ -207,17 +207,17 @@ pub const fn low_memory_threshold(total: Frames) -> Frames {
     if t.get() < cap.get() { t } else { cap }
 }
 
-/// The available-memory floor for a guest with `total` RAM: twice `LowMemoryCondition`'s
-/// threshold, halfway between it and `HighMemoryCondition`'s (three times the low one, same
-/// source). Below the high threshold, so the balloon's growth lets Windows trim working sets
-/// at its own pace (the balloon takes what trimming frees, no faster); a whole low threshold
-/// above the low one, so the balloon's own allocations never signal low memory; and what
-/// stays available serves allocations that cannot wait for trimming
-/// (`docs/windows-memory.md` §3.2; Linux `hv_balloon` keeps a floor on available memory the
-/// same way).
+/// The available-memory floor for a guest with `total` RAM: `LowMemoryCondition`'s threshold
+/// plus one batch of 4 KiB pages (2 MiB), so the balloon's own allocations never signal low
+/// memory. It sits below `HighMemoryCondition`'s threshold (three times the low one, same
+/// source), so the balloon's growth lets Windows trim working sets toward that threshold at
+/// its own pace, and the balloon takes what trimming frees, no faster. What stays available
+/// serves allocations that cannot wait for trimming (`docs/windows-memory.md` §3.2; Linux
+/// `hv_balloon` keeps a floor on available memory the same way); when one finds too little,
+/// the ceiling falls below the balloon and the balloon gives pages back.
 #[must_use]
 pub const fn available_floor(total: Frames) -> Frames {
-    low_memory_threshold(total).saturating_mul(2)
+    low_memory_threshold(total).saturating_add(Frames::new(512))
 }
 
 /// The registry cap (`MaxBalloonMB`, `MaxBalloonPercent`), if any.
@@ -255,6 +255,32 @@ pub fn ceiling_with(
     config: &Config,
     acct: &Accounting,
 ) -> Ceiling {
+    bounded(target, balloon, snap, config, acct, true)
+}
+
+/// The ceiling the balloon settles at once Windows has trimmed what it can: [`ceiling_with`]
+/// without the available-memory term, which only paces the way there (the simulator's time
+/// to the goal is measured against it).
+#[must_use]
+pub fn settled_ceiling(
+    target: Frames,
+    balloon: Frames,
+    snap: &MemorySnapshot,
+    config: &Config,
+    acct: &Accounting,
+) -> Ceiling {
+    bounded(target, balloon, snap, config, acct, false)
+}
+
+/// The lowest of the bounds, the available-memory term only `with_available`.
+fn bounded(
+    target: Frames,
+    balloon: Frames,
+    snap: &MemorySnapshot,
+    config: &Config,
+    acct: &Accounting,
+    with_available: bool,
+) -> Ceiling {
     let floor = reserve(config, snap.total);
     // balloon + (free - floor), where free - floor may be negative: pinned memory that grew
     // after inflation puts the ceiling below the balloon, and the plan deflates the deficit.
@@ -289,11 +315,8 @@ pub fn ceiling_with(
             ClampReason::Commit,
         ),
         (
-            Some(room(
-                snap.available,
-                Charge::Charged,
-                available_floor(snap.total),
-            )),
+            with_available
+                .then(|| room(snap.available, Charge::Charged, available_floor(snap.total))),
             ClampReason::Available,
         ),
     ];

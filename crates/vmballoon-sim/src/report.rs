@@ -189,6 +189,10 @@ pub struct TimelineRow {
     pub ceiling: Option<Frames>,
     /// The bound that sets the ceiling.
     pub ceiling_reason: Option<ClampReason>,
+    /// vmballoon's ceiling without the available-memory term, which only paces inflation:
+    /// where the balloon settles once Windows has trimmed what it can (`None` for the
+    /// peers).
+    pub settled_ceiling: Option<Frames>,
     /// Resident available memory (after the driver ran).
     pub resident_available: Frames,
     /// The lowest resident available memory sampled since the previous row, this row's
@@ -219,7 +223,8 @@ pub struct TimelineRow {
 /// The CSV header: the format's columns, then extras.
 pub const TIMELINE_HEADER: &str = "t_s,target_mib,balloon_mib,ceiling_mib,resident_available_mib,\
 pinned_mib,committed_mib,commit_limit_mib,low_memory,hypercalls,guest_alloc_failures,\
-available_mib,ceiling_reason,reason,low_memory_wake,modelled_end_s,resident_available_low_mib";
+available_mib,ceiling_reason,reason,low_memory_wake,modelled_end_s,resident_available_low_mib,\
+settled_ceiling_mib";
 
 /// The timeline as CSV: [`TIMELINE_HEADER`] and one line per row.
 #[must_use]
@@ -231,7 +236,7 @@ pub fn timeline_csv(rows: &[TimelineRow]) -> String {
         let ns = r.t.as_nanos();
         let _ = writeln!(
             out,
-            "{}.{:03},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{}",
+            "{}.{:03},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{},{}",
             ns / 1_000_000_000,
             (ns / 1_000_000) % 1000,
             r.target.mib_floor(),
@@ -252,6 +257,9 @@ pub fn timeline_csv(rows: &[TimelineRow]) -> String {
             u8::from(r.woke),
             r.t_end.as_nanos() as f64 / 1e9,
             r.resident_available_low.mib_floor(),
+            r.settled_ceiling
+                .map(|c| c.mib_floor().to_string())
+                .unwrap_or_default(),
         );
     }
     out

@@ -417,6 +417,21 @@ impl<'a> Runner<'a> {
 
     /// The vmballoon ceiling for the state now, exactly as the engine computes it before
     /// each batch; `None` for drivers without one.
+    /// vmballoon's ceiling without the available-memory term (its goal).
+    fn settled_ceiling(&self) -> Option<Frames> {
+        let accounting = self.policy.accounting()?;
+        let w = self.world.borrow();
+        let snap = w.guest.snapshot();
+        let c = policy::settled_ceiling(
+            w.host.effective_target(),
+            self.policy.balloon(),
+            &snap,
+            &self.scenario.config,
+            &accounting,
+        );
+        Some(c.value)
+    }
+
     fn ceiling(&self) -> Option<policy::Ceiling> {
         // The ceiling as the driver computes it: with the accounting its calibration found.
         let accounting = self.policy.accounting()?;
@@ -435,6 +450,7 @@ impl<'a> Runner<'a> {
     /// the previous row and the state now.
     fn row(&self, t: u64, reason: Option<ClampReason>, woke: bool, calls: u64) -> TimelineRow {
         let ceiling = self.ceiling();
+        let settled_ceiling = self.settled_ceiling();
         let w = self.world.borrow();
         let g = &w.guest;
         let resident_available = g.resident_available();
@@ -446,6 +462,7 @@ impl<'a> Runner<'a> {
             balloon: self.policy.balloon(),
             ceiling: ceiling.map(|c| c.value),
             ceiling_reason: ceiling.map(|c| c.reason),
+            settled_ceiling,
             resident_available,
             resident_available_low: self
                 .low_water
@@ -464,9 +481,10 @@ impl<'a> Runner<'a> {
     }
 
     /// The balloon's own goal at a row: min(target, ceiling) where the driver has a
-    /// ceiling, the host's target otherwise.
+    /// ceiling (the settled one: the available-memory term only paces the way there), the
+    /// host's target otherwise.
     fn goal(r: &TimelineRow) -> Frames {
-        r.ceiling.map_or(r.target, |c| c.min(r.target))
+        r.settled_ceiling.map_or(r.target, |c| c.min(r.target))
     }
 
     /// The first row, at or after the host's request, at which the balloon was within
