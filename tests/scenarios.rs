@@ -805,7 +805,7 @@ fn seconds_to_target_counts_from_the_host_request_to_the_balloons_own_goal() {
     );
     assert_eq!(
         row("seconds to goal after request"),
-        "seconds to goal after request 9.0 never"
+        "seconds to goal after request 20.0 never"
     );
     // A policy that reaches the host's target is measured against it.
     let ok = runner::run(&load("registry-caps.toml"), DriverKind::Naive).summary;

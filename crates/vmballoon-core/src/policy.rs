@@ -244,7 +244,7 @@ pub fn ceiling(target: Frames, balloon: Frames, snap: &MemorySnapshot, config: &
 ///
 /// * resident available and commit: `balloon + (free − reserve)` when Windows charges the
 ///   balloon's pages to the figure, `balloon + (free − footprint − reserve)` when it does
-///   not (or is not known to);
+///   not (or is not known to); for commit the reserve is at least [`available_floor`];
 /// * available memory: `balloon + (available − available_floor)` (pages always leave the
 ///   free lists, so this one needs no calibration).
 #[must_use]
@@ -311,7 +311,14 @@ fn bounded(
             ClampReason::ResidentAvailable,
         ),
         (
-            Some(room(commit_free, acct.commit, floor)),
+            // `MaximumCommitCondition` is documented only as "near the maximum commit
+            // limit": the balloon also keeps the available floor's worth of commit free, so
+            // on a guest whose reserve is smaller its own growth does not signal it.
+            Some(room(
+                commit_free,
+                acct.commit,
+                floor.max(available_floor(snap.total)),
+            )),
             ClampReason::Commit,
         ),
         (

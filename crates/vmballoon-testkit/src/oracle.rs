@@ -58,8 +58,9 @@ impl Oracle {
 /// The safe ceiling of `architecture.md`, recomputed here from the formula (not with the
 /// engine's `policy::ceiling`), in frames:
 /// `min(target, MaxBalloonMB, MaxBalloonPercent of RAM, balloon + (ResidentAvailable −
-/// reserve), balloon + (CommitLimit − Committed − reserve))`; an unknown bound gives no
-/// room above the balloon.
+/// reserve), balloon + (CommitLimit − Committed − max(reserve, available floor)),
+/// balloon + (Available − available floor))`; an unknown bound gives no room above the
+/// balloon.
 #[must_use]
 pub fn safe_ceiling(target: u64, balloon: u64, snap: &MemorySnapshot, config: &Config) -> u64 {
     let floor = policy::reserve(config, snap.total).get();
@@ -84,7 +85,12 @@ pub fn safe_ceiling(target: u64, balloon: u64, snap: &MemorySnapshot, config: &C
             .saturating_add(a.get())
             .saturating_sub(policy::available_floor(snap.total).get())
     });
+    // Commit stays free by the reserve, and at least by the available floor.
+    let commit_floor = floor.max(policy::available_floor(snap.total).get());
+    let commit_room = commit_free.map_or(balloon, |f| {
+        balloon.saturating_add(f).saturating_sub(commit_floor)
+    });
     c.min(room(snap.resident_available.map(Frames::get)))
-        .min(room(commit_free))
+        .min(commit_room)
         .min(available_room)
 }
