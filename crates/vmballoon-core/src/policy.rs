@@ -105,7 +105,9 @@ impl ClampReason {
 /// measures it ([`Accounting`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Charge {
-    /// Not measured yet: treated as [`Charge::NotCharged`], the smaller ceiling.
+    /// Not measured yet: the engine grows only in small measured batches meanwhile, and
+    /// settles for [`Charge::NotCharged`] (the smaller ceiling) if the measurements never
+    /// agree.
     #[default]
     Unknown,
     /// The figure drops by what the balloon allocates (resident available, commit).

@@ -244,6 +244,23 @@ pub enum Event {
         /// The raw value involved (status, length, count).
         value: i64,
     },
+    /// A measurement of how Windows charges the balloon's pages closed
+    /// (`docs/architecture.md`, "Calibrated accounting"): written at each sample while the
+    /// accounting is measured, and when it is settled.
+    AccountingCalibrated {
+        /// Resident available memory: `unknown` (still measuring), `charged`, `not-charged`.
+        resident_available: &'static str,
+        /// Commit, the same way.
+        commit: &'static str,
+        /// Frames the balloon grew by in the sample.
+        frames: Frames,
+        /// How far resident available memory fell in the sample (`u64::MAX` unknown).
+        resident_available_drop: u64,
+        /// How far the commit charge rose in the sample (`u64::MAX` unknown).
+        commit_rise: u64,
+        /// Samples taken so far.
+        tries: u8,
+    },
     /// Periodic statistics.
     Stats {
         /// Balloon size.
@@ -279,7 +296,7 @@ pub const PROVIDER_NAME: &str = "VmBalloon.Driver";
 pub const PROVIDER_GUID: &str = "e92fcb9e-d7af-5d24-0966-82f058c99cd3";
 
 /// Every event name the provider writes: the [`Event::name`] of each variant.
-pub const EVENT_NAMES: [&str; 23] = [
+pub const EVENT_NAMES: [&str; 24] = [
     "Loaded",
     "LoadRefused",
     "Started",
@@ -302,6 +319,7 @@ pub const EVENT_NAMES: [&str; 23] = [
     "AllocationFailed",
     "TickError",
     "MemoryInfoDegraded",
+    "AccountingCalibrated",
     "Stats",
 ];
 
@@ -346,6 +364,7 @@ impl Event {
             Self::AllocationFailed { .. } => "AllocationFailed",
             Self::TickError { .. } => "TickError",
             Self::MemoryInfoDegraded { .. } => "MemoryInfoDegraded",
+            Self::AccountingCalibrated { .. } => "AccountingCalibrated",
             Self::Stats { .. } => "Stats",
         }
     }
@@ -627,6 +646,16 @@ impl Tracker {
                 }
             });
         }
+        if let Some(c) = &r.calibrated {
+            out.push(Event::AccountingCalibrated {
+                resident_available: c.resident_available.name(),
+                commit: c.commit.name(),
+                frames: c.frames,
+                resident_available_drop: c.resident_available_drop.map_or(u64::MAX, Frames::get),
+                commit_rise: c.commit_rise.map_or(u64::MAX, Frames::get),
+                tries: c.tries,
+            });
+        }
         let clamp = r.reason.filter(|c| c.is_guest_bound());
         if clamp != self.last_clamp
             && let Some(reason) = clamp
@@ -829,6 +858,14 @@ mod tests {
                 kind: "length",
                 value: 0,
             },
+            Event::AccountingCalibrated {
+                resident_available: "charged",
+                commit: "unknown",
+                frames: f,
+                resident_available_drop: 1,
+                commit_rise: u64::MAX,
+                tries: 1,
+            },
             Event::Stats {
                 balloon: f,
                 target: f,
@@ -861,6 +898,7 @@ mod tests {
                 | Event::AllocationFailed { .. }
                 | Event::TickError { .. }
                 | Event::MemoryInfoDegraded { .. }
+                | Event::AccountingCalibrated { .. }
                 | Event::Stats { .. } => {}
             }
         }
