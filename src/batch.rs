@@ -1,5 +1,5 @@
 //! The batch page: one physically contiguous 4 KiB page below 4 GiB, mapped and resident,
-//! kept for the whole session and shared with the host by its PFN (`protocol.md` §5). Below
+//! kept for the whole session and shared with the host by its PFN (`docs/protocol.md` §5). Below
 //! 4 GiB so its PFN fits a 32-bit register on hosts without the 64-bit capability.
 //!
 //! Allocated with `MmAllocateContiguousNodeMemory(..., PAGE_READWRITE, MM_ANY_NODE_OK)`:

@@ -1,4 +1,4 @@
-//! `DriverEntry` and `EvtDriverUnload`: a non-PnP KMDF driver (`windows-memory.md` §5.2)
+//! `DriverEntry` and `EvtDriverUnload`: a non-PnP KMDF driver (`docs/windows-memory.md` §5.2)
 //! started as a primitive driver's service. It refuses to start, with an NTSTATUS and a
 //! `LoadRefused` ETW error, when the CPU does not report VMware, when the balloon backdoor
 //! does not answer, or when VMware's `vmmemctl.sys` is loaded (or the module list that

@@ -1,6 +1,6 @@
 //! The `VmBalloon.Driver` TraceLogging provider and the thin layer that writes a
-//! `vmballoon_nt::events::Event` as one ETW event (`architecture.md`, "ETW";
-//! `windows-memory.md` §6).
+//! `vmballoon_nt::events::Event` as one ETW event (`docs/architecture.md`, "ETW";
+//! `docs/windows-memory.md` §6).
 //!
 //! The provider's name, GUID, event names and keywords are portable data in
 //! `vmballoon_nt::events`, tested on Linux; `define_provider!` needs the name as a literal,

@@ -1,5 +1,5 @@
 //! [`KernelMemory`]: the core `MemorySource` over `ZwQuerySystemInformation` (classes 182,
-//! then 2 if needed, and 0 for RAM; `windows-memory.md` §3.2) and two documented standard
+//! then 2 if needed, and 0 for RAM; `docs/windows-memory.md` §3.2) and two documented standard
 //! event objects (§3.3): `\KernelObjects\LowMemoryCondition` and
 //! `\KernelObjects\MaximumCommitCondition`. Parsing and the trust rules live in
 //! `vmballoon_nt::memory`; this file only makes the calls.
@@ -22,7 +22,7 @@ use vmballoon_nt::ntstatus::nt_result;
 
 unsafe extern "system" {
     /// Exported by ntoskrnl since NT 4.0 but absent from the WDK headers, so declared here
-    /// (as virtio-win's `ntddkex.h` does; `windows-memory.md` §3.2). PASSIVE_LEVEL.
+    /// (as virtio-win's `ntddkex.h` does; `docs/windows-memory.md` §3.2). PASSIVE_LEVEL.
     fn ZwQuerySystemInformation(
         SystemInformationClass: ULONG,
         SystemInformation: PVOID,

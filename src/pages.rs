@@ -199,7 +199,7 @@ impl MdlPages {
             QuadPart: i64::try_from(skip).ok()?,
         };
         let total = u64::try_from(bytes).ok()?;
-        // SAFETY: PASSIVE_LEVEL worker thread (windows-memory.md §1.3); every argument is a
+        // SAFETY: PASSIVE_LEVEL worker thread (docs/windows-memory.md §1.3); every argument is a
         // plain value within the documented ranges (skip a power of two with total a
         // multiple of it, or 0).
         let raw = unsafe {
@@ -234,7 +234,7 @@ impl MdlPages {
 /// before, and used by nothing after this; PASSIVE_LEVEL.
 unsafe fn free_mdl(mdl: NonNull<MDL>) {
     // SAFETY: the documented case: an unmodified MDL from MmAllocatePagesForMdlEx, whole,
-    // once (windows-memory.md §1.3, §1.7).
+    // once (docs/windows-memory.md §1.3, §1.7).
     unsafe { MmFreePagesFromMdl(mdl.as_ptr()) };
     // SAFETY: the MDL structure is pool memory the caller owns after the free.
     unsafe { ExFreePool(mdl.as_ptr().cast()) };

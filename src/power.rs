@@ -1,4 +1,4 @@
-//! `\Callback\PowerState` (`windows-memory.md` §3.3, §5.2): before the system leaves S0 —
+//! `\Callback\PowerState` (`docs/windows-memory.md` §3.3, §5.2): before the system leaves S0 —
 //! sleep, hibernate or shutdown, which the notification does not tell apart — the balloon
 //! is emptied and the host session closed, so no page stays charged to a session that will
 //! not survive (a resumed hibernation image or the next boot starts a new one). A non-PnP

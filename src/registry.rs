@@ -1,5 +1,5 @@
-//! The `Parameters` values (`architecture.md`, "Registry parameters") through
-//! `WdfDriverOpenParametersRegistryKey` + `WdfRegistryQueryULong` (`windows-memory.md` §4),
+//! The `Parameters` values (`docs/architecture.md`, "Registry parameters") through
+//! `WdfDriverOpenParametersRegistryKey` + `WdfRegistryQueryULong` (`docs/windows-memory.md` §4),
 //! into a core `RawConfig`; the core's `config::validate` decides what they mean.
 
 use core::ptr;

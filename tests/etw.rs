@@ -39,7 +39,7 @@ fn wpr_profile_enables_the_kernel_mode_provider() {
         provider.contains(&format!("Name=\"{}\"", guid())),
         "{provider}"
     );
-    // Required for providers that log from kernel mode (windows-memory.md §6.4).
+    // Required for providers that log from kernel mode (docs/windows-memory.md §6.4).
     assert!(provider.contains("NonPagedMemory=\"true\""), "{provider}");
     assert!(wprp.contains("<Level Value=\"5\" />"));
     assert!(wprp.contains("LoggingMode=\"File\""));

@@ -80,7 +80,7 @@ const STATUSES: [u32; 15] = [
     0xFFFF_FFFF,
 ];
 
-/// What a status means for a command other than START (`protocol.md` §3).
+/// What a status means for a command other than START (`docs/protocol.md` §3).
 fn class(command: Command, raw: u32) -> Option<Error> {
     match raw {
         0 => None,

@@ -1,5 +1,5 @@
 //! `inf/vmballoon.inx` is a primitive-driver INF whose registry defaults are core's
-//! (`architecture.md`, "Registry parameters"; `windows-memory.md` §4, §5.1). The INF is
+//! (`docs/architecture.md`, "Registry parameters"; `docs/windows-memory.md` §4, §5.1). The INF is
 //! parsed with a small INI reader: sections, `key = value` entries, `;` comments.
 
 use std::collections::BTreeMap;

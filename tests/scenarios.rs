@@ -1005,7 +1005,7 @@ fn assert_clean(file: &str, s: &Summary) {
     assert!(s.hypercalls > 0, "{who}: no hypercall");
 }
 
-// ---- the peer models (issue 6) ------------------------------------------------------
+// ---- the peer models (docs/protocol.md §6.3, §7) ------------------------------------
 
 /// Every peer model keeps the protocol and frees every frame on every scenario, under
 /// both accountings.

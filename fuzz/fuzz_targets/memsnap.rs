@@ -1,6 +1,6 @@
 //! (d) The driver's memory-snapshot parsers (`vmballoon_nt::memory`) on arbitrary byte
 //! buffers and `ReturnLength` values, against the independent reading of
-//! `windows-memory.md` §3.2 in `vmballoon_testkit::memory`.
+//! `docs/windows-memory.md` §3.2 in `vmballoon_testkit::memory`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

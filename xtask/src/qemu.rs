@@ -1,5 +1,5 @@
 //! `cargo xtask qemu-peer`: the backdoor against a real peer, QEMU's `vmport` device
-//! (`protocol.md` §8, issue 7).
+//! (`docs/protocol.md` §8).
 //!
 //! 1. Installs `qemu-system-x86` with apt-get if it is missing (`sudo -n` unless root;
 //!    never removing a package; from backports when `qemu-utils` came from there).

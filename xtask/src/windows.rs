@@ -2,7 +2,7 @@
 //!
 //! **check-windows** type-checks (and lints) the whole driver crate, every `cfg(windows)`
 //! glue module included, for `x86_64-pc-windows-msvc` on a Linux host
-//! (`architecture.md`, "Verification without Windows" §3). The real `wdk*` crates cannot
+//! (`docs/architecture.md`, "Verification without Windows" §3). The real `wdk*` crates cannot
 //! build off Windows (wdk-build's `compile_error!`), so Cargo's `[patch]` swaps in the
 //! mirror in `xtask/mirror/` — exactly the WDK items the glue uses, in bindgen's shape — via
 //! `--config 'patch.crates-io.<crate>.path=...'`, without touching `Cargo.toml`.

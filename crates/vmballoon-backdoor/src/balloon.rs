@@ -30,7 +30,7 @@ impl VmwareBackdoor {
     /// * This object owns `page` exclusively for its lifetime: nothing else reads or
     ///   writes it, except the host during a call.
     /// * `pfn` is the physical frame that holds `page`. The glue allocates it below
-    ///   4 GiB so the PFN also fits a 32-bit EBX (`protocol.md` §5).
+    ///   4 GiB so the PFN also fits a 32-bit EBX (`docs/protocol.md` §5).
     #[must_use]
     pub unsafe fn new(page: NonNull<BatchPage>, pfn: Pfn) -> Self {
         Self {
@@ -60,7 +60,7 @@ impl Backdoor for VmwareBackdoor {
         let batch_pfn = self.batch.map(|(_, pfn)| pfn);
         if names_foreign_page(command, arg1, batch_pfn) {
             // The host would write per-entry statuses into whatever frame RBX names. Refuse
-            // without calling, and answer as an empty port does (`protocol.md` §8): EAX
+            // without calling, and answer as an empty port does (`docs/protocol.md` §8): EAX
             // all ones (FAILURE), RBX and RCX unchanged.
             return RawReply {
                 status: u32::MAX,
@@ -89,7 +89,7 @@ impl Backdoor for VmwareBackdoor {
 }
 
 /// Whether a batched command (6–9) would make the host write a frame other than our
-/// batch page: its RBX is the batch page's PFN (`protocol.md` §2.5).
+/// batch page: its RBX is the batch page's PFN (`docs/protocol.md` §2.5).
 fn names_foreign_page(command: u32, arg1: u64, batch_pfn: Option<Pfn>) -> bool {
     let batched = [
         Command::BatchedLock,

@@ -1,5 +1,5 @@
 //! Is this a VMware guest? CPUID first, then the GETVERSION backdoor call
-//! (`protocol.md` §1.3).
+//! (`docs/protocol.md` §1.3).
 //!
 //! The decision logic ([`detect`], [`decode_getversion`]) runs over a [`Cpu`], so it is
 //! tested on Linux with fakes; [`RealCpu`] is the processor itself.
@@ -69,7 +69,7 @@ pub unsafe trait Cpu {
     unsafe fn getversion(&mut self) -> Registers;
 }
 
-/// The VMware product reported by GETVERSION in ECX (`vm_vmx_type.h`, `protocol.md` §1.3).
+/// The VMware product reported by GETVERSION in ECX (`vm_vmx_type.h`, `docs/protocol.md` §1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmxType {
     /// 0: the host did not set a product type.
@@ -235,7 +235,7 @@ pub fn detect(cpu: &mut impl Cpu) -> Result<Detected, DetectError> {
 ///
 /// [`DetectError::BackdoorAbsent`] otherwise.
 pub fn decode_getversion(reply: Registers) -> Result<Detected, DetectError> {
-    // An unclaimed port reads all ones (QEMU with vmport=off: `protocol.md` §8), and leaves
+    // An unclaimed port reads all ones (QEMU with vmport=off: `docs/protocol.md` §8), and leaves
     // EBX at the !magic we loaded. Linux's test is the same: eax != ~0 && ebx == magic.
     // Both are 32-bit values, so only EBX, not all of RBX, is compared.
     let (eax, ebx) = (reply.eax, reply.ebx());
@@ -292,7 +292,7 @@ mod real {
 
     /// GETVERSION without the CPUID checks, decoded: for diagnostics and for testing
     /// under QEMU, whose vmport answers GETVERSION but whose CPUID says "KVMKVMKVM" or
-    /// "TCGTCGTCGTCG" (`protocol.md` §8).
+    /// "TCGTCGTCGTCG" (`docs/protocol.md` §8).
     ///
     /// # Errors
     ///
@@ -310,7 +310,7 @@ mod real {
     }
 
     /// GETRAMSIZE (command 20), raw. Diagnostics only: the unit differs between QEMU
-    /// (bytes, truncated to 32 bits, EBX = `0x1177`) and VMware (`protocol.md` §8).
+    /// (bytes, truncated to 32 bits, EBX = `0x1177`) and VMware (`docs/protocol.md` §8).
     ///
     /// # Safety
     ///

@@ -3,7 +3,7 @@
 //!
 //! # Two ports
 //!
-//! VMware has two backdoors, both reached with a single `in eax, dx` (`protocol.md` §1.1):
+//! VMware has two backdoors, both reached with a single `in eax, dx` (`docs/protocol.md` §1.1):
 //!
 //! | port | magic in EAX | used for |
 //! |---|---|---|
@@ -22,7 +22,7 @@
 //! are not VMware's and may belong to a device. So a failed CPUID check returns an error
 //! without touching any port.
 //!
-//! QEMU's vmport answers GETVERSION but reports KVM or TCG in CPUID (`protocol.md` §8),
+//! QEMU's vmport answers GETVERSION but reports KVM or TCG in CPUID (`docs/protocol.md` §8),
 //! so [`detect`] rejects it. [`probe_getversion`] skips the CPUID checks for diagnostics
 //! and QEMU tests; its caller promises the port may be touched.
 //!

@@ -47,7 +47,7 @@ pub(crate) unsafe fn port_call(request: Request, shared: *mut BatchPage) -> Regi
     //   backdoor never touches: the protocol is defined on the six legacy GPRs only.
     // * EAX: magic in, status (or version) out. IN writes 32 bits and zero-extends RAX.
     // * RCX: command in, capabilities (START) or product type (GETVERSION) out.
-    // * RDX, RSI: port and argument 2 in, clobbered out (`protocol.md` §1.2).
+    // * RDX, RSI: port and argument 2 in, clobbered out (`docs/protocol.md` §1.2).
     // * RDI: unused by the protocol, but OVT saves all six GPRs around the call because the
     //   host may change EDI, so it is clobbered too.
     unsafe {

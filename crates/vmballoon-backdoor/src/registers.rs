@@ -8,7 +8,7 @@ use vmballoon_core::protocol::{
     BALLOON_PORT, RawReply,
 };
 
-/// The registers loaded before `in eax, dx` (`protocol.md` §1.2 and §1.3).
+/// The registers loaded before `in eax, dx` (`docs/protocol.md` §1.2 and §1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     /// EAX: the magic of the port being called.
@@ -24,7 +24,7 @@ pub struct Request {
 }
 
 impl Request {
-    /// A balloon call: magic `0x456C6D6F` on port `0x5670` (`protocol.md` §1.1, §2).
+    /// A balloon call: magic `0x456C6D6F` on port `0x5670` (`docs/protocol.md` §1.1, §2).
     #[must_use]
     pub fn balloon(command: u32, arg1: u64, arg2: u64) -> Self {
         Self::new(BALLOON_PORT, BALLOON_MAGIC, command, arg1, arg2)
@@ -36,7 +36,7 @@ impl Request {
         Self::new(BACKDOOR_PORT, BACKDOOR_MAGIC, command, arg1, 0)
     }
 
-    /// GETVERSION (command 10), the detection probe (`protocol.md` §1.3).
+    /// GETVERSION (command 10), the detection probe (`docs/protocol.md` §1.3).
     #[must_use]
     pub fn getversion() -> Self {
         // A backdoor proves it is there by echoing the magic into EBX. Start EBX at !magic
@@ -49,7 +49,7 @@ impl Request {
     }
 
     /// GETRAMSIZE (command 20). Diagnostics only: QEMU answers with bytes truncated to
-    /// 32 bits, VMware is usually described as answering in MB (`protocol.md` §8).
+    /// 32 bits, VMware is usually described as answering in MB (`docs/protocol.md` §8).
     #[must_use]
     pub fn getramsize() -> Self {
         Self::backdoor(BACKDOOR_CMD_GETRAMSIZE, u64::from(!BACKDOOR_MAGIC))
@@ -62,7 +62,7 @@ impl Request {
             rbx: arg1,
             // VMware reads only CX (QEMU only CL), and OVT leaves the upper bits as garbage.
             // Linux loads the full value; so do we, zero-extended, so that no host can
-            // mistake stale upper bits for part of the command (`protocol.md` §1.2, §8).
+            // mistake stale upper bits for part of the command (`docs/protocol.md` §1.2, §8).
             rcx: u64::from(command),
             // Same for the port: only DX matters to the `in`; the rest is zeroed.
             rdx: u64::from(port),
@@ -71,7 +71,7 @@ impl Request {
     }
 }
 
-/// The registers read back after `in eax, dx` (`protocol.md` §1.2).
+/// The registers read back after `in eax, dx` (`docs/protocol.md` §1.2).
 ///
 /// RDX, RSI and RDI are clobbered by the call and deliberately not kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -31,7 +31,7 @@ pub struct Transfer {
     pub done: PageMask,
     /// Lock only: pages the host refused but that are worth holding back from the OS
     /// until the end of the cycle so the allocator does not hand them out again
-    /// (PPN_PINNED, PPN_INVALID and the like: `protocol.md` §3 rule 3).
+    /// (PPN_PINNED, PPN_INVALID and the like: `docs/protocol.md` §3 rule 3).
     pub refused: PageMask,
     /// Backdoor calls made.
     pub calls: u32,
@@ -154,7 +154,7 @@ impl<B: Backdoor> Channel<B> {
                     raw: reply.status,
                 });
             }
-            // RESET may arrive as the status of any command (protocol.md §3 rule 1): the host
+            // RESET may arrive as the status of any command (docs/protocol.md §3 rule 1): the host
             // has forgotten every page. No further command but START until the reset is done.
             Status::Reset => {
                 self.session = None;
@@ -437,7 +437,7 @@ impl<B: Backdoor> Channel<B> {
         out
     }
 
-    /// Sorts one page's status into the transfer outcome (`protocol.md` §3, §6.2, §7).
+    /// Sorts one page's status into the transfer outcome (`docs/protocol.md` §3, §6.2, §7).
     fn classify(direction: Direction, status: Status, i: usize, out: &mut Transfer) {
         match (direction, status) {
             (_, Status::Success) => out.done.insert(i),

@@ -1,6 +1,6 @@
 //! The administrator's settings: the registry values under
 //! `HKLM\SYSTEM\CurrentControlSet\Services\vmballoon\Parameters` (all `REG_DWORD`), their
-//! defaults and ranges (`architecture.md`, "Registry parameters"), and the validator that
+//! defaults and ranges (`docs/architecture.md`, "Registry parameters"), and the validator that
 //! turns whatever the registry holds into a [`Config`] without ever failing.
 
 use crate::units::{Duration, Frames};

@@ -5,7 +5,7 @@
 //!
 //! 1. If a reset is pending (at load, or after RESET from any command): give every
 //!    ballooned page back to the OS without UNLOCK (the host has forgotten them), then
-//!    START → batch page → GUEST_ID (`protocol.md` §3 rule 1, Linux `vmballoon_reset`).
+//!    START → batch page → GUEST_ID (`docs/protocol.md` §3 rule 1, Linux `vmballoon_reset`).
 //! 2. TARGET with the guest's RAM in frames.
 //! 3. Batches of up to 512 pages, each preceded by a fresh memory snapshot, the safe
 //!    ceiling and the plan ([`crate::policy`]), until the plan holds or a bound is hit:
@@ -500,7 +500,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     }
 
     /// Returns every page to the OS: START(0) first, so the host ends the session before
-    /// the guest touches pages it just freed (Linux unload order, `protocol.md` §3 rule
+    /// the guest touches pages it just freed (Linux unload order, `docs/protocol.md` §3 rule
     /// 5), then frees every unit without UNLOCK. Returns the frames freed.
     pub fn shutdown(&mut self) -> Frames {
         if self.channel.session().is_some() {
@@ -539,7 +539,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         }
     }
 
-    /// The reset sequence (`protocol.md` §3 rule 1; Linux `vmballoon_reset`).
+    /// The reset sequence (`docs/protocol.md` §3 rule 1; Linux `vmballoon_reset`).
     #[inline(never)]
     fn reset(&mut self, now: Instant, report: &mut TickReport) {
         // The host has forgotten every page (or never had any): give them back at once, even
@@ -551,7 +551,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         match self.channel.start(Capabilities::REQUESTED) {
             Ok(session) => {
                 // With batching granted the batch page is required; without one, close the
-                // session with START(0) and retry next tick (protocol.md §4 step 3).
+                // session with START(0) and retry next tick (docs/protocol.md §4 step 3).
                 if session.mode == LockMode::Batched
                     && self.channel.backdoor_mut().batch_page().is_none()
                 {
@@ -592,7 +592,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             return;
         }
         // TARGET's limit is the guest's RAM in frames: every open driver sends it
-        // (protocol.md §2.2). Without a snapshot yet, skip the tick.
+        // (docs/protocol.md §2.2). Without a snapshot yet, skip the tick.
         if self.total.is_zero() {
             return;
         }
@@ -1041,7 +1041,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
 
     /// Moves the `count` staged blocks as 2 MiB pages (LOCK or UNLOCK) and puts each where
     /// it now belongs: LOCK taken → the Large shelf, LOCK refused or not done → back to the
-    /// OS (2 MiB refusals are not held: `protocol.md` §3 rule 3); UNLOCK done → back to the
+    /// OS (2 MiB refusals are not held: `docs/protocol.md` §3 rule 3); UNLOCK done → back to the
     /// OS, UNLOCK failed → set aside on the Large shelf. `None` after a RESET (every unit
     /// has then been freed).
     #[inline(never)]

@@ -17,7 +17,7 @@ pub enum StorePosition {
 
 /// What a unit of balloon memory is. The unit of allocation is the unit of freeing: in the
 /// driver one MDL from `MmAllocatePagesForMdlEx`, which goes back to Windows whole, exactly
-/// once, and is never modified (`windows-memory.md` §1.3).
+/// once, and is never modified (`docs/windows-memory.md` §1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnitKind {
     /// One whole 2 MiB block: 512 frames, physically contiguous and 2 MiB-aligned. A balloon
@@ -94,7 +94,7 @@ pub const PARK_CAPACITY: usize = 32;
 /// * every unit is returned whole, exactly once, through [`PageAllocator::free`] — there is
 ///   no way to free part of a unit, and nothing modifies a unit between allocation and free
 ///   (in the driver: `MmFreePagesFromMdl` then `ExFreePool` on the untouched MDL that
-///   `MmAllocatePagesForMdlEx` returned, `windows-memory.md` §1.3);
+///   `MmAllocatePagesForMdlEx` returned, `docs/windows-memory.md` §1.3);
 /// * a unit is freed only when the host holds none of its pages;
 /// * a unit is either in the engine's hands (staged for one batch), or stored by the
 ///   platform (on a shelf when the host holds all of it, parked when it holds part of it):
@@ -106,7 +106,7 @@ pub trait PageAllocator {
 
     /// Allocates one whole, 2 MiB-aligned 2 MiB block, not zeroed, without waiting and
     /// without making Windows build one (`MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS` with a
-    /// 2 MiB skip, `MM_ALLOCATE_FAST_LARGE_PAGES`, `windows-memory.md` §1.4). `None` when no
+    /// 2 MiB skip, `MM_ALLOCATE_FAST_LARGE_PAGES`, `docs/windows-memory.md` §1.4). `None` when no
     /// whole block is free.
     fn allocate_block(&mut self) -> Option<Self::Unit>;
 
@@ -182,7 +182,7 @@ pub struct MemorySnapshot {
     /// RAM the OS manages (ballooned pages included).
     pub total: Frames,
     /// Resident available: pages that could still be made non-pageable. Every pinned
-    /// page, and every ballooned page, is charged to it (`windows-memory.md` §3.1).
+    /// page, and every ballooned page, is charged to it (`docs/windows-memory.md` §3.1).
     pub resident_available: Option<Frames>,
     /// Available pages (free + zeroed + standby).
     pub available: Option<Frames>,
@@ -193,7 +193,7 @@ pub struct MemorySnapshot {
     /// `\KernelObjects\LowMemoryCondition` is signalled.
     pub low_memory: bool,
     /// `\KernelObjects\MaximumCommitCondition` is signalled: the commit charge is near
-    /// the commit limit (`windows-memory.md` §3). Treated like `low_memory`: guest
+    /// the commit limit (`docs/windows-memory.md` §3). Treated like `low_memory`: guest
     /// pressure that the balloon answers by deflating.
     pub high_commit: bool,
     /// Pinned memory by kind, where known.

@@ -1,8 +1,8 @@
-//! The balloon policy, as pure functions: the safe ceiling (`architecture.md`, "The safe
+//! The balloon policy, as pure functions: the safe ceiling (`docs/architecture.md`, "The safe
 //! ceiling") and the per-tick plan.
 //!
 //! Every ballooned page is charged by Windows to *resident available* memory and to
-//! *commit*, exactly like pinned memory (`windows-memory.md` §1.6, §3). So the balloon may
+//! *commit*, exactly like pinned memory (`docs/windows-memory.md` §1.6, §3). So the balloon may
 //! grow only while both keep a floor:
 //!
 //! ```text
@@ -173,7 +173,7 @@ pub struct Ceiling {
 pub const SLACK: Frames = PageSize::Large.frames();
 
 /// The automatic resident-available floor for a guest with `total` RAM: the Linux
-/// `hv_balloon` piecewise-linear floor (`windows-memory.md` §7.1). 488 MiB at 4 GiB,
+/// `hv_balloon` piecewise-linear floor (`docs/windows-memory.md` §7.1). 488 MiB at 4 GiB,
 /// 1000 MiB at 16 GiB.
 #[must_use]
 pub const fn auto_reserve(total: Frames) -> Frames {

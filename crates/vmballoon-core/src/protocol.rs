@@ -1,4 +1,4 @@
-//! The VMware balloon wire protocol (`protocol.md` §1–§5): ports and magics, command
+//! The VMware balloon wire protocol (`docs/protocol.md` §1–§5): ports and magics, command
 //! numbers, status codes, capability bits and their negotiation, guest types, the batch
 //! page, and the [`Backdoor`] trait that carries one register-level call.
 //!
@@ -6,7 +6,7 @@
 
 use crate::units::{FRAME_BYTES, Pfn};
 
-/// I/O port of the balloon backdoor (`protocol.md` §1.1). Not the general backdoor port.
+/// I/O port of the balloon backdoor (`docs/protocol.md` §1.1). Not the general backdoor port.
 pub const BALLOON_PORT: u16 = 0x5670;
 /// Magic the balloon backdoor expects in EAX ("Elmo" as big-endian bytes).
 pub const BALLOON_MAGIC: u32 = 0x456C_6D6F;
@@ -14,12 +14,12 @@ pub const BALLOON_MAGIC: u32 = 0x456C_6D6F;
 pub const BACKDOOR_PORT: u16 = 0x5658;
 /// Magic of the general backdoor ("VMXh"); GETVERSION echoes it in EBX.
 pub const BACKDOOR_MAGIC: u32 = 0x564D_5868;
-/// General-backdoor command: get the backdoor version (`protocol.md` §1.3).
+/// General-backdoor command: get the backdoor version (`docs/protocol.md` §1.3).
 pub const BACKDOOR_CMD_GETVERSION: u32 = 10;
 /// General-backdoor command: guest RAM size (QEMU reports bytes, truncated to 32 bits).
 pub const BACKDOOR_CMD_GETRAMSIZE: u32 = 20;
 
-/// A balloon command, with its number on the wire (`protocol.md` §2).
+/// A balloon command, with its number on the wire (`docs/protocol.md` §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum Command {
@@ -44,7 +44,7 @@ pub enum Command {
     /// BATCHED_2M_UNLOCK: take back up to 512 2 MiB pages listed in the batch page.
     Batched2mUnlock = 9,
     /// VMCI_DOORBELL_SET: register a wakeup doorbell. vmballoon never requests the
-    /// capability and never sends it (`protocol.md` §2.6: polling is the designed path).
+    /// capability and never sends it (`docs/protocol.md` §2.6: polling is the designed path).
     VmciDoorbellSet = 10,
 }
 
@@ -97,7 +97,7 @@ impl Command {
         }
     }
 
-    /// Whether a successful reply carries the new target in EBX (`protocol.md` §2:
+    /// Whether a successful reply carries the new target in EBX (`docs/protocol.md` §2:
     /// commands 1, 2, 3, 6, 7, 8, 9; Linux's `VMW_BALLOON_CMD_WITH_TARGET_MASK`). The
     /// channel takes the target from exactly these replies, in its one call path.
     #[must_use]
@@ -129,7 +129,7 @@ impl Command {
     }
 }
 
-/// A status the host returns in EAX, or in the low 5 bits of a batch entry (`protocol.md` §3).
+/// A status the host returns in EAX, or in the low 5 bits of a batch entry (`docs/protocol.md` §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     /// 0: success.
@@ -255,7 +255,7 @@ impl Status {
     }
 }
 
-/// A set of capability bits (`protocol.md` §4).
+/// A set of capability bits (`docs/protocol.md` §4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Capabilities(u32);
 
@@ -276,7 +276,7 @@ impl Capabilities {
     pub const TARGET_64BIT: Self = Self(0x20);
 
     /// What vmballoon asks for in START: BASIC | BATCHED | BATCHED_2M | 64-bit target
-    /// (`0x2E`), never the doorbell (`protocol.md` §10.2).
+    /// (`0x2E`), never the doorbell (`docs/protocol.md` §10.2).
     pub const REQUESTED: Self =
         Self(Self::BASIC.0 | Self::BATCHED.0 | Self::BATCHED_2M.0 | Self::TARGET_64BIT.0);
 
@@ -328,14 +328,14 @@ pub struct Session {
     pub capabilities: Capabilities,
     /// Single-page or batched lock and unlock.
     pub mode: LockMode,
-    /// Whether 2 MiB pages may be used (only with batching: `protocol.md` §4 rule 4).
+    /// Whether 2 MiB pages may be used (only with batching: `docs/protocol.md` §4 rule 4).
     pub large_pages: bool,
     /// Whether TARGET's limit and result, and single-page PFNs, travel as 64-bit values.
     pub target_64bit: bool,
 }
 
 impl Session {
-    /// Negotiate from the START reply, as `protocol.md` §4 prescribes.
+    /// Negotiate from the START reply, as `docs/protocol.md` §4 prescribes.
     ///
     /// * `0x03000000`: the granted capabilities are in ECX. A host that grants bits the guest
     ///   did not request is ignored for those bits (the host is supposed to AND them).
@@ -393,7 +393,7 @@ impl Session {
     }
 }
 
-/// Guest OS types for GUEST_ID (`protocol.md` §2.4).
+/// Guest OS types for GUEST_ID (`docs/protocol.md` §2.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum GuestType {
@@ -421,7 +421,7 @@ pub const GUEST_TYPE: GuestType = GuestType::WindowsNt5;
 /// Entries in the batch page: one 4 KiB page of little-endian u64s.
 pub const BATCH_CAPACITY: usize = 512;
 
-// The batch page is exactly one 4 KiB frame of 8-byte entries (`protocol.md` §5).
+// The batch page is exactly one 4 KiB frame of 8-byte entries (`docs/protocol.md` §5).
 const _: () = assert!((BATCH_CAPACITY * core::mem::size_of::<u64>()) as u64 == FRAME_BYTES);
 
 /// The 4 KiB page shared with the host for batched commands. The guest writes entries
@@ -452,7 +452,7 @@ impl Default for BatchPage {
 }
 
 /// One batch entry: bits 63..12 the page's physical address (its PFN << 12), bits 11..5
-/// reserved (zero), bits 4..0 the host's per-entry status (`protocol.md` §5).
+/// reserved (zero), bits 4..0 the host's per-entry status (`docs/protocol.md` §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchEntry(u64);
 
@@ -498,7 +498,7 @@ impl BatchEntry {
     }
 }
 
-/// The register image of one balloon reply (`protocol.md` §1.2).
+/// The register image of one balloon reply (`docs/protocol.md` §1.2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RawReply {
     /// EAX: the status. `IN EAX, DX` zero-extends, so it is a `u32`.
@@ -511,7 +511,7 @@ pub struct RawReply {
 
 /// One register-level hypervisor call plus the page shared with the host.
 ///
-/// The contract of [`Backdoor::call`] (`protocol.md` §1.2):
+/// The contract of [`Backdoor::call`] (`docs/protocol.md` §1.2):
 ///
 /// | register | in | out |
 /// |---|---|---|

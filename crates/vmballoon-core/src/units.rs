@@ -16,7 +16,7 @@ const LARGE_SHIFT: u32 = 9;
 const FRAMES_PER_MIB: u64 = (1024 * 1024) / FRAME_BYTES;
 
 /// A number of 4 KiB guest frames: the unit of every balloon size and target
-/// (`protocol.md` §2.2: "the unit stays 4 KiB frames even when 2 MiB pages are in use").
+/// (`docs/protocol.md` §2.2: "the unit stays 4 KiB frames even when 2 MiB pages are in use").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Frames(u64);
 
@@ -215,7 +215,7 @@ pub enum PageSize {
 }
 
 impl PageSize {
-    /// Both sizes, small first: the deflate order (`protocol.md` §6.3: deflate starts with 4K).
+    /// Both sizes, small first: the deflate order (`docs/protocol.md` §6.3: deflate starts with 4K).
     pub const ALL: [Self; 2] = [Self::Small, Self::Large];
 
     /// Frames in one page of this size.

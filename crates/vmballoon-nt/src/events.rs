@@ -400,7 +400,7 @@ pub struct OsVersion {
 }
 
 /// The once-at-start `MemoryLayout` event: the OS build and the reply sizes the memory
-/// snapshot uses (`windows-memory.md` §3.2: the layouts are not documented, so a trace of
+/// snapshot uses (`docs/windows-memory.md` §3.2: the layouts are not documented, so a trace of
 /// a misbehaving guest must say which ones were trusted, and on which build).
 #[must_use]
 pub fn layout_event(os: OsVersion, layout: &Layout) -> Event {

@@ -1,5 +1,5 @@
 //! Parsing of the `ZwQuerySystemInformation` memory classes into a core
-//! [`MemorySnapshot`] (`windows-memory.md` §3.2). Portable: the glue hands over the raw
+//! [`MemorySnapshot`] (`docs/windows-memory.md` §3.2). Portable: the glue hands over the raw
 //! buffer and `ReturnLength`, and everything here is tested on Linux with byte buffers for
 //! each Windows size variant.
 //!
@@ -77,7 +77,7 @@ pub const PERFORMANCE_MAX_SIZE: usize = 0x178;
 /// `sizeof(SYSTEM_MEMORY_USAGE_INFORMATION)`.
 pub const MEMORY_USAGE_SIZE: usize = 0x38;
 
-/// Field offsets (x64), `windows-memory.md` §3.2.
+/// Field offsets (x64), `docs/windows-memory.md` §3.2.
 mod off {
     /// `SYSTEM_BASIC_INFORMATION.PageSize` (ULONG).
     pub const BASIC_PAGE_SIZE: usize = 0x08;

@@ -1,7 +1,7 @@
 //! What the kernel's callbacks tell the worker, and what the worker does about it.
 //!
 //! Two callbacks run on threads that are not the worker's and must return at once:
-//! * `\Callback\PowerState` (`windows-memory.md` §5.2), at IRQL <= DISPATCH_LEVEL, before
+//! * `\Callback\PowerState` (`docs/windows-memory.md` §5.2), at IRQL <= DISPATCH_LEVEL, before
 //!   the system set-power IRP of a sleep, hibernate or shutdown, and again when the system
 //!   is back in S0;
 //! * the load-image notify routine (`PsSetLoadImageNotifyRoutineEx`), at PASSIVE_LEVEL in

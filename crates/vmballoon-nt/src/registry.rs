@@ -1,5 +1,5 @@
 //! What one `WdfRegistryQueryULong` answer means for the core's config validator
-//! (`windows-memory.md` §4). Portable, so it is unit-tested on Linux; the glue's `src/registry.rs`
+//! (`docs/windows-memory.md` §4). Portable, so it is unit-tested on Linux; the glue's `src/registry.rs`
 //! calls it with the real NTSTATUS.
 
 use vmballoon_core::config::RawValue;

@@ -2,7 +2,7 @@
 //! memory signals: the timing decisions of the worker as a small portable state machine,
 //! so the kernel loop in the glue's `src/worker.rs` only waits and dispatches.
 //!
-//! The signals are two documented standard event objects (`windows-memory.md` §3.3):
+//! The signals are two documented standard event objects (`docs/windows-memory.md` §3.3):
 //! `\KernelObjects\LowMemoryCondition` (free physical memory is low) and
 //! `\KernelObjects\MaximumCommitCondition` (the commit charge is near the maximum commit
 //! limit, which the page file can no longer grow). Both are notification events that stay
@@ -31,7 +31,7 @@ use vmballoon_core::engine::TickReport;
 use vmballoon_core::platform::MemorySnapshot;
 use vmballoon_core::units::{Duration, Instant};
 
-/// The longest time between two registry reads (`architecture.md`: "at least every 10 s").
+/// The longest time between two registry reads (`docs/architecture.md`: "at least every 10 s").
 pub const REGISTRY_PERIOD: Duration = Duration::from_secs(10);
 
 /// How often the registry is retried while no read has succeeded yet (no tick runs).

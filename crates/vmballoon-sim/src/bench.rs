@@ -616,7 +616,7 @@ impl CpuMeasurements {
     }
 }
 
-/// A budget from issue 6, next to the measured value.
+/// A performance budget (README, "Performance"), next to the measured value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Budget {
     /// What is budgeted.

@@ -1,4 +1,4 @@
-//! The `vmballoon-sim` command line (`scenario-format.md`, "Command line"), as a library
+//! The `vmballoon-sim` command line (`docs/scenario-format.md`, "Command line"), as a library
 //! function so tests run it in-process with arguments and captured output.
 //!
 //! ```text
@@ -36,7 +36,7 @@ pub const EXIT_USAGE: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "vmballoon-sim", version, about, long_about = None)]
 pub struct Cli {
-    /// Scenario file (TOML, see scenario-format.md); none runs the built-in KB 340369
+    /// Scenario file (TOML, see docs/scenario-format.md); none runs the built-in KB 340369
     /// scenario.
     #[arg(value_name = "SCENARIO.toml")]
     pub scenario: Option<PathBuf>,

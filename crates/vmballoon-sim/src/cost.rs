@@ -18,7 +18,7 @@
 //! | an allocation that waits for the working-set manager (OVT CANSLEEP) | [`crate::guest::PeerPages`] | `trim_wait_ns`, `page_out_ns` |
 //!
 //! Every figure is a parameter. None of them is a measurement of a real VMware host (its
-//! balloon handler is closed source, and `protocol.md` §11 forbids using leaked vmkernel
+//! balloon handler is closed source, and `docs/protocol.md` §11 forbids using leaked vmkernel
 //! code); each default states its source or the reasoning behind it, and the benchmark
 //! report shows how much each term contributes, so a reader can rescale. Every timing the
 //! simulator derives from this model is labelled *modelled*.
@@ -73,9 +73,9 @@ pub struct CostModel {
     /// single-core `memset` bandwidth of a current server core (DDR4/DDR5: 10–20 GB/s
     /// with non-temporal stores). 4 KiB then costs ≈ 410 ns, 2 MiB ≈ 210 µs. Zeroing a
     /// page the host had reclaimed also makes the host back it again (an EPT fault per
-    /// page); that is not modelled. vmballoon (like virtio-win, `windows-memory.md` §1.3)
+    /// page); that is not modelled. vmballoon (like virtio-win, `docs/windows-memory.md` §1.3)
     /// passes `MM_DONT_ZERO_ALLOCATION`; Linux's balloon allocations have no `__GFP_ZERO`
-    /// (`protocol.md` §6.3), and OVT's allocation types name no zeroing (§7): no modelled
+    /// (`docs/protocol.md` §6.3), and OVT's allocation types name no zeroing (§7): no modelled
     /// driver zeroes.
     pub zero_bytes_per_s: u64,
     /// Guest: `MmFreePagesFromMdl` per 4 KiB page. **60 ns** (assumption).
@@ -234,7 +234,7 @@ fn frames(size: PageSize) -> u64 {
 }
 
 impl CostModel {
-    /// A model in which nothing costs time (the simulator as it was before issue 6: every
+    /// A model in which nothing costs time (the simulator before it had a cost model: every
     /// tick is instantaneous).
     #[must_use]
     pub const fn free() -> Self {
@@ -364,7 +364,7 @@ pub const SEGMENT_HEAP_SMALL_MAX: u64 = 508 * 1024;
 
 /// The guest's modified page writer: bytes of dirty pages written to the page file per
 /// second, after which they are standby pages, available again (the guest model's
-/// trimming, `windows-memory.md` §3.6). **128 MiB/s.** An assumption, not a measurement:
+/// trimming, `docs/windows-memory.md` §3.6). **128 MiB/s.** An assumption, not a measurement:
 /// Microsoft documents only that the system "may start writing dirty transition pages to
 /// their backing store as soon as such pages become available", not how fast; 128 MiB/s
 /// is a modest sequential write rate for a virtual disk on SSD-backed storage (a
@@ -373,7 +373,7 @@ pub const SEGMENT_HEAP_SMALL_MAX: u64 = 508 * 1024;
 /// includes it.
 pub const PAGE_WRITE_BYTES_PER_S: u64 = 128 * 1024 * 1024;
 
-/// `sizeof(MDL)` on x64 (`windows-memory.md` §1.5): the PFN array follows it.
+/// `sizeof(MDL)` on x64 (`docs/windows-memory.md` §1.5): the PFN array follows it.
 pub const MDL_HEADER_BYTES: u64 = 0x30;
 
 /// Bytes of one PFN entry on x64.

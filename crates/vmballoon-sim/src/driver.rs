@@ -30,10 +30,10 @@ pub enum DriverKind {
     Vmballoon,
     /// A pinned-page-unaware balloon (VMware's stock behaviour, KB 340369).
     Naive,
-    /// The current Linux `vmw_balloon` (`protocol.md` §6.3): no rate limit, batched
+    /// The current Linux `vmw_balloon` (`docs/protocol.md` §6.3): no rate limit, batched
     /// 4 KiB and 2 MiB pages.
     LinuxVmw,
-    /// open-vm-tools' classic balloon with adaptive rates (`protocol.md` §7).
+    /// open-vm-tools' classic balloon with adaptive rates (`docs/protocol.md` §7).
     OvtClassic,
 }
 

@@ -1,5 +1,5 @@
 //! [`HostModel`]: a behavioural model of the VMware host side of the balloon protocol
-//! (`protocol.md` §2–§5, §9), with a protocol checker; and [`FakeHost`], the handle that
+//! (`docs/protocol.md` §2–§5, §9), with a protocol checker; and [`FakeHost`], the handle that
 //! implements the core's [`Backdoor`] over it.
 //!
 //! # What the host does
@@ -7,13 +7,13 @@
 //! * **START** ANDs the guest's requested capabilities with the configured ones and answers
 //!   `0x03000000` with the grant in RCX; a legacy host (`capabilities = []`) answers `0`
 //!   (BASIC only). START (re)opens the session and forgets every page (the reset and
-//!   unload paths rely on it: `protocol.md` §2.1).
+//!   unload paths rely on it: `docs/protocol.md` §2.1).
 //! * **TARGET** answers the scheduled target (frames), capped by the host-side
 //!   `max_balloon_percent` of RAM (`Mem.CtlMaxPercent`) and by the guest's limit argument
 //!   when non-zero, and to 32 bits unless 64-bit targets were granted.
 //! * **LOCK / UNLOCK / BATCHED_*** read the PPN or the batch page, write each entry's
 //!   status, and answer the target in RBX. A 2 MiB page is 512 frames.
-//! * Injected behaviour (the hostile mode of `scenario-format.md`): `host_reset` (the host
+//! * Injected behaviour (the hostile mode of `docs/scenario-format.md`): `host_reset` (the host
 //!   forgets every page at once and answers RESET to the next call other than START),
 //!   `host_busy_calls N` (the next N calls that read the target or move pages are answered
 //!   BUSY; START and GUEST_ID are not, so a guest can always close the session before
@@ -21,14 +21,14 @@
 //!   PPN_PINNED), `host_entry_status` (the next N pages offered — or given back, with
 //!   `on = "unlock"` — are answered PPN_NOTNEEDED, BUSY or RESET: per entry in a batch, as
 //!   the call's status of a single-page LOCK / UNLOCK; `balloon_def.h`'s
-//!   `Balloon_BatchSetStatus` allows per-entry values up to BUSY, `protocol.md` §3), and
+//!   `Balloon_BatchSetStatus` allows per-entry values up to BUSY, `docs/protocol.md` §3), and
 //!   `host_target_after_locks` (the reply to the K-th LOCK-family call from now carries a
 //!   new target, so a target lowered in the middle of a pass can be tested,
-//!   `protocol.md` §2). An injected answer is taken by the next page offered, in the order
+//!   `docs/protocol.md` §2). An injected answer is taken by the next page offered, in the order
 //!   the injections were made. A RESET that is a call's status (single-page mode) is a
 //!   real reset: the host forgets every page and wants START, as for `host_reset`; a
 //!   RESET written into one batch entry only refuses that page (neither open driver
-//!   resets the session on it, `protocol.md` §6.3, §7).
+//!   resets the session on it, `docs/protocol.md` §6.3, §7).
 //!
 //! # What the checker records (each is a guest bug)
 //!
@@ -43,15 +43,15 @@
 //!
 //! Two rules are **guest-conformance rules**, derived from what both open drivers do
 //! rather than from documented host behaviour (whether a real ESXi rejects these calls is
-//! not public, `protocol.md` §11):
+//! not public, `docs/protocol.md` §11):
 //!
 //! * a 2 MiB command (BATCHED_2M_LOCK / UNLOCK) in a session without BATCHED: 2 MiB pages
 //!   travel only in batches, and a guest without BATCHED has no batch page (Linux
 //!   `vmballoon_send_start`: "2MB pages are only supported with batching",
-//!   `protocol.md` §4 rule 4);
+//!   `docs/protocol.md` §4 rule 4);
 //! * a TARGET whose limit (EBX) does not fit in 32 bits without the 64-bit-target
 //!   capability (Linux `vmballoon_send_get_target` refuses to send it, "as required by the
-//!   host-guest protocol"; OVT truncates it: `protocol.md` §2.2).
+//!   host-guest protocol"; OVT truncates it: `docs/protocol.md` §2.2).
 
 use std::collections::VecDeque;
 

@@ -9,7 +9,7 @@
 //! * [`FakeGuest`] ([`guest`]): the Windows memory manager (RAM in 2 MiB blocks, resident
 //!   available and commit accounting, `MmAllocatePagesForMdlEx`, pinned memory by kind,
 //!   `LowMemoryCondition`);
-//! * [`Scenario`] ([`scenario`]): the TOML scenario format of `scenario-format.md`;
+//! * [`Scenario`] ([`scenario`]): the TOML scenario format of `docs/scenario-format.md`;
 //! * [`runner`]: simulated time, events and ticks; [`report`]: summary and timeline;
 //!   [`plot`]: the SVG; [`cli`]: the `vmballoon-sim` command line;
 //! * [`BalloonDriver`] ([`driver`]): the seam for a balloon driver under test: the engine

@@ -1,5 +1,5 @@
 //! What a run reports: the [`Summary`] (`--json`, the stdout table) and the
-//! [`TimelineRow`]s (`--timeline` CSV), in the shapes `scenario-format.md` fixes.
+//! [`TimelineRow`]s (`--timeline` CSV), in the shapes `docs/scenario-format.md` fixes.
 //!
 //! Sizes are whole MiB, rounded down (the format's unit); times are seconds. Timings
 //! derived from the cost model ([`crate::cost`]) are labelled *modelled* (`modelled_*`
@@ -25,7 +25,7 @@ use vmballoon_core::units::{Duration, Frames};
 
 use crate::cost::CostMeter;
 
-/// The summary of one run. The first fifteen fields are the keys `scenario-format.md`
+/// The summary of one run. The first fifteen fields are the keys `docs/scenario-format.md`
 /// requires, in its order; the rest are extras.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
@@ -66,7 +66,7 @@ pub struct Summary {
     /// empty.
     pub frames_moved_per_final_gib: Option<f64>,
     /// Extra: simulated seconds during which `LowMemoryCondition` was signalled and the
-    /// balloon had grown within the last poll interval (`scenario-format.md`).
+    /// balloon had grown within the last poll interval (`docs/scenario-format.md`).
     pub low_memory_inflating_s: f64,
     /// Extra: the balloon's time-weighted mean over the run (MiB).
     pub mean_balloon_mib: f64,

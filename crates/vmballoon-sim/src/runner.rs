@@ -272,7 +272,7 @@ impl<'a> Runner<'a> {
 
     /// Closes the time integrals up to `until` (ns) with the state the last instant left:
     /// `LowMemoryCondition` signalled within one poll interval of the balloon's last growth
-    /// counts toward `low_memory_inflating_s` (`scenario-format.md`), and the balloon
+    /// counts toward `low_memory_inflating_s` (`docs/scenario-format.md`), and the balloon
     /// toward its mean.
     fn account(&mut self, until: u64) {
         let sp = &mut self.spans;

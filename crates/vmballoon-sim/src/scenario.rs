@@ -1,4 +1,4 @@
-//! Scenario files (`scenario-format.md`): loading, validation, and one-line errors that
+//! Scenario files (`docs/scenario-format.md`): loading, validation, and one-line errors that
 //! name the file, the line and the key.
 //!
 //! The file is parsed into toml's spanned document tree ([`toml::de::DeTable`]) and read

@@ -157,7 +157,7 @@ impl World {
         self.clock.now()
     }
 
-    /// Applies one scenario event now (`scenario-format.md`, "Semantics the model
+    /// Applies one scenario event now (`docs/scenario-format.md`, "Semantics the model
     /// follows"): the runner and the emulation server both apply events through it.
     pub fn apply(&mut self, action: &Action) {
         let now = self.clock.now();

@@ -4,7 +4,7 @@
 //! writes anything into the batch page. Used by `tests/properties.rs` and the
 //! `channel_reply` fuzz target.
 //!
-//! The expected outcome is computed here from `protocol.md` §3–§5 and the decisions the
+//! The expected outcome is computed here from `docs/protocol.md` §3–§5 and the decisions the
 //! core documents (a rewritten address is "not done", a batch failure overrides entry
 //! statuses, a target too wide for a 32-bit session is rejected but does not undo the
 //! pages), without calling the channel's own helpers.
@@ -112,7 +112,7 @@ impl Backdoor for CaseHost {
     }
 }
 
-/// The error a reply status means for `command`, by `protocol.md` §3 (`None`: success).
+/// The error a reply status means for `command`, by `docs/protocol.md` §3 (`None`: success).
 #[must_use]
 pub fn expected_error(command: Command, status: u32) -> Option<Error> {
     match status {
@@ -128,7 +128,7 @@ pub fn expected_error(command: Command, status: u32) -> Option<Error> {
     }
 }
 
-/// The session START gives, by `protocol.md` §4: (batched, large pages, 64-bit targets),
+/// The session START gives, by `docs/protocol.md` §4: (batched, large pages, 64-bit targets),
 /// or `None`.
 #[must_use]
 pub fn expected_session(status: u32, rcx: u64) -> Option<(bool, bool, bool)> {

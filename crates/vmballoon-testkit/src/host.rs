@@ -28,7 +28,7 @@ use vmballoon_sim::world::SharedWorld;
 
 use crate::oracle::{Oracle, safe_ceiling};
 
-/// EAX values with a meaning (`protocol.md` §3).
+/// EAX values with a meaning (`docs/protocol.md` §3).
 pub mod status {
     /// SUCCESS.
     pub const SUCCESS: u32 = 0;
@@ -181,7 +181,7 @@ impl Hostile {
 
     fn start(&mut self, arg1: u64, plan: Reply) -> RawReply {
         // START ends the session in the host model whatever the answer: it forgets every
-        // page, as the reset and unload paths rely on (protocol.md §2.1).
+        // page, as the reset and unload paths rely on (docs/protocol.md §2.1).
         let inner = self.inner.call(0, arg1, 0);
         let granted = match inner.status {
             status::SUCCESS_WITH_CAPS => inner.capabilities & 0xFFFF_FFFF,

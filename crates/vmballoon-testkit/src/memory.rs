@@ -1,4 +1,4 @@
-//! An independent reading of `windows-memory.md` §3.2 checked against the driver's
+//! An independent reading of `docs/windows-memory.md` §3.2 checked against the driver's
 //! memory-information parsers (`vmballoon_nt::memory`): [`check`], used by
 //! `tests/properties.rs` and the `memsnap` fuzz target.
 //!

@@ -55,7 +55,7 @@ impl Oracle {
     }
 }
 
-/// The safe ceiling of `architecture.md`, recomputed here from the formula (not with the
+/// The safe ceiling of `docs/architecture.md`, recomputed here from the formula (not with the
 /// engine's `policy::ceiling`), in frames:
 /// `min(target, MaxBalloonMB, MaxBalloonPercent of RAM, balloon + (ResidentAvailable −
 /// reserve), balloon + (CommitLimit − Committed − max(reserve, available floor)),

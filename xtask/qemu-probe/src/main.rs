@@ -1,7 +1,7 @@
 //! `vmballoon-qemu-probe`: the guest half of `cargo xtask qemu-peer`.
 //!
 //! The one implementation of the VMware backdoor we can run in CI is QEMU's `vmport`
-//! device (`protocol.md` §8). `cargo xtask qemu-peer` builds this crate as a static
+//! device (`docs/protocol.md` §8). `cargo xtask qemu-peer` builds this crate as a static
 //! `x86_64-unknown-linux-musl` binary, boots it as `/init` (PID 1) of a Debian cloud
 //! kernel in `qemu-system-x86_64 -machine pc,vmport=on|off -accel tcg` and reads the
 //! verdict from the serial console and from QEMU's exit status.

@@ -95,7 +95,7 @@ struct World {
 /// A simple guest for engine tests: RAM as a frame bitmap, OS-locked and pinned memory
 /// taken from the top, the balloon allocating from the bottom (2 MiB pages from whole free
 /// aligned blocks), resident available and commit charged exactly like Windows charges
-/// MDL allocations (`windows-memory.md` §1.6). Handles share one world.
+/// MDL allocations (`docs/windows-memory.md` §1.6). Handles share one world.
 #[derive(Clone, Debug)]
 pub struct FakeWorld {
     world: Rc<RefCell<World>>,
@@ -210,7 +210,7 @@ impl FakeWorld {
     }
 
     /// How much of the balloon's MDL pages the resident-available and commit figures are
-    /// charged, in percent (100 = charged like `windows-memory.md` §1.6 describes, 0 = not
+    /// charged, in percent (100 = charged like `docs/windows-memory.md` §1.6 describes, 0 = not
     /// at all). The engine measures this rather than assuming it.
     pub fn charge_mdl_pages(&self, resident_percent: u64, commit_percent: u64) {
         self.world.borrow_mut().charge_percent = (resident_percent, commit_percent);

@@ -61,7 +61,7 @@ pub(super) fn hygiene(suite: &Suite) -> (u64, u64, usize) {
     })
 }
 
-/// The budgets of issue 6, measured.
+/// The performance budgets (README, "Performance"), measured.
 #[must_use]
 pub fn budgets(suite: &Suite, cpu: &CpuMeasurements) -> Vec<Budget> {
     let vm = DriverKind::Vmballoon;

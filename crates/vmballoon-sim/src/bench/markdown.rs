@@ -78,7 +78,7 @@ pub fn markdown(suite: &Suite, cpu: &CpuMeasurements, elapsed_s: Option<f64>) ->
         w,
         "Written by `cargo xtask bench` ({}). Every policy runs on the same scenarios in one \
          run: **vmballoon** (the core engine), **linux-vmw** (current Linux `vmw_balloon`, \
-         `protocol.md` §6.3), **ovt-classic** (open-vm-tools `vmballoon.c`, §7) and **naive** \
+         `docs/protocol.md` §6.3), **ovt-classic** (open-vm-tools `vmballoon.c`, §7) and **naive** \
          (a pinned-page-unaware port of the Linux loop, KB 340369). Times are *modelled*: \
          the simulator charges every backdoor call, host page operation, allocation, free, \
          MDL and snapshot its cost from the cost model (section 7) to the simulated clock. \

@@ -343,7 +343,7 @@ impl GuestModel {
 
     /// Takes up to `n` available frames for `owner`: free frames as `placement` says, then
     /// standby pages (Windows repurposes its standby cache only once the free and zeroed
-    /// lists are empty: an assumption, `windows-memory.md` §3.6). Returns the frames taken.
+    /// lists are empty: an assumption, `docs/windows-memory.md` §3.6). Returns the frames taken.
     pub(super) fn take_available(
         &mut self,
         n: u64,
@@ -431,7 +431,7 @@ impl GuestModel {
 
     /// Whether private (pageable-commit) pages can leave memory at all: only with a page
     /// file to write them to ("Page files enable the system to remove infrequently
-    /// accessed modified pages from physical memory", `windows-memory.md` §3.6). Every
+    /// accessed modified pages from physical memory", `docs/windows-memory.md` §3.6). Every
     /// pageable page of the model is private, so without a page file none is trimmed.
     pub(super) fn can_page_out(&self) -> bool {
         !self.spec.pagefile.is_zero()
@@ -509,7 +509,7 @@ impl GuestModel {
     /// page file at [`crate::cost::PAGE_WRITE_BYTES_PER_S`] (a cost-model assumption),
     /// oldest first; a written page moves to the standby list (available). "The system may
     /// start writing dirty transition pages to their backing store as soon as such pages
-    /// become available" (`windows-memory.md` §3.6).
+    /// become available" (`docs/windows-memory.md` §3.6).
     pub(super) fn write_modified(&mut self, now: u64) {
         let elapsed = now.saturating_sub(self.written_at);
         self.written_at = self.written_at.max(now);
@@ -585,7 +585,7 @@ impl GuestModel {
     }
 
     /// The same guest with the balloon's MDL pages accounted as `accounting` says
-    /// (`[guest] mdl_accounting`, `windows-memory.md` §3.9; [`GuestModel::new`] charges
+    /// (`[guest] mdl_accounting`, `docs/windows-memory.md` §3.9; [`GuestModel::new`] charges
     /// them).
     #[must_use]
     pub const fn with_mdl_accounting(mut self, accounting: MdlAccounting) -> Self {

@@ -42,7 +42,7 @@ impl Drop for GuestUnit {
 }
 
 /// The parts of an `MmAllocatePagesForMdlEx` call the model distinguishes
-/// (`windows-memory.md` §1.2, §1.4).
+/// (`docs/windows-memory.md` §1.2, §1.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MdlRequest {
     /// 4 KiB frames asked for (`TotalBytes`), at most 512 for a balloon unit.
@@ -168,7 +168,7 @@ impl GuestModel {
     }
 
     /// `MmFreePagesFromMdl` and `ExFreePool` of an MDL: documented only for an MDL that
-    /// `MmAllocatePagesForMdlEx` returned, freed whole, once (`windows-memory.md` §1.3).
+    /// `MmAllocatePagesForMdlEx` returned, freed whole, once (`docs/windows-memory.md` §1.3).
     /// Anything else — an MDL the model did not hand out or already took back, or one
     /// whose PFN array changed (a part of it, other pages) — is a contract breach: it is
     /// described in the `Err` and nothing is freed (what Windows would do is undefined).

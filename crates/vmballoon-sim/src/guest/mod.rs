@@ -3,7 +3,7 @@
 //! [`MemorySource`](vmballoon_core::platform::MemorySource) over it.
 //!
 //! Every modelling rule cites its public source or says it is an assumption; the tables
-//! with the sources are `windows-memory.md` §3.6 (trimming), §3.7 (placement), §3.8
+//! with the sources are `docs/windows-memory.md` §3.6 (trimming), §3.7 (placement), §3.8
 //! (allocations that wait and allocations that cannot) and §3.9 (the balloon's
 //! accounting).
 //!
@@ -23,7 +23,7 @@
 //! | `Balloon` | pages `MmAllocatePagesForMdlEx` gave the balloon (in flight or stored) | — | charged if `mdl_accounting = "charged"` | the same |
 //! | `HeldRefused` | balloon pages the host refused, held until the end of the cycle | — | as `Balloon` | as `Balloon` |
 //!
-//! so, as `windows-memory.md` §1.6, §3.1 and §3.9 describe:
+//! so, as `docs/windows-memory.md` §1.6, §3.1 and §3.9 describe:
 //!
 //! * available = free + standby (`MEMORYSTATUSEX`: "standby, free, and zero lists");
 //! * resident available = RAM − OS − pinned − the balloon's charge;
@@ -74,13 +74,13 @@
 //!   failed attempt ([`GuestModel::alloc_failures`]: an all-or-nothing request that could
 //!   not complete, or a `partial_ok` one that got nothing) or a short grant
 //!   ([`GuestModel::short_grants`]) is retried every simulated second until the request is
-//!   complete or released (`scenario-format.md`).
+//!   complete or released (`docs/scenario-format.md`).
 //! * **Pageable requests** (`commit_mib`) fail only on commit; their pages become resident
 //!   in available frames as far as they go, the rest starts out paged out. Paged-out pages
 //!   stay in the page file: the model does not simulate applications touching them again.
 //! * **LowMemoryCondition** is signalled while available memory is below the threshold of
 //!   the older MSDN text of `CreateMemoryResourceNotification`, "approximately 32 MB per
-//!   4 GB, to a maximum of 64 MB", i.e. RAM/128 capped at 64 MiB (`windows-memory.md`
+//!   4 GB, to a maximum of 64 MB", i.e. RAM/128 capped at 64 MiB (`docs/windows-memory.md`
 //!   §3.3: an assumption for the kernel event). It is a level, not a latch: there is a gap
 //!   between the low and the high-memory thresholds (3× the low one) where neither event
 //!   is signalled.
@@ -180,7 +180,7 @@ struct Block {
     filed: u16,
 }
 
-/// Where free frames are taken from for a 4 KiB allocation (`windows-memory.md` §3.7).
+/// Where free frames are taken from for a 4 KiB allocation (`docs/windows-memory.md` §3.7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
     /// The most used partly free 2 MiB block first, then whole free blocks: what

@@ -175,7 +175,7 @@ impl PeerPages {
     }
 
     /// Splits every 2 MiB page of `chunk` into its 512 4 KiB pages (Linux's
-    /// `vmballoon_split_refused_pages`, `protocol.md` §6.3). A 4 KiB chunk comes back as
+    /// `vmballoon_split_refused_pages`, `docs/protocol.md` §6.3). A 4 KiB chunk comes back as
     /// it is.
     pub fn split_large(&self, mut chunk: GuestChunk) -> GuestChunk {
         if chunk.size == PageSize::Small {

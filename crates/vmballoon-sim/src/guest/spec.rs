@@ -8,7 +8,7 @@ pub const BLOCK_FRAMES: u64 = 512;
 
 /// How many refused 4 KiB pages a peer model holds per cycle ([`PeerPages::retain`](super::PeerPages::retain)): the
 /// refused-page limit of every VMware driver (`VMW_BALLOON_MAX_REFUSED`,
-/// `BALLOON_ERROR_PAGES`: 16, `protocol.md` §3 rule 3).
+/// `BALLOON_ERROR_PAGES`: 16, `docs/protocol.md` §3 rule 3).
 pub const PEER_HELD_REFUSED: usize = 16;
 
 /// The largest guest the model accepts: 64 GiB (16 Mi frames, 64 MiB of frame table).
@@ -86,7 +86,7 @@ impl PinKind {
 
     /// Whether a request of this kind is charged to commit (all but
     /// `MmProbeAndLockPages`, whose buffer was committed before it was locked;
-    /// `windows-memory.md` §3.1 table).
+    /// `docs/windows-memory.md` §3.1 table).
     #[must_use]
     pub const fn charges_commit(self) -> bool {
         !matches!(self, Self::ProbeAndLock)
@@ -117,12 +117,12 @@ pub enum PageableLayout {
 
 /// Whether the balloon's MDL pages are charged to resident available memory and to
 /// commit (`[guest] mdl_accounting`). No public source states either
-/// (`windows-memory.md` §1.6); the simulator offers both, and every scenario must hold
+/// (`docs/windows-memory.md` §1.6); the simulator offers both, and every scenario must hold
 /// under both. Available memory drops either way: the pages leave the free lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum MdlAccounting {
     /// Charged to resident available memory and to commit, like other locked memory (the
-    /// working hypothesis of `windows-memory.md` §1.6).
+    /// working hypothesis of `docs/windows-memory.md` §1.6).
     #[default]
     Charged,
     /// Charged to neither: resident available and commit do not see the balloon.
@@ -191,11 +191,11 @@ pub enum Owner {
 /// must have survived one pass without being touched (the model touches no page after it
 /// became resident, so a page's age is the time since then). An assumption: Windows ages
 /// working-set pages over successive passes and trims the oldest first, but no Microsoft
-/// document gives the period or the age (`windows-memory.md` §3.6).
+/// document gives the period or the age (`docs/windows-memory.md` §3.6).
 pub const TRIM_MIN_AGE: vmballoon_core::units::Duration =
     vmballoon_core::units::Duration::from_secs(1);
 
 /// At most this share of RAM (1/`TRIM_PASS_DIVISOR`) is trimmed from working sets in one
 /// pass of the working-set manager. An assumption (no public source bounds a pass):
-/// trimming is gradual, not a jump back to the threshold (`windows-memory.md` §3.6).
+/// trimming is gradual, not a jump back to the threshold (`docs/windows-memory.md` §3.6).
 pub const TRIM_PASS_DIVISOR: u64 = 32;

@@ -362,7 +362,7 @@ fn small_pages_fill_the_most_used_block_first() {
 fn balloon_fragmentation_can_fail_large_pages_with_memory_free() {
     // A guest whose pageable memory is scattered over every block: 4 KiB balloon pages then
     // land in every block, and once the pageable memory is gone, plenty of memory is free
-    // but no 2 MiB block is whole: a large-page request fails (scenario-format.md).
+    // but no 2 MiB block is whole: a large-page request fails (docs/scenario-format.md).
     let mut s = spec(256, 2, 256, 64);
     s.layout = PageableLayout::Scattered;
     let (w, mut guest) = world(GuestModel::new(s));
@@ -529,7 +529,7 @@ fn spec_validation() {
     assert!(GuestModel::validate(&spec(128 * 1024, 0, 0, 0)).is_err());
 }
 
-// ---- trimming, the modified list and standby (windows-memory.md §3.6) -----------------
+// ---- trimming, the modified list and standby (docs/windows-memory.md §3.6) -----------------
 
 /// A 1 GiB guest whose pageable memory fills RAM: 100 MiB OS, 924 MiB resident pageable
 /// of 2000 MiB committed, nothing available.

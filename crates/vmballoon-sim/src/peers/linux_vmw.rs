@@ -1,5 +1,5 @@
 //! [`LinuxVmwDriver`]: the current Linux `drivers/misc/vmw_balloon.c` (the ≈v4.20 rework
-//! and its v5.x additions), `protocol.md` §6.0 and §6.3, ported to the simulated Windows
+//! and its v5.x additions), `docs/protocol.md` §6.0 and §6.3, ported to the simulated Windows
 //! guest.
 //!
 //! Every second (§6.0 "Worker"): reset if required, TARGET with the guest's RAM, then
@@ -59,14 +59,14 @@ use crate::guest::{GuestChunk, PeerPages};
 use crate::host::FakeHost;
 
 /// Refused pages per page size and inflate cycle after which Linux stops (4 KiB) or splits
-/// and falls back to 4 KiB (2 MiB): `VMW_BALLOON_MAX_REFUSED` (`protocol.md` §6.0).
+/// and falls back to 4 KiB (2 MiB): `VMW_BALLOON_MAX_REFUSED` (`docs/protocol.md` §6.0).
 pub const MAX_REFUSED: usize = 16;
 
 /// The 2 MiB slack of `vmballoon_change`: a balloon above a non-zero target by less than
-/// this many frames is not deflated (`protocol.md` §6.0, §6.3 step 6).
+/// this many frames is not deflated (`docs/protocol.md` §6.0, §6.3 step 6).
 pub const SLACK_FRAMES: u64 = 512;
 
-/// The worker's period: `round_jiffies_relative(HZ)`, about one second (`protocol.md` §6.0).
+/// The worker's period: `round_jiffies_relative(HZ)`, about one second (`docs/protocol.md` §6.0).
 pub const POLL: Duration = Duration::from_secs(1);
 
 /// Loop iterations per tick before the model reports more work: a simulator safety bound
@@ -136,7 +136,7 @@ impl LinuxVmwDriver {
         }
     }
 
-    /// `vmballoon_change` (`protocol.md` §6.0): frames to inflate (> 0) or deflate (< 0).
+    /// `vmballoon_change` (`docs/protocol.md` §6.0): frames to inflate (> 0) or deflate (< 0).
     fn change(&self) -> i128 {
         if self.channel.reset_pending() {
             return 0;
@@ -149,7 +149,7 @@ impl LinuxVmwDriver {
         target - size
     }
 
-    /// `vmballoon_reset` (`protocol.md` §6.3 "Reset sequence").
+    /// `vmballoon_reset` (`docs/protocol.md` §6.3 "Reset sequence").
     fn reset(&mut self) {
         self.stats.popped_frames = self
             .stats
@@ -245,7 +245,7 @@ impl LinuxVmwDriver {
             self.refuse(ctl, chunk);
             return t.stop.is_some();
         }
-        // Single-page mode (`batch_max_pages` = 1, `protocol.md` §6.3): one page per
+        // Single-page mode (`batch_max_pages` = 1, `docs/protocol.md` §6.3): one page per
         // iteration of `vmballoon_inflate`, so the target — which every LOCK reply may
         // have changed — is re-read (`vmballoon_change`) before each LOCK, and a lowered
         // target is never overshot. `vmballoon_status_page` leaves the page's status to
@@ -292,7 +292,7 @@ impl LinuxVmwDriver {
         keep_or_free(&mut self.guest, done, StorePosition::First);
     }
 
-    /// `vmballoon_inflate` (`protocol.md` §6.3 "Inflate loop"). Returns whether the
+    /// `vmballoon_inflate` (`docs/protocol.md` §6.3 "Inflate loop"). Returns whether the
     /// simulator's batch bound cut it short, and whether an allocation failed.
     fn inflate(&mut self) -> (bool, bool) {
         let mut ctl = Ctl {
@@ -360,7 +360,7 @@ impl LinuxVmwDriver {
         (more, alloc_failed)
     }
 
-    /// `vmballoon_deflate(b, 0, true)` (`protocol.md` §6.3 "Deflate loop"). Returns
+    /// `vmballoon_deflate(b, 0, true)` (`docs/protocol.md` §6.3 "Deflate loop"). Returns
     /// whether the simulator's batch bound cut it short.
     fn deflate(&mut self) -> bool {
         let max = self.max_page_size();

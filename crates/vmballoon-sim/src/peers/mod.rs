@@ -1,11 +1,11 @@
-//! Peer balloon algorithms: VMware's public drivers, modelled from `protocol.md` so the
+//! Peer balloon algorithms: VMware's public drivers, modelled from `docs/protocol.md` so the
 //! benchmark can run them side by side with vmballoon on the same simulated host and
 //! guest ([`crate::bench`], `cargo xtask bench`).
 //!
 //! * [`LinuxVmwDriver`] (`--policy linux-vmw`): the current Linux `vmw_balloon.c`
-//!   (`protocol.md` §6.0, §6.3);
+//!   (`docs/protocol.md` §6.0, §6.3);
 //! * [`OvtClassicDriver`] (`--policy ovt-classic`): open-vm-tools' shared `vmballoon.c`
-//!   with its adaptive rates (`protocol.md` §7).
+//!   with its adaptive rates (`docs/protocol.md` §7).
 //!
 //! Both are ported to the simulated Windows guest the way the naive model is: they
 //! allocate through the same [`PeerPages`] (`MmAllocatePagesForMdlEx` semantics: no

@@ -1,7 +1,7 @@
 //! [`NaiveDriver`]: a pinned-page-unaware balloon, the behaviour VMware KB 340369
 //! describes ("the balloon driver, vmmemctl, is unaware of pinned pages").
 //!
-//! It is modelled on the current Linux `vmw_balloon.c` (`protocol.md` §6.3), minus the
+//! It is modelled on the current Linux `vmw_balloon.c` (`docs/protocol.md` §6.3), minus the
 //! optional shrinker (off by default there), ported to Windows' allocator as vmmemctl
 //! would be:
 //!

@@ -1,7 +1,7 @@
 //! [`OvtClassicDriver`]: open-vm-tools' shared `modules/shared/vmmemctl/vmballoon.c`, the
-//! classic VMware balloon with adaptive rates (`protocol.md` §7; the same design as
+//! classic VMware balloon with adaptive rates (`docs/protocol.md` §7; the same design as
 //! LNX-old, §6.1), ported to the simulated Windows guest. Every behaviour below names the
-//! OVT function it follows; `protocol.md` §7 describes each one.
+//! OVT function it follows; `docs/protocol.md` §7 describes each one.
 //!
 //! * **Tick** (`Balloon_QueryAndExecute`, §7 "Polling"): reset if flagged; TARGET; then,
 //!   on every tick whatever TARGET answered, the slow-cycle counter drops by one; then
@@ -67,7 +67,7 @@
 //! **CANSLEEP on this guest.** OVT's CANSLEEP allocation may block and reclaim. The
 //! simulated guest models it as an allocation that, when available pages run short, waits
 //! for the memory manager to write modified pages and trim working sets
-//! ([`PeerPages::allocate_waiting`], `windows-memory.md` §3.6), charged one 10 ms wait plus
+//! ([`PeerPages::allocate_waiting`], `docs/windows-memory.md` §3.6), charged one 10 ms wait plus
 //! the page-outs by the cost model. It still fails when resident available memory or
 //! commit cannot cover the request.
 //!
@@ -96,7 +96,7 @@ use crate::driver::{BalloonDriver, DriverKind, DriverTick};
 use crate::guest::{GuestChunk, PeerPages};
 use crate::host::FakeHost;
 
-/// `BALLOON_POLL_PERIOD`: one second (`protocol.md` §7 "Polling").
+/// `BALLOON_POLL_PERIOD`: one second (`docs/protocol.md` §7 "Polling").
 pub const POLL: Duration = Duration::from_secs(1);
 /// `BALLOON_NOSLEEP_ALLOC_MAX`: entries per tick without memory pressure (§7 constants).
 pub const NOSLEEP_ALLOC_MAX: u64 = 16_384;

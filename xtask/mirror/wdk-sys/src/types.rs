@@ -424,7 +424,7 @@ pub mod _MEMORY_CACHING_TYPE {
 }
 pub use self::_MEMORY_CACHING_TYPE::Type as MEMORY_CACHING_TYPE;
 
-// --- MDL (wdm.h, windows-memory.md 1.5) ---
+// --- MDL (wdm.h, docs/windows-memory.md §1.5) ---
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _MDL {

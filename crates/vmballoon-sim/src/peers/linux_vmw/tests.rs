@@ -1,5 +1,5 @@
 //! One test per rule of `vmballoon_inflate` / `vmballoon_lock` the model follows
-//! (`protocol.md` §6.3).
+//! (`docs/protocol.md` §6.3).
 
 use vmballoon_core::protocol::Status;
 use vmballoon_core::units::Frames;

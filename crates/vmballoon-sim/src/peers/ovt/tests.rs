@@ -1,5 +1,5 @@
 //! One test per rule of `BalloonInflate`, `BalloonLockBatched`, `BalloonLock`,
-//! `BalloonDeflateInt` and `Balloon_QueryAndExecute` the model follows (`protocol.md` §7).
+//! `BalloonDeflateInt` and `Balloon_QueryAndExecute` the model follows (`docs/protocol.md` §7).
 
 use vmballoon_core::protocol::{Command, Status};
 use vmballoon_core::units::{Frames, Instant};
