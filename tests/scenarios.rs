@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use vmballoon_core::policy::ClampReason;
 use vmballoon_sim::guest::MdlAccounting;
 use vmballoon_sim::serde_json;
 use vmballoon_sim::{DriverKind, Scenario, Summary, runner};
@@ -102,6 +103,12 @@ const EXPECT: &[Expect] = &[
     },
     Expect {
         file: "registry-caps.toml",
+        satisfiable: Satisfiable::Yes,
+        settles: true,
+        naive_fails: false,
+    },
+    Expect {
+        file: "registry-change.toml",
         satisfiable: Satisfiable::Yes,
         settles: true,
         naive_fails: false,
@@ -251,6 +258,7 @@ scenario_tests! {
     refused_pages => "refused-pages.toml",
     small_pagefile => "small-pagefile.toml",
     registry_caps => "registry-caps.toml",
+    registry_change => "registry-change.toml",
     big_guest_16g => "big-guest-16g.toml",
     non_waiting_allocations => "non-waiting-allocations.toml",
     no_pagefile => "no-pagefile.toml",
@@ -767,6 +775,41 @@ fn summary_minimum_matches_the_plotted_series() {
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("JSON");
     assert_eq!(csv_min, v["min_resident_available_mib"].as_u64());
     assert_eq!(csv_min, Some(232));
+}
+
+#[test]
+fn a_registry_change_mid_run_is_followed_at_the_next_registry_read() {
+    // The simulator runs vmballoon on the driver's own worker schedule: the registry is read
+    // at load and then every 10 s (`docs/architecture.md`, "Registry parameters"). The cap
+    // written at 35 s binds from the read at 40 s, not before; lifted at 65 s, from 70 s.
+    let run = runner::run(&load("registry-change.toml"), DriverKind::Vmballoon);
+    let at = |s: u64| {
+        run.timeline
+            .iter()
+            .rfind(|r| r.t.as_nanos() <= s * 1_000_000_000)
+            .expect("a row")
+    };
+    assert_eq!(
+        at(39).balloon.mib_floor(),
+        2048,
+        "the cap is not read before 40 s"
+    );
+    assert_eq!(at(40).balloon.mib_floor(), 700);
+    assert_eq!(at(40).ceiling_reason, Some(ClampReason::RegistryMax));
+    assert_eq!(
+        at(40).target.mib_floor(),
+        2048,
+        "the host did not lower its target"
+    );
+    assert_eq!(at(69).balloon.mib_floor(), 700);
+    assert_eq!(at(70).balloon.mib_floor(), 2048);
+    // A registry value out of its range is a scenario error, as in `[config]`.
+    let bad = "name = \"x\"\ndescription = \"x\"\n[guest]\nram_mib = 4096\n[[events]]\nat_s = 1\nconfig = { MaxBalloonMB = 5000 }\n";
+    let e = Scenario::parse(bad, "bad.toml").expect_err("out of range");
+    assert!(e.to_string().contains("MaxBalloonMB"), "{e}");
+    let empty = "name = \"x\"\ndescription = \"x\"\n[guest]\nram_mib = 4096\n[[events]]\nat_s = 1\nconfig = {}\n";
+    let e = Scenario::parse(empty, "empty.toml").expect_err("changes nothing");
+    assert!(e.to_string().contains("changes nothing"), "{e}");
 }
 
 #[test]

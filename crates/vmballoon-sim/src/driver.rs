@@ -10,12 +10,13 @@
 
 use std::fmt;
 
-use vmballoon_core::config::Config;
+use vmballoon_core::config::{Config, validate};
 use vmballoon_core::engine::{Balloon, SessionState};
 use vmballoon_core::fake::ManualClock;
 use vmballoon_core::policy::{Accounting, Ceiling, ClampReason};
 use vmballoon_core::stats::Counter;
-use vmballoon_core::units::{Duration, Frames};
+use vmballoon_core::units::{Duration, Frames, Instant};
+use vmballoon_nt::schedule::{Schedule, Wait, Wake};
 
 use crate::guest::{FakeGuest, PeerPages};
 use crate::host::FakeHost;
@@ -72,12 +73,10 @@ impl DriverKind {
         let host = FakeHost::new(world.clone());
         let pages = PeerPages::new(world.clone());
         match self {
-            Self::Vmballoon => Box::new(EngineDriver::new(
-                host,
-                FakeGuest::new(world.clone()),
-                clock.clone(),
-                config,
-            )),
+            Self::Vmballoon => Box::new(
+                EngineDriver::new(host, FakeGuest::new(world.clone()), clock.clone(), config)
+                    .with_registry(world.clone()),
+            ),
             Self::Naive => Box::new(NaiveDriver::new(host, pages)),
             Self::LinuxVmw => Box::new(LinuxVmwDriver::new(host, pages)),
             Self::OvtClassic => Box::new(OvtClassicDriver::new(host, pages)),
@@ -130,11 +129,29 @@ pub trait BalloonDriver {
     fn accounting(&self) -> Option<Accounting> {
         None
     }
+    /// What the driver's worker waits for next, for a driver that runs on the real
+    /// driver's [`Schedule`] (vmballoon); `None` for one that polls on a fixed grid.
+    fn next_wait(&self, _now: Instant) -> Option<Wait> {
+        None
+    }
+    /// The settings the driver runs with now (vmballoon: as last read from the registry).
+    fn settings(&self) -> Option<Config> {
+        None
+    }
+    /// The worker woke at `now` for `wake`: what the schedule says to do (re-read the
+    /// registry, tick), done. `None` if it did not tick. A driver without a schedule ticks.
+    fn wake(&mut self, _now: Instant, _wake: Wake) -> Option<DriverTick> {
+        Some(self.tick())
+    }
 }
 
 /// The product: the core's [`Balloon`] engine over the fakes.
 pub struct EngineDriver {
     engine: Balloon<FakeHost, FakeGuest, FakeGuest, ManualClock>,
+    /// The worker's timing decisions, as the driver's `src/worker.rs` makes them.
+    schedule: Schedule,
+    /// Where the registry values are read from (`None`: the settings given stay).
+    registry: Option<SharedWorld>,
 }
 
 impl EngineDriver {
@@ -143,7 +160,31 @@ impl EngineDriver {
     pub fn new(host: FakeHost, guest: FakeGuest, clock: ManualClock, config: Config) -> Self {
         Self {
             engine: Balloon::new(host, guest.clone(), guest, clock, config),
+            schedule: Schedule::new(&config),
+            registry: None,
         }
+    }
+
+    /// Reads its settings from `world`'s registry values at each registry read the
+    /// schedule asks for, validated as the driver validates them.
+    #[must_use]
+    pub fn with_registry(mut self, world: SharedWorld) -> Self {
+        self.registry = Some(world);
+        self
+    }
+
+    /// One registry read: the values as they are now, validated against the guest's RAM.
+    fn read_registry(&mut self, now: Instant) {
+        if let Some(world) = &self.registry {
+            let (raw, ram) = {
+                let w = world.borrow();
+                (w.registry, w.guest.total())
+            };
+            let config = validate(&raw, ram).config;
+            self.engine.set_config(config);
+            self.schedule.set_config(&config);
+        }
+        self.schedule.registry_read(now, true);
     }
 }
 
@@ -162,6 +203,7 @@ impl BalloonDriver for EngineDriver {
 
     fn tick(&mut self) -> DriverTick {
         let r = self.engine.tick();
+        self.schedule.ticked(&r);
         DriverTick {
             target: r.target,
             ceiling: r.ceiling,
@@ -182,6 +224,26 @@ impl BalloonDriver for EngineDriver {
 
     fn accounting(&self) -> Option<Accounting> {
         Some(self.engine.accounting())
+    }
+
+    fn next_wait(&self, now: Instant) -> Option<Wait> {
+        Some(self.schedule.next_wait(now))
+    }
+
+    fn settings(&self) -> Option<Config> {
+        Some(*self.engine.config())
+    }
+
+    fn wake(&mut self, now: Instant, wake: Wake) -> Option<DriverTick> {
+        let actions = self.schedule.on_wake(now, wake);
+        if actions.read_registry {
+            self.read_registry(now);
+        }
+        if !actions.tick {
+            return None;
+        }
+        let tick = self.tick();
+        Some(tick)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -156,6 +156,22 @@ pub fn event_marks(scenario: &Scenario) -> Vec<EventMark> {
                     MarkKind::Host,
                     format!("host asks {} MiB at lock {locks}", target.mib_floor()),
                 ),
+                Action::Config(values) => (
+                    MarkKind::Host,
+                    format!(
+                        "registry: {}",
+                        vmballoon_core::config::Param::ALL
+                            .iter()
+                            .filter_map(|&p| match values.get(p) {
+                                vmballoon_core::config::RawValue::Dword(v) => {
+                                    Some(format!("{} = {v}", p.name()))
+                                }
+                                _ => None,
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
             };
             EventMark {
                 t_s: e.at.as_nanos() as f64 / 1e9,

@@ -48,6 +48,7 @@ use vmballoon_core::fake::ManualClock;
 use vmballoon_core::platform::Clock;
 use vmballoon_core::policy::{self, ClampReason, SLACK};
 use vmballoon_core::units::{Duration, Frames, Instant};
+use vmballoon_nt::schedule::{Condition, Wake};
 
 use crate::cost::CostModel;
 use crate::driver::{BalloonDriver, DriverKind, DriverTick};
@@ -152,6 +153,7 @@ impl<'a> Runner<'a> {
         let guest = GuestModel::new(scenario.guest).with_mdl_accounting(scenario.mdl_accounting);
         let host = HostModel::new(scenario.host, guest.total());
         let world = World::with_cost(guest, host, clock.clone(), cost);
+        world.borrow_mut().registry = scenario.raw_config;
         let policy = kind.build(&world, &clock, scenario.config);
         let low_seen = world.borrow().guest.low_memory();
         Self {
@@ -246,6 +248,11 @@ impl<'a> Runner<'a> {
                 next_tick = t - t % poll + poll;
             }
             self.instant(self.chain.unwrap_or(t), due);
+            // A driver on the real worker's schedule says when it wakes next (its poll,
+            // the registry period, the end of a memory signal's hold-off, or at once).
+            if let Some(wait) = self.policy.next_wait(self.clock.now()) {
+                next_tick = self.now().saturating_add(wait.timeout.as_nanos());
+            }
             if std::mem::take(&mut self.continue_now) {
                 self.chain.get_or_insert(t);
                 next_tick = self.now();
@@ -346,18 +353,17 @@ impl<'a> Runner<'a> {
         let mut last = DriverTick::default();
         let mut poll_due = due;
         for _pass in 0..2 {
-            let low = self.world.borrow().guest.low_memory();
-            let wake = low && !self.low_seen && self.policy.wakes_on_low_memory();
-            self.low_seen = low;
-            if !(poll_due || wake) {
+            let Some(wake) = self.wake_now(poll_due) else {
                 break;
-            }
-            if wake {
+            };
+            if matches!(wake, Wake::Signal(_)) {
                 self.wakes += 1;
                 woke = true;
             }
             poll_due = false;
-            let r = self.tick_policy();
+            let Some(r) = self.wake_policy(wake) else {
+                continue;
+            };
             calls = calls.saturating_add(u64::from(r.calls));
             last = r;
             ran = true;
@@ -392,31 +398,74 @@ impl<'a> Runner<'a> {
     /// One driver tick, repeated at once while it reports more work and took no modelled
     /// time (bounded); after a tick that took time and left work, the runner continues at
     /// the next instant ([`Runner::continue_now`]).
-    fn tick_policy(&mut self) -> DriverTick {
+    /// Why the driver wakes now, if it does. A driver on the real worker's schedule waits
+    /// as `src/worker.rs` does: a watched memory signal that is set ends the wait at once,
+    /// else its timeout; the others wake on their poll grid, and (vmballoon's stock peers
+    /// never do) on a `LowMemoryCondition` that has just become set.
+    fn wake_now(&mut self, poll_due: bool) -> Option<Wake> {
+        let (low, commit) = {
+            let g = &self.world.borrow().guest;
+            (g.low_memory(), g.high_commit())
+        };
+        match self.policy.next_wait(self.clock.now()) {
+            Some(wait) => {
+                if wait.watches(Condition::LowMemory) && low {
+                    Some(Wake::Signal(Condition::LowMemory))
+                } else if wait.watches(Condition::MaximumCommit) && commit {
+                    Some(Wake::Signal(Condition::MaximumCommit))
+                } else if poll_due || wait.timeout == Duration::ZERO {
+                    Some(Wake::Timeout)
+                } else {
+                    None
+                }
+            }
+            None => {
+                let edge = low && !self.low_seen && self.policy.wakes_on_low_memory();
+                self.low_seen = low;
+                if edge {
+                    Some(Wake::Signal(Condition::LowMemory))
+                } else {
+                    poll_due.then_some(Wake::Timeout)
+                }
+            }
+        }
+    }
+
+    /// Wakes the driver for `wake` and continues its work while it reports more and no
+    /// modelled time has passed; `None` if the wake did not tick.
+    fn wake_policy(&mut self, wake: Wake) -> Option<DriverTick> {
         let mut last = DriverTick::default();
         let mut calls = 0u32;
         let start = self.now();
-        for _ in 0..MAX_TICKS_PER_INSTANT {
-            last = self.policy.tick();
+        let mut wake = wake;
+        for pass in 0..MAX_TICKS_PER_INSTANT {
+            last = match self.policy.wake(self.clock.now(), wake) {
+                Some(r) => r,
+                None if pass == 0 => return None,
+                None => {
+                    last.calls = calls;
+                    return Some(last);
+                }
+            };
+            // Work left over is continued like a poll (the schedule waits 0 for it).
+            wake = Wake::Timeout;
             self.ticks += 1;
             calls = calls.saturating_add(last.calls);
             if !last.more_work {
                 last.calls = calls;
-                return last;
+                return Some(last);
             }
             if self.now() > start {
                 self.continue_now = true;
                 last.calls = calls;
-                return last;
+                return Some(last);
             }
         }
         self.tick_bound_hits += 1;
         last.calls = calls;
-        last
+        Some(last)
     }
 
-    /// The vmballoon ceiling for the state now, exactly as the engine computes it before
-    /// each batch; `None` for drivers without one.
     /// vmballoon's ceiling without the available-memory term (its goal).
     fn settled_ceiling(&self) -> Option<Frames> {
         let accounting = self.policy.accounting()?;
@@ -426,12 +475,14 @@ impl<'a> Runner<'a> {
             w.host.effective_target(),
             self.policy.balloon(),
             &snap,
-            &self.scenario.config,
+            &self.policy.settings().unwrap_or(self.scenario.config),
             &accounting,
         );
         Some(c.value)
     }
 
+    /// The vmballoon ceiling for the state now, exactly as the engine computes it before
+    /// each batch; `None` for drivers without one.
     fn ceiling(&self) -> Option<policy::Ceiling> {
         // The ceiling as the driver computes it: with the accounting its calibration found.
         let accounting = self.policy.accounting()?;
@@ -441,7 +492,7 @@ impl<'a> Runner<'a> {
             w.host.effective_target(),
             self.policy.balloon(),
             &snap,
-            &self.scenario.config,
+            &self.policy.settings().unwrap_or(self.scenario.config),
             &accounting,
         ))
     }

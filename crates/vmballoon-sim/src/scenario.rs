@@ -57,7 +57,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
-use vmballoon_core::config::{Config, Param, RawConfig, validate};
+use vmballoon_core::config::{Config, Param, RawConfig, RawValue, validate};
 use vmballoon_core::protocol::{Capabilities, Status};
 use vmballoon_core::units::{Duration, Frames, Instant};
 
@@ -157,6 +157,10 @@ pub enum Action {
         /// The new target.
         target: Frames,
     },
+    /// Registry values change (`config = { MaxBalloonMB = 700 }`); the others keep theirs.
+    /// vmballoon sees them at its next registry read (`docs/architecture.md`, "Registry
+    /// parameters": at least every 10 s).
+    Config(RawConfig),
 }
 
 /// The per-entry answers `host_entry_status` may inject, by name.
@@ -500,7 +504,7 @@ fn similar(a: &str, b: &str) -> bool {
     strip(a) == strip(b)
 }
 
-const EVENT_ACTIONS: [&str; 9] = [
+const EVENT_ACTIONS: [&str; 10] = [
     "target_mib",
     "lock_mib",
     "commit_mib",
@@ -510,6 +514,7 @@ const EVENT_ACTIONS: [&str; 9] = [
     "host_refuse_next",
     "host_entry_status",
     "host_target_after_locks",
+    "config",
 ];
 
 /// One event as read, before sorting: its time in seconds and the lines of its `at_s`
@@ -567,7 +572,7 @@ impl Loader<'_> {
         let (guest, mdl_accounting) = self.guest(&top)?;
         let host = self.host(&top)?;
         let (raw_config, config) = self.config(&top, guest.ram)?;
-        let (mut events, auto_ids) = self.events(&top)?;
+        let (mut events, auto_ids) = self.events(&top, guest.ram)?;
         let last = events
             .iter()
             .max_by(|a, b| a.at.total_cmp(&b.at).then(a.at_line.cmp(&b.at_line)));
@@ -772,30 +777,38 @@ impl Loader<'_> {
         ram: Frames,
     ) -> Result<(RawConfig, Config), ScenarioError> {
         let names: Vec<&str> = Param::ALL.iter().map(|p| p.name()).collect();
+        let raw = match top.subtable("config", &names)? {
+            Some(c) => Self::registry_values(&c, ram)?,
+            None => RawConfig::new(),
+        };
+        let config = validate(&raw, ram).config;
+        Ok((raw, config))
+    }
+
+    /// The registry values of a `[config]` table or a `config` event: each a DWORD in its
+    /// range (the driver would clamp, a scenario is told).
+    fn registry_values(c: &Table<'_, '_>, ram: Frames) -> Result<RawConfig, ScenarioError> {
         let mut raw = RawConfig::new();
-        if let Some(c) = top.subtable("config", &names)? {
-            let ram_mib = u32::try_from(ram.mib_floor()).unwrap_or(u32::MAX);
-            for p in Param::ALL {
-                let (min, max) = p.range(ram_mib);
-                let range = format!("its range {min}..={max}");
-                let Some(v) = c.bounded(p.name(), "a registry DWORD", u64::MAX, &range)? else {
-                    continue;
-                };
-                match u32::try_from(v) {
-                    Ok(v) if (min..=max).contains(&v) => {
-                        raw = raw.with(p, v);
-                    }
-                    _ => {
-                        return Err(c.err(
-                            p.name(),
-                            format!("`{}` = {v} is out of range {min}..={max}", p.name()),
-                        ));
-                    }
+        let ram_mib = u32::try_from(ram.mib_floor()).unwrap_or(u32::MAX);
+        for p in Param::ALL {
+            let (min, max) = p.range(ram_mib);
+            let range = format!("its range {min}..={max}");
+            let Some(v) = c.bounded(p.name(), "a registry DWORD", u64::MAX, &range)? else {
+                continue;
+            };
+            match u32::try_from(v) {
+                Ok(v) if (min..=max).contains(&v) => {
+                    raw = raw.with(p, v);
+                }
+                _ => {
+                    return Err(c.err(
+                        p.name(),
+                        format!("`{}` = {v} is out of range {min}..={max}", p.name()),
+                    ));
                 }
             }
         }
-        let config = validate(&raw, ram).config;
-        Ok((raw, config))
+        Ok(raw)
     }
 
     /// Checks every `release` against the events in time order (file order within a
@@ -952,7 +965,11 @@ impl Loader<'_> {
 
     /// The `[[events]]`, in file order with their times, and the automatic ids given to
     /// requests without `id` (which no `release` may name).
-    fn events(&self, top: &Table<'_, '_>) -> Result<(Vec<Parsed>, Vec<String>), ScenarioError> {
+    fn events(
+        &self,
+        top: &Table<'_, '_>,
+        ram: Frames,
+    ) -> Result<(Vec<Parsed>, Vec<String>), ScenarioError> {
         let Some(v) = top.get("events") else {
             return Ok((Vec::new(), Vec::new()));
         };
@@ -1131,6 +1148,23 @@ impl Loader<'_> {
                 }
                 "host_entry_status" => self.entry_status(&e)?,
                 "host_target_after_locks" => self.target_after_locks(&e)?,
+                "config" => {
+                    let names: Vec<&str> = Param::ALL.iter().map(|p| p.name()).collect();
+                    let Some(c) = e.subtable("config", &names)? else {
+                        return Err(e.err("config", "`config` needs a table of registry values"));
+                    };
+                    let values = Self::registry_values(&c, ram)?;
+                    if Param::ALL
+                        .iter()
+                        .all(|&p| values.get(p) == RawValue::Missing)
+                    {
+                        return Err(e.err(
+                            "config",
+                            "`config` changes nothing: name at least one registry value",
+                        ));
+                    }
+                    Action::Config(values)
+                }
                 _ => Action::HostRefuse(e.uint("host_refuse_next", "pages")?.unwrap_or(0)),
             };
             let at_line = self.src.line(e.key_span("at_s").start);

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
+use vmballoon_core::config::{Param, RawConfig, RawValue};
 
 use vmballoon_core::fake::ManualClock;
 use vmballoon_core::platform::Clock;
@@ -108,6 +109,9 @@ pub struct World {
     /// Whether the driver's page allocations are zeroed (no modelled driver does; the
     /// report uses it for the zeroing sensitivity).
     pub zeroing: bool,
+    /// The driver's registry values as they are now: the scenario's `[config]`, changed by
+    /// `config` events; vmballoon reads them at its next registry read.
+    pub registry: RawConfig,
 }
 
 /// The shared handle on a [`World`].
@@ -139,6 +143,7 @@ impl World {
             cost,
             meter: CostMeter::default(),
             zeroing: false,
+            registry: RawConfig::new(),
         }))
     }
 
@@ -185,6 +190,14 @@ impl World {
             }
             Action::HostTargetAfterLocks { locks, target } => {
                 self.host.inject_target_after_locks(*locks, *target);
+            }
+            Action::Config(values) => {
+                for param in Param::ALL {
+                    let v = values.get(param);
+                    if v != RawValue::Missing {
+                        self.registry.set(param, v);
+                    }
+                }
             }
         }
     }
