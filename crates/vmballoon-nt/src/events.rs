@@ -245,8 +245,8 @@ pub enum Event {
         value: i64,
     },
     /// A measurement of how Windows charges the balloon's pages closed
-    /// (`docs/architecture.md`, "Calibrated accounting"): written at each sample while the
-    /// accounting is measured, and when it is settled.
+    /// (`docs/architecture.md`, "Accounting calibration"): written after each tick in which
+    /// a sample closed, with that tick's last sample and the verdicts so far.
     AccountingCalibrated {
         /// Resident available memory: `unknown` (still measuring), `charged`, `not-charged`.
         resident_available: &'static str,
