@@ -193,6 +193,10 @@ MAX_IRQL = {
     "ExWaitForRundownProtectionRelease": APC_LEVEL,
     "PsSetLoadImageNotifyRoutineEx": PASSIVE_LEVEL,
     "PsRemoveLoadImageNotifyRoutine": APC_LEVEL,
+    "PcwRegister": APC_LEVEL, "PcwCreateInstance": APC_LEVEL,
+    "PcwCloseInstance": APC_LEVEL, "PcwUnregister": APC_LEVEL,
+    "KeRegisterBugCheckReasonCallback": HIGH_LEVEL,
+    "KeDeregisterBugCheckReasonCallback": HIGH_LEVEL,
     "EtwRegister": PASSIVE_LEVEL, "EtwUnregister": PASSIVE_LEVEL,
     "EtwSetInformation": PASSIVE_LEVEL, "EtwWriteTransfer": HIGH_LEVEL,
     "memcmp": HIGH_LEVEL, "__chkstk": HIGH_LEVEL,
@@ -512,6 +516,11 @@ class Kernel:
         self.etw_log = []
         self.callback_objects = {}
         self.registrations = {}
+        # PCW (docs/windows-memory.md §9.6): registration -> {"name", "instances": set}
+        self.pcw = {}
+        self.pcw_instances = {}
+        # KbCallbackRemovePages records (docs/windows-memory.md §9.5): record -> routine
+        self.bugcheck_records = {}
         self.image_routines = {}
         self.rundown = {}
         self.registry_keys = set()
@@ -1691,6 +1700,99 @@ class Kernel:
             self.callback_objects[obj] -= 1
         return 0
 
+    # ---- performance counters and the bug-check callback (§9.5, §9.6) --------------------
+
+    def api_PcwRegister(self):
+        out, info = self.args(2)
+        version = self.rd32(info)
+        name = self.ustr(self.rd64(info + 8))
+        count = self.rd32(info + 16)
+        counters = self.rd64(info + 24)
+        if version != 0x100:
+            self.fail("PcwRegister with Version %#x: PCW_VERSION_1 is the one every supported "
+                      "Windows accepts (docs/windows-memory.md §9.6)" % version)
+        if not name:
+            self.fail("PcwRegister with an empty counter-set name")
+        offsets = []
+        for i in range(count):
+            d = counters + 8 * i
+            cid, struct, offset, size = (int.from_bytes(self.rd(d + 2 * k, 2), "little")
+                                         for k in range(4))
+            if cid != i or struct != 0 or size != 8:
+                self.fail("PcwRegister: counter descriptor %d is (%d, %d, %d, %d)"
+                          % (i, cid, struct, offset, size))
+            offsets.append(offset)
+        handle = self.alloc(0x10, "pcw-registration")
+        self.pcw[handle] = {"name": name, "count": count, "instances": set(),
+                            "end": max(offsets, default=0) + 8}
+        self.wr64(out, handle)
+        return STATUS_SUCCESS
+
+    def api_PcwCreateInstance(self):
+        out, reg, name_ptr, count = self.args(4)
+        (data,) = self.args(5)[4:]
+        if reg not in self.pcw:
+            raise Failure("PcwCreateInstance on %#x, not a registration" % reg)
+        block, size = self.rd64(data), self.rd32(data + 8)
+        if count != 1 or size < self.pcw[reg]["end"]:
+            self.fail("PcwCreateInstance: %d data block(s) of %d bytes for counters ending at %d"
+                      % (count, size, self.pcw[reg]["end"]))
+        if not self.nonpaged(block, size):
+            self.fail("PcwCreateInstance(%#x): the data block PCW reads must be nonpaged "
+                      "memory the driver owns" % block)
+        handle = self.alloc(0x10, "pcw-instance")
+        self.pcw[reg]["instances"].add(handle)
+        self.pcw_instances[handle] = {"reg": reg, "block": block, "size": size,
+                                      "name": self.ustr(name_ptr)}
+        self.wr64(out, handle)
+        return STATUS_SUCCESS
+
+    def api_PcwCloseInstance(self):
+        (inst,) = self.args(1)
+        found = self.pcw_instances.pop(inst, None)
+        if found is None:
+            self.fail("PcwCloseInstance(%#x): not an open instance (PcwUnregister destroys "
+                      "its instances; they must not be closed after it)" % inst)
+            return 0
+        self.pcw[found["reg"]]["instances"].discard(inst)
+        return 0
+
+    def api_PcwUnregister(self):
+        (reg,) = self.args(1)
+        found = self.pcw.pop(reg, None)
+        if found is None:
+            self.fail("PcwUnregister(%#x): not registered" % reg)
+            return 0
+        for inst in found["instances"]:
+            self.pcw_instances.pop(inst, None)
+        if found["instances"]:
+            self.fail("PcwUnregister with an instance still open: the driver closes its "
+                      "instance first (docs/windows-memory.md §9.6)")
+        return 0
+
+    def api_KeRegisterBugCheckReasonCallback(self):
+        record, routine, reason, component = self.args(4)
+        if reason != 6:
+            self.fail("KeRegisterBugCheckReasonCallback with reason %d (KbCallbackRemovePages "
+                      "is 6)" % reason)
+        if not self.nonpaged_code(routine):
+            self.fail("KeRegisterBugCheckReasonCallback(%#x): the routine must be nonpageable "
+                      "code" % routine)
+        if not self.nonpaged(record, 48):
+            self.fail("KeRegisterBugCheckReasonCallback: the record %#x must stay in nonpaged "
+                      "memory while registered" % record)
+        if record in self.bugcheck_records:
+            self.fail("KeRegisterBugCheckReasonCallback: record %#x registered twice" % record)
+        self.bugcheck_records[record] = routine
+        return 1
+
+    def api_KeDeregisterBugCheckReasonCallback(self):
+        (record,) = self.args(1)
+        if self.bugcheck_records.pop(record, None) is None:
+            self.fail("KeDeregisterBugCheckReasonCallback(%#x): not registered" % record)
+            return 0
+        return 1
+
     def api_ExRegisterCallback(self):
         obj, fn, ctx = self.args(3)
         if obj not in self.callback_objects:
@@ -1900,6 +2002,11 @@ class Kernel:
             leftovers.append("ETW provider still registered")
         if self.registrations:
             leftovers.append("the power callback is still registered")
+        if self.pcw or self.pcw_instances:
+            leftovers.append("the performance-counter set is still registered")
+        if self.bugcheck_records:
+            leftovers.append("the bug-check reason callback is still registered (a crash "
+                             "would call into the unloaded driver)")
         if any(n > 0 for n in self.callback_objects.values()):
             leftovers.append("a callback object reference was never released")
         if self.image_routines:

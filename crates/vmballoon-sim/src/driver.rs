@@ -16,6 +16,7 @@ use vmballoon_core::fake::ManualClock;
 use vmballoon_core::policy::{Accounting, Ceiling, ClampReason};
 use vmballoon_core::stats::Counter;
 use vmballoon_core::units::{Duration, Frames};
+use vmballoon_nt::counters::CounterData;
 
 use crate::guest::{FakeGuest, PeerPages};
 use crate::host::FakeHost;
@@ -130,11 +131,18 @@ pub trait BalloonDriver {
     fn accounting(&self) -> Option<Accounting> {
         None
     }
+    /// The `VM Balloon` performance counters as the driver would publish them now
+    /// (vmballoon only: the same `vmballoon_nt::counters` mapping the Windows glue uses).
+    fn perf_counters(&self) -> Option<CounterData> {
+        None
+    }
 }
 
 /// The product: the core's [`Balloon`] engine over the fakes.
 pub struct EngineDriver {
     engine: Balloon<FakeHost, FakeGuest, FakeGuest, ManualClock>,
+    /// The performance counters, folded after each tick as the glue does.
+    counters: CounterData,
 }
 
 impl EngineDriver {
@@ -143,6 +151,7 @@ impl EngineDriver {
     pub fn new(host: FakeHost, guest: FakeGuest, clock: ManualClock, config: Config) -> Self {
         Self {
             engine: Balloon::new(host, guest.clone(), guest, clock, config),
+            counters: CounterData::new(),
         }
     }
 }
@@ -162,6 +171,8 @@ impl BalloonDriver for EngineDriver {
 
     fn tick(&mut self) -> DriverTick {
         let r = self.engine.tick();
+        self.counters
+            .update(&r, self.engine.stats(), self.engine.config());
         DriverTick {
             target: r.target,
             ceiling: r.ceiling,
@@ -182,6 +193,10 @@ impl BalloonDriver for EngineDriver {
 
     fn accounting(&self) -> Option<Accounting> {
         Some(self.engine.accounting())
+    }
+
+    fn perf_counters(&self) -> Option<CounterData> {
+        Some(self.counters)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
