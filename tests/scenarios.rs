@@ -871,6 +871,7 @@ fn help_matches_what_the_program_prints() {
         "--json",
         "--timeline",
         "--svg",
+        "--counters",
     ] {
         assert!(r.out.contains(needle), "--help lacks {needle}");
     }
@@ -1084,6 +1085,23 @@ fn counters_flag_prints_the_driver_counter_set() {
     );
     for c in PerfCounter::ALL {
         let _ = value(c);
+    }
+
+    // README's "Observe" sample is what the simulator prints now, line for line (so its
+    // values stay real output).
+    let readme = include_str!("../README.md");
+    let block: Vec<&str> = r
+        .out
+        .lines()
+        .skip_while(|l| !l.starts_with("performance counters at the end of the run"))
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(block.len(), 1 + PerfCounter::ALL.len(), "{}", r.out);
+    for line in block {
+        assert!(
+            readme.contains(line),
+            "README's counter sample lacks:\n{line}"
+        );
     }
 
     // A peer driver has no counter set, and says so.
