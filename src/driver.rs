@@ -18,6 +18,8 @@ use wdk_sys::{
 };
 
 use crate::batch::BatchMemory;
+use crate::counters::PerfCounters;
+use crate::dump::DumpExclusion;
 use crate::etw;
 use crate::image_watch::ImageWatch;
 use crate::kernel::{POOL_TAG, Thread, pool_free, ulong_size_of};
@@ -127,6 +129,33 @@ fn launch(
     let work = unsafe { UnsafeCell::raw_get(&raw const (*d).work) };
     // SAFETY: the worker does not exist yet, so this thread is `Work`'s only user.
     unsafe { &mut *work }.reload_config();
+    // Performance counters (docs/windows-memory.md §9.6) before the worker's first update.
+    // Optional: without them the balloon runs the same.
+    // SAFETY: `d` is a live Driver; this only takes the field's address.
+    let block = unsafe { &raw const (*d).shared.counters };
+    // SAFETY: the block is in the nonpaged driver state, which teardown frees only after
+    // dropping the registration; PASSIVE_LEVEL (DriverEntry).
+    let perf = unsafe { PerfCounters::register(block) }.ok();
+    // SAFETY: `perf` is written only by this thread and unload (which cannot run before
+    // DRIVER is published below); the worker never forms a `&Driver`.
+    unsafe { (*d).perf = perf };
+    // Ballooned pages out of crash dumps (docs/windows-memory.md §9.5), before the worker
+    // allocates any. Optional too: if the kernel refuses, pages stay in dumps.
+    // SAFETY: `d` is a live Driver; this only takes the field's address.
+    let dump = unsafe { &raw mut (*d).dump };
+    // SAFETY: built by `Driver::create`, nonpaged, freed only after teardown deregisters;
+    // registered once, here.
+    if unsafe { DumpExclusion::register(dump) } {
+        // SAFETY: `d` is a live Driver; this only takes the field's address.
+        let table = unsafe { &raw mut (*dump).table };
+        if let Some(table) = NonNull::new(table) {
+            // SAFETY: the worker does not exist yet, so this thread is `Work`'s only user.
+            let pages = unsafe { &mut *work }.engine.pages_mut();
+            // SAFETY: the table is in the same block, after the engine (dropped after it),
+            // and only the allocator writes it.
+            unsafe { pages.set_dump_table(table) };
+        }
+    }
     // SAFETY: the state outlives the thread: teardown joins it before freeing the block, and
     // `worker_main` ends with PsTerminateSystemThread. On `Err` no thread was created.
     let thread = unsafe { Thread::spawn(Some(worker_main), d.cast()) }
@@ -190,7 +219,8 @@ extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
 }
 
 /// Callbacks off first (the load-image routine, then the power hook, each waiting until no
-/// callback uses the shared state), then the worker, then the engine shuts down (START(0),
+/// callback uses the shared state), then the worker, then the performance counters (the
+/// instance closed, then the set unregistered), then the engine shuts down (START(0),
 /// every page back to the OS), then the state is dropped and freed.
 ///
 /// # Safety
@@ -217,8 +247,17 @@ unsafe fn teardown(block: NonNull<Driver>, cause: &'static str) {
     let work = unsafe { UnsafeCell::raw_get(&raw const (*d).work) };
     // SAFETY: the worker has ended (or never started): this thread is `Work`'s only user.
     let work = unsafe { &mut *work };
+    // SAFETY: as for `power` above. The worker, the block's only writer, has ended;
+    // dropping closes the instance, then unregisters, after which PCW no longer reads the
+    // block, which the free below releases.
+    drop(unsafe { (*d).perf.take() });
     let freed = work.engine.shutdown();
     etw::write(&Event::Stopped { freed, cause });
+    // SAFETY: our caller's contract; this only takes the field's address.
+    let dump = unsafe { &raw mut (*d).dump };
+    // SAFETY: registered in `launch` (or not: then a no-op), deregistered once, here,
+    // before the block is freed below.
+    unsafe { DumpExclusion::deregister(dump) };
     // SAFETY: initialised, unused from here on; drops the engine before the batch page.
     unsafe { ptr::drop_in_place(d) };
     // SAFETY: the pool block from `Driver::create`, now holding nothing to drop.

@@ -6,7 +6,8 @@
 //! its portable counterpart in `vmballoon-nt`, unit-tested on Linux: `memory.rs` →
 //! `vmballoon_nt::memory`, `registry.rs` → `vmballoon_nt::registry`, `vmmemctl.rs` and
 //! `image_watch.rs` → `vmballoon_nt::vmmemctl`, `etw.rs` → `vmballoon_nt::events`,
-//! `worker.rs` → `vmballoon_nt::schedule`, the callbacks → `vmballoon_nt::notices`.
+//! `worker.rs` → `vmballoon_nt::schedule`, the callbacks → `vmballoon_nt::notices`,
+//! `counters.rs` → `vmballoon_nt::counters`, `dump.rs` and `pages.rs` → `vmballoon_nt::dump`.
 //!
 //! The whole crate is `cfg(windows)`, the one gate below: off Windows it is empty, so the
 //! workspace builds and tests on Linux, and `cargo xtask check-windows` type-checks and
@@ -36,7 +37,9 @@ extern crate wdk_panic;
 
 mod batch;
 mod clock;
+mod counters;
 mod driver;
+mod dump;
 mod etw;
 mod image_watch;
 mod kernel;

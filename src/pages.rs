@@ -19,12 +19,14 @@ use vmballoon_core::mask::PageMask;
 use vmballoon_core::platform::{PARK_CAPACITY, PageAllocator, Shelf, StorePosition};
 use vmballoon_core::protocol::BATCH_CAPACITY;
 use vmballoon_core::units::{Frames, Pfn};
+use vmballoon_nt::dump::{Ticket, longest_run};
 use wdk_sys::ntddk::{ExFreePool, MmAllocatePagesForMdlEx, MmFreePagesFromMdl};
 use wdk_sys::{
     _MEMORY_CACHING_TYPE, LARGE_INTEGER, MDL, MM_ALLOCATE_FAST_LARGE_PAGES, MM_ALLOCATE_NO_WAIT,
     MM_ALLOCATE_PREFER_CONTIGUOUS, MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS, MM_DONT_ZERO_ALLOCATION,
 };
 
+use crate::dump::DumpTable;
 use crate::kernel::{pool_alloc, pool_free};
 use crate::mdl::{self, PAGE};
 
@@ -35,6 +37,8 @@ const BLOCK_BYTES: usize = 512 * PAGE;
 pub struct Node {
     next: Option<NonNull<Node>>,
     mdl: NonNull<MDL>,
+    /// The unit's range in the crash-dump table, while published (`dump.rs`).
+    dump: Option<Ticket>,
 }
 
 /// One unit: the node that owns an MDL from `MmAllocatePagesForMdlEx`. Invariant: the
@@ -129,6 +133,10 @@ pub struct MdlPages {
     /// The last staged unit looked up by index, so a batch's sequential lookups are O(1).
     cursor: Cell<Option<(usize, NonNull<Node>)>>,
     park: NonNull<Park>,
+    /// The crash-dump table (`dump.rs`), once DriverEntry has set it: each unit's longest
+    /// run of pages is published there after allocation and withdrawn before the free
+    /// (`docs/windows-memory.md §9.5`).
+    dump: Option<NonNull<DumpTable>>,
 }
 
 impl MdlPages {
@@ -166,7 +174,24 @@ impl MdlPages {
             overflow: List::default(),
             cursor: Cell::new(None),
             park,
+            dump: None,
         })
+    }
+
+    /// Publishes every unit allocated from now on in `table` (DriverEntry, before the
+    /// worker starts).
+    ///
+    /// # Safety
+    /// `table` is nonpaged and outlives `self` (it is in the driver state, after the
+    /// engine), and only this allocator writes it.
+    pub unsafe fn set_dump_table(&mut self, table: NonNull<DumpTable>) {
+        self.dump = Some(table);
+    }
+
+    fn dump_table(&self) -> Option<&DumpTable> {
+        // SAFETY: `set_dump_table`'s contract: alive as long as `self`; the table is only
+        // atomics, shared with the bug-check callback.
+        self.dump.map(|t| unsafe { &*t.as_ptr() })
     }
 
     fn shelf(&mut self, shelf: Shelf) -> &mut List {
@@ -221,8 +246,22 @@ impl MdlPages {
             unsafe { free_mdl(mdl) };
             return None;
         };
+        // The pages are the driver's now: their longest run may leave the dump.
+        // SAFETY: an MDL Mm just built, not written while read.
+        let run = longest_run(
+            unsafe { mdl::pfns(mdl) }
+                .iter()
+                .filter_map(|&p| Pfn::new(p)),
+        );
+        let dump = run.and_then(|r| self.dump_table()?.publish(r));
         // SAFETY: a fresh nonpaged block sized and aligned for a Node.
-        unsafe { node.as_ptr().write(Node { next: None, mdl }) };
+        unsafe {
+            node.as_ptr().write(Node {
+                next: None,
+                mdl,
+                dump,
+            });
+        };
         Some(Unit(node))
     }
 }
@@ -272,6 +311,13 @@ impl PageAllocator for MdlPages {
 
     fn free(&mut self, unit: Unit) {
         let node = unit.0;
+        // Out of the dump table before the pages go back to Windows (§9.5).
+        // SAFETY: the node is live and ours (the unit's invariant).
+        if let Some(ticket) = unsafe { (*node.as_ptr()).dump.take() }
+            && let Some(table) = self.dump_table()
+        {
+            table.withdraw(ticket);
+        }
         // SAFETY: the unit's MDL, untouched since Mm built it (the type's invariant); the
         // unit is consumed, so nothing uses it after this.
         unsafe { free_mdl(unit.mdl()) };

@@ -14,6 +14,8 @@ use wdk_sys::{NTSTATUS, WDFDRIVER};
 
 use crate::batch::BatchMemory;
 use crate::clock::KernelClock;
+use crate::counters::{CounterBlock, PerfCounters};
+use crate::dump::DumpExclusion;
 use crate::etw;
 use crate::image_watch::ImageWatch;
 use crate::kernel::{Event, EventKind, Thread, WaitBlocks, pool_alloc};
@@ -21,20 +23,25 @@ use crate::memory::KernelMemory;
 use crate::pages::MdlPages;
 use crate::power::Registration;
 use crate::registry;
+use vmballoon_nt::counters::CounterData;
 use vmballoon_nt::events::{Events, Tracker, config_events_into, config_unreadable};
 use vmballoon_nt::schedule::Schedule;
 
 /// The engine on the NT platform.
 pub type Engine = Balloon<VmwareBackdoor, MdlPages, KernelMemory, KernelClock>;
 
-/// Shared by the worker, the callbacks and unload: only kernel events. Built in place by
-/// [`Shared::init`] (kernel events must not move once initialised).
+/// Shared by the worker, the callbacks, unload and PCW: kernel events and the counters'
+/// data block. Built in place by [`Shared::init`] (kernel events must not move once
+/// initialised, nor the data block while PCW may read it).
 pub struct Shared {
     /// Notification event: unload asks the worker to end.
     pub stop: Event,
     /// Synchronization event: a callback (power, load-image) has recorded a notice in
     /// `image_watch::NOTICES` for the worker.
     pub notice: Event,
+    /// The performance counters' data block: PCW reads it, the worker writes it after
+    /// each tick (`counters.rs`: no lock).
+    pub counters: CounterBlock,
 }
 
 impl Shared {
@@ -54,6 +61,10 @@ impl Shared {
         let notice = unsafe { &raw mut (*slot).notice };
         // SAFETY: as above.
         unsafe { Event::init(notice, EventKind::Synchronization) };
+        // SAFETY: as above.
+        let counters = unsafe { &raw mut (*slot).counters };
+        // SAFETY: valid for writes and unused (our caller's contract).
+        unsafe { counters.write(CounterBlock::new()) };
     }
 }
 
@@ -81,6 +92,9 @@ pub struct Work {
     /// Wait blocks for the worker's waits on more than `THREAD_WAIT_OBJECTS` objects, in
     /// this nonpaged state rather than on the worker's stack.
     pub wait_blocks: WaitBlocks,
+    /// The performance counters as folded from every tick so far
+    /// (`vmballoon_nt::counters`), published to [`Shared::counters`] by the worker.
+    pub counters: CounterData,
 }
 
 /// `engine.tick()` into `out`. Never inlined, so the engine's tick has a frame of its own
@@ -151,6 +165,10 @@ impl Work {
         let wait_blocks = unsafe { &raw mut (*slot).wait_blocks };
         // SAFETY: as above.
         unsafe { wait_blocks.write(WaitBlocks::new()) };
+        // SAFETY: as above.
+        let counters = unsafe { &raw mut (*slot).counters };
+        // SAFETY: as above.
+        unsafe { counters.write(CounterData::new()) };
     }
 
     /// Re-reads and validates the registry, traces what changed, and applies it. A registry
@@ -188,6 +206,8 @@ impl Work {
     /// One engine tick, traced; returns the balloon's size after it.
     pub fn tick(&mut self) -> Frames {
         engine_tick(&mut self.engine, &mut self.report);
+        self.counters
+            .update(&self.report, self.engine.stats(), self.engine.config());
         self.schedule.ticked(&self.report);
         self.tracker
             .on_tick_into(&self.report, self.engine.stats(), &mut self.events);
@@ -222,6 +242,12 @@ pub struct Driver {
     /// The load-image notify routine's registration, while registered (DriverEntry and
     /// unload).
     pub image_watch: Option<ImageWatch>,
+    /// The performance-counter registration over `shared.counters`, while registered
+    /// (DriverEntry and unload).
+    pub perf: Option<PerfCounters>,
+    /// The crash-dump range table and its bug-check callback (`dump.rs`). Last, so it
+    /// outlives the engine, whose allocator withdraws ranges from it until it drops.
+    pub dump: DumpExclusion,
 }
 
 // Pool blocks are 16-byte aligned on x64.
@@ -277,6 +303,14 @@ impl Driver {
         let image_watch = unsafe { &raw mut (*d).image_watch };
         // SAFETY: as above.
         unsafe { image_watch.write(None) };
+        // SAFETY: as above.
+        let perf = unsafe { &raw mut (*d).perf };
+        // SAFETY: as above.
+        unsafe { perf.write(None) };
+        // SAFETY: as above.
+        let dump = unsafe { &raw mut (*d).dump };
+        // SAFETY: as above.
+        unsafe { DumpExclusion::init(dump) };
         Some(block)
     }
 

@@ -128,6 +128,7 @@ fn step(shared: &Shared, work: &mut Work) -> bool {
     }
     if actions.tick {
         let _balloon = work.tick();
+        shared.counters.publish(&work.counters.values());
     }
     true
 }

@@ -914,6 +914,7 @@ fn help_matches_what_the_program_prints() {
         "--json",
         "--timeline",
         "--svg",
+        "--counters",
     ] {
         assert!(r.out.contains(needle), "--help lacks {needle}");
     }
@@ -1075,4 +1076,82 @@ fn linux_vmw_keeps_the_protocol_on_every_scenario() {
 #[test]
 fn ovt_classic_keeps_the_protocol_on_every_scenario() {
     check_peer(DriverKind::OvtClassic);
+}
+
+/// `--counters` prints the `VM Balloon` set (`docs/windows-memory.md §9.6`) from the same
+/// mapping the driver uses, and its values agree with the run's own summary.
+#[test]
+fn counters_flag_prints_the_driver_counter_set() {
+    use vmballoon_nt::counters::PerfCounter;
+    let json = temp("counters-summary.json");
+    let json_arg = json.display().to_string();
+    let r = cli(&["--policy", "vmballoon", "--counters", "--json", &json_arg]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("(simulated), \\VM Balloon\\*:"), "{}", r.out);
+    let value = |c: PerfCounter| -> u64 {
+        let line = r
+            .out
+            .lines()
+            .find(|l| {
+                l.trim_start().starts_with(c.name())
+                    && l.trim_start()[c.name().len()..].starts_with(' ')
+            })
+            .unwrap_or_else(|| panic!("{} not printed:\n{}", c.name(), r.out));
+        // The value follows the name (a rate counter's total carries a note after it).
+        line.trim_start()[c.name().len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .expect("a number")
+    };
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("summary")).expect("json");
+    let key = |k: &str| {
+        s[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} in the summary"))
+    };
+    assert_eq!(value(PerfCounter::BalloonMib), key("final_balloon_mib"));
+    assert_eq!(value(PerfCounter::HostTargetMib), key("final_target_mib"));
+    assert_eq!(value(PerfCounter::SafeCeilingMib), key("final_ceiling_mib"));
+    assert!(
+        value(PerfCounter::BalloonMib) > 0,
+        "the built-in scenario inflates"
+    );
+    assert!(value(PerfCounter::FramesLocked) >= value(PerfCounter::FramesUnlocked));
+    // Calls made at unload come after the counters were read.
+    let calls = value(PerfCounter::BackdoorCalls);
+    assert!(
+        calls > 0 && calls <= key("hypercalls"),
+        "{calls} vs {}",
+        key("hypercalls")
+    );
+    for c in PerfCounter::ALL {
+        let _ = value(c);
+    }
+
+    // README's "Observe" sample is what the simulator prints now, line for line (so its
+    // values stay real output).
+    let readme = include_str!("../README.md");
+    let block: Vec<&str> = r
+        .out
+        .lines()
+        .skip_while(|l| !l.starts_with("performance counters at the end of the run"))
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(block.len(), 1 + PerfCounter::ALL.len(), "{}", r.out);
+    for line in block {
+        assert!(
+            readme.contains(line),
+            "README's counter sample lacks:\n{line}"
+        );
+    }
+
+    // A peer driver has no counter set, and says so.
+    let r = cli(&["--policy", "naive", "--counters"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.out
+            .contains("only the vmballoon driver publishes performance counters")
+    );
 }

@@ -35,8 +35,19 @@ project's summary of the WDK reference pages):
 * RtlGetVersion with the size member set; WdfDriverCreate's config with its size, the
   non-PnP flag, EvtDriverUnload and DriverPoolTag (the tag of the driver's pool blocks);
 * ETW: the provider GUID is the one its name derives, every event decodes;
+* performance counters (docs/windows-memory.md §9.6): PcwRegister with PCW_VERSION_1, a
+  name and one 8-byte descriptor per counter in order; PcwCreateInstance over a nonpaged
+  block of the driver's; the instance closed before PcwUnregister; the values the worker
+  published, read at the close, agree with the models (Balloon MB, Frames Locked,
+  Backdoor Calls);
+* crash dumps (docs/windows-memory.md §9.5): KeRegisterBugCheckReasonCallback with
+  KbCallbackRemovePages, a nonpageable routine and a nonpaged record, deregistered by
+  unload; at a scenario's `dumps_at_s` the routine runs at HIGH_LEVEL, called again while
+  it asks to be, and every physical range it hands over must be pages the balloon holds
+  (with `dump_all_held`, all of them);
 * every pool block freed with its tag; every registration undone by unload (ETW, the
-  power callback and its callback object, the load-image routine, registry keys,
+  power callback and its callback object, the load-image routine, the counter set, the
+  bug-check callback, registry keys,
   handles, the KMDF bind); no KeBugCheckEx; nothing left allocated at the end; and from the
   server: no protocol violation, no page freed while the host holds it, no leaked page.
 
@@ -193,6 +204,10 @@ MAX_IRQL = {
     "ExWaitForRundownProtectionRelease": APC_LEVEL,
     "PsSetLoadImageNotifyRoutineEx": PASSIVE_LEVEL,
     "PsRemoveLoadImageNotifyRoutine": APC_LEVEL,
+    "PcwRegister": APC_LEVEL, "PcwCreateInstance": APC_LEVEL,
+    "PcwCloseInstance": APC_LEVEL, "PcwUnregister": APC_LEVEL,
+    "KeRegisterBugCheckReasonCallback": HIGH_LEVEL,
+    "KeDeregisterBugCheckReasonCallback": HIGH_LEVEL,
     "EtwRegister": PASSIVE_LEVEL, "EtwUnregister": PASSIVE_LEVEL,
     "EtwSetInformation": PASSIVE_LEVEL, "EtwWriteTransfer": HIGH_LEVEL,
     "memcmp": HIGH_LEVEL, "__chkstk": HIGH_LEVEL,
@@ -512,6 +527,16 @@ class Kernel:
         self.etw_log = []
         self.callback_objects = {}
         self.registrations = {}
+        # PCW (docs/windows-memory.md §9.6): registration -> {"name", "instances": set}
+        self.pcw = {}
+        self.pcw_instances = {}
+        # KbCallbackRemovePages records (docs/windows-memory.md §9.5): record -> routine
+        self.bugcheck_records = {}
+        # What the driver had published in its counters when it closed the instance, and
+        # whether the bug-check callback was registered (the report's "operators" line).
+        self.pcw_closed = None
+        self.dump_log = []
+        self.bugcheck_registered = False
         self.image_routines = {}
         self.rundown = {}
         self.registry_keys = set()
@@ -743,7 +768,8 @@ class Kernel:
         t = self.current
         return {"power": "the power callback", "image": "the load-image notify routine",
                 "worker": "the worker thread", "unload": "DriverUnload",
-                "entry": "DriverEntry"}.get(t.kind, t.name)
+                "entry": "DriverEntry",
+                "bugcheck": "the KbCallbackRemovePages callback"}.get(t.kind, t.name)
 
     def check_irql(self, name, limit, detail=""):
         t = self.current
@@ -848,7 +874,7 @@ class Kernel:
 
     def block(self, w):
         t = self.current
-        if t.kind in ("power", "image"):
+        if t.kind in ("power", "image", "bugcheck"):
             self.fail("%s blocked in %s: it must record the notice, signal the worker and "
                       "return (docs/windows-memory.md §9.4)" % (self.who(), w.what))
         if w.blocks is not None:
@@ -903,7 +929,7 @@ class Kernel:
         while True:
             ready = [t for t in self.threads if t.state in ("ready", "new")]
             if ready:
-                ready.sort(key=lambda t: t.kind not in ("power", "image"))
+                ready.sort(key=lambda t: t.kind not in ("power", "image", "bugcheck"))
                 self.switch_to(ready[0])
                 return
             while self.idle_checks:
@@ -951,6 +977,8 @@ class Kernel:
             self.power_event(a)
         elif kind == "image":
             self.image_load(a)
+        elif kind == "dump":
+            self.dump_event(a)
 
     def api_ThreadExit(self):
         t = self.current
@@ -959,6 +987,8 @@ class Kernel:
             self.power_returned(t)
         elif t.kind == "image":
             self.image_returned(t)
+        elif t.kind == "bugcheck":
+            self.dump_returned(t)
         self.wake_waiters()
         self.schedule()
 
@@ -1691,6 +1721,171 @@ class Kernel:
             self.callback_objects[obj] -= 1
         return 0
 
+    # ---- performance counters and the bug-check callback (§9.5, §9.6) --------------------
+
+    def api_PcwRegister(self):
+        out, info = self.args(2)
+        version = self.rd32(info)
+        name = self.ustr(self.rd64(info + 8))
+        count = self.rd32(info + 16)
+        counters = self.rd64(info + 24)
+        if version != 0x100:
+            self.fail("PcwRegister with Version %#x: PCW_VERSION_1 is the one every supported "
+                      "Windows accepts (docs/windows-memory.md §9.6)" % version)
+        if not name:
+            self.fail("PcwRegister with an empty counter-set name")
+        offsets = []
+        for i in range(count):
+            d = counters + 8 * i
+            cid, struct, offset, size = (int.from_bytes(self.rd(d + 2 * k, 2), "little")
+                                         for k in range(4))
+            if cid != i or struct != 0 or size != 8:
+                self.fail("PcwRegister: counter descriptor %d is (%d, %d, %d, %d)"
+                          % (i, cid, struct, offset, size))
+            offsets.append(offset)
+        handle = self.alloc(0x10, "pcw-registration")
+        self.pcw[handle] = {"name": name, "count": count, "instances": set(),
+                            "end": max(offsets, default=0) + 8}
+        self.wr64(out, handle)
+        return STATUS_SUCCESS
+
+    def api_PcwCreateInstance(self):
+        out, reg, name_ptr, count = self.args(4)
+        (data,) = self.args(5)[4:]
+        if reg not in self.pcw:
+            raise Failure("PcwCreateInstance on %#x, not a registration" % reg)
+        block, size = self.rd64(data), self.rd32(data + 8)
+        if count != 1 or size < self.pcw[reg]["end"]:
+            self.fail("PcwCreateInstance: %d data block(s) of %d bytes for counters ending at %d"
+                      % (count, size, self.pcw[reg]["end"]))
+        if not self.nonpaged(block, size):
+            self.fail("PcwCreateInstance(%#x): the data block PCW reads must be nonpaged "
+                      "memory the driver owns" % block)
+        handle = self.alloc(0x10, "pcw-instance")
+        self.pcw[reg]["instances"].add(handle)
+        self.pcw_instances[handle] = {"reg": reg, "block": block, "size": size,
+                                      "name": self.ustr(name_ptr)}
+        self.wr64(out, handle)
+        return STATUS_SUCCESS
+
+    def api_PcwCloseInstance(self):
+        (inst,) = self.args(1)
+        found = self.pcw_instances.pop(inst, None)
+        if found is None:
+            self.fail("PcwCloseInstance(%#x): not an open instance (PcwUnregister destroys "
+                      "its instances; they must not be closed after it)" % inst)
+            return 0
+        self.pcw[found["reg"]]["instances"].discard(inst)
+        # The last values the worker published (vmballoon_nt::counters order): they must
+        # agree with what the models saw (docs/windows-memory.md §9.6).
+        values = [self.rd64(found["block"] + 8 * i) for i in range(found["size"] // 8)]
+        self.pcw_closed = {"name": found["name"], "values": values}
+        if len(values) >= 14:
+            report = self.report()
+            balloon_mib, locked, calls = values[0], values[7], values[13]
+            if balloon_mib * 256 > report["peak_held_frames"]:
+                self.fail("counter Balloon MB %d above the peak the host held (%d frames)"
+                          % (balloon_mib, report["peak_held_frames"]))
+            if report["peak_held_frames"] and not locked:
+                self.fail("the host held pages but counter Frames Locked is 0: the worker "
+                          "never published its counters")
+            if calls > self.port_calls:
+                self.fail("counter Backdoor Calls %d above the %d port calls the driver made"
+                          % (calls, self.port_calls))
+        return 0
+
+    def api_PcwUnregister(self):
+        (reg,) = self.args(1)
+        found = self.pcw.pop(reg, None)
+        if found is None:
+            self.fail("PcwUnregister(%#x): not registered" % reg)
+            return 0
+        for inst in found["instances"]:
+            self.pcw_instances.pop(inst, None)
+        if found["instances"]:
+            self.fail("PcwUnregister with an instance still open: the driver closes its "
+                      "instance first (docs/windows-memory.md §9.6)")
+        return 0
+
+    def api_KeRegisterBugCheckReasonCallback(self):
+        record, routine, reason, component = self.args(4)
+        if reason != 6:
+            self.fail("KeRegisterBugCheckReasonCallback with reason %d (KbCallbackRemovePages "
+                      "is 6)" % reason)
+        if not self.nonpaged_code(routine):
+            self.fail("KeRegisterBugCheckReasonCallback(%#x): the routine must be nonpageable "
+                      "code" % routine)
+        if not self.nonpaged(record, 48):
+            self.fail("KeRegisterBugCheckReasonCallback: the record %#x must stay in nonpaged "
+                      "memory while registered" % record)
+        if record in self.bugcheck_records:
+            self.fail("KeRegisterBugCheckReasonCallback: record %#x registered twice" % record)
+        self.bugcheck_records[record] = routine
+        self.bugcheck_registered = True
+        return 1
+
+    def api_KeDeregisterBugCheckReasonCallback(self):
+        (record,) = self.args(1)
+        if self.bugcheck_records.pop(record, None) is None:
+            self.fail("KeDeregisterBugCheckReasonCallback(%#x): not registered" % record)
+            return 0
+        return 1
+
+    def dump_event(self, a):
+        """A crash dump being written (docs/windows-memory.md §9.5): every registered
+        KbCallbackRemovePages routine is called at HIGH_LEVEL with a zeroed
+        KBUGCHECK_REMOVE_PAGES, again and again while it sets
+        KB_REMOVE_PAGES_FLAG_ADDITIONAL_RANGES_EXIST, keeping Context between calls. The
+        emulated threads run one at a time, so the worker is stopped at a kernel call here,
+        not in the middle of a store (the portable table's property test covers that)."""
+        entry = {"at_s": self.now / 1e9, "ranges": 0, "frames": 0,
+                 "held": self.report()["final_held_frames"]}
+        self.dump_log.append(entry)
+        if not self.bugcheck_records:
+            self.fail("a dump at %.1f s: no KbCallbackRemovePages routine is registered"
+                      % (self.now / 1e9))
+            return
+        for record, routine in list(self.bugcheck_records.items()):
+            data = self.alloc(0x20, "remove-pages")
+            self.dump_call(entry, record, routine, data)
+
+    def dump_call(self, entry, record, routine, data):
+        self.wr32(data + 8, 0)        # Flags: zero on entry
+        self.wr32(data + 12, 0xE2)    # BugCheckCode: MANUALLY_INITIATED_CRASH
+        self.wr64(data + 16, 0)
+        self.wr64(data + 24, 0)
+        stack = self.alloc(KERNEL_STACK, "stack.bugcheck", PAGE)
+        t = Thread("bugcheck", "bugcheck", routine, (6, record, data, 0x20), stack, HIGH_LEVEL)
+        t.entry, t.record, t.data = entry, record, data
+        self.threads.append(t)
+
+    def dump_returned(self, t):
+        entry, data = t.entry, t.data
+        flags, address, count = self.rd32(data + 8), self.rd64(data + 16), self.rd64(data + 24)
+        if count:
+            if flags & 3 != 2:
+                self.fail("KbCallbackRemovePages returned flags %#x: the ranges are physical "
+                          "(KB_REMOVE_PAGES_FLAG_PHYSICAL_ADDRESS alone)" % flags)
+            if address % PAGE:
+                self.fail("KbCallbackRemovePages returned an unaligned address %#x" % address)
+            held = set()
+            for mdl, m in self.mdls.items():
+                if m["state"] == "allocated":
+                    held.update(self.mdl_frames(mdl))
+            first = address // PAGE
+            outside = [f for f in range(first, first + count) if f not in held]
+            if outside:
+                self.fail("KbCallbackRemovePages handed the dump writer %d page(s) the balloon "
+                          "does not hold (first PFN %#x): they would be left out of the dump"
+                          % (len(outside), outside[0]))
+            entry["ranges"] += 1
+            entry["frames"] += count
+        if flags & 0x80000000:
+            if entry["ranges"] > 4096:
+                self.fail("KbCallbackRemovePages asks to be called again without end")
+                return
+            self.dump_call(entry, t.record, t.start, data)
+
     def api_ExRegisterCallback(self):
         obj, fn, ctx = self.args(3)
         if obj not in self.callback_objects:
@@ -1850,6 +2045,8 @@ class Kernel:
             self.actions.append({"at": int(p["at_s"] * 1e9), "kind": p["event"], "done": False})
         for img in self.case.get("images", []):
             self.actions.append(dict(img, at=int(img["at_s"] * 1e9), kind="image", done=False))
+        for at_s in self.case.get("dumps_at_s", []):
+            self.actions.append({"at": int(at_s * 1e9), "kind": "dump", "done": False})
         self.actions.append({"at": duration, "kind": "unload", "done": False})
         self.actions.sort(key=lambda a: a["at"])
         self.se.run_module(self.module)
@@ -1900,6 +2097,17 @@ class Kernel:
             leftovers.append("ETW provider still registered")
         if self.registrations:
             leftovers.append("the power callback is still registered")
+        if self.case.get("dump_all_held"):
+            for d in self.dump_log:
+                if d["frames"] != d["held"]:
+                    self.fail("the dump at %.1f s left out %d frames; the host held %d, all in "
+                              "whole 2 MiB blocks, each one range" % (d["at_s"], d["frames"],
+                                                                        d["held"]))
+        if self.pcw or self.pcw_instances:
+            leftovers.append("the performance-counter set is still registered")
+        if self.bugcheck_records:
+            leftovers.append("the bug-check reason callback is still registered (a crash "
+                             "would call into the unloaded driver)")
         if any(n > 0 for n in self.callback_objects.values()):
             leftovers.append("a callback object reference was never released")
         if self.image_routines:
@@ -1961,6 +2169,9 @@ def run_case(case, root, serve, sys_path, facts):
         "mm": kernel.mm,
         "wakes": kernel.wakes,
         "multi_waits": kernel.multi_waits,
+        "pcw_closed": kernel.pcw_closed,
+        "dumps": kernel.dump_log,
+        "bugcheck_registered": kernel.bugcheck_registered,
         "registry": sim.init["registry"],
         "seconds": time.time() - started,
     }

@@ -226,6 +226,30 @@ fn describe(r: &Value) -> String {
         if listed.is_empty() { "" } else { ": " },
         listed.join(", ")
     );
+    if let Some(values) = r["pcw_closed"]["values"].as_array() {
+        let v = |i: usize| values.get(i).and_then(|x| x.as_u64()).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "    counters at close ({}): Balloon MB {}, Frames Locked {}, Backdoor Calls {}; \
+             bug-check callback {}",
+            r["pcw_closed"]["name"].as_str().unwrap_or("?"),
+            v(0),
+            v(7),
+            v(13),
+            if r["bugcheck_registered"].as_bool() == Some(true) {
+                "registered"
+            } else {
+                "not registered"
+            }
+        );
+    }
+    for d in r["dumps"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "    dump at {} s: {} range(s), {} frames left out of {} the host held",
+            d["at_s"], d["ranges"], d["frames"], d["held"]
+        );
+    }
     for p in r["power"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "    power: {}", power_line(p));
     }

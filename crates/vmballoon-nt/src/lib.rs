@@ -12,6 +12,8 @@
 //! | [`memory`] | `src/memory.rs` | `ZwQuerySystemInformation` replies → the core's `MemorySnapshot`, with the fail-closed trust rules, and which layouts are in use |
 //! | [`registry`] | `src/registry.rs` | what one `WdfRegistryQueryULong` answer means for the config validator |
 //! | [`vmmemctl`] | `src/vmmemctl.rs`, `src/image_watch.rs` | is VMware's `vmmemctl.sys` loaded, or is the image loading now it? |
+//! | [`counters`] | `src/counters.rs` | the `VM Balloon` performance-counter set: layout, names, PCW types, and the mapping from the engine's tick reports and statistics (`docs/windows-memory.md §9.6`) |
+//! | [`dump`] | `src/dump.rs` | the table of ballooned page ranges the bug-check callback hands the dump writer: a seqlock per slot, consistent for a reader that stops the writer anywhere (`docs/windows-memory.md §9.5`) |
 //! | [`events`] | `src/etw.rs` | the `VmBalloon.Driver` ETW events as plain data, the provider's name, GUID and keywords, and when each event is written |
 //! | [`schedule`] | `src/worker.rs` | how long the worker waits, when it re-reads the registry, when it watches `LowMemoryCondition` and `MaximumCommitCondition` |
 //! | [`notices`] | `src/power.rs`, `src/image_watch.rs`, `src/worker.rs` | what the power and load-image callbacks tell the worker, and what it does about it |
@@ -39,6 +41,8 @@
     )
 )]
 
+pub mod counters;
+pub mod dump;
 pub mod events;
 pub mod memory;
 pub mod notices;

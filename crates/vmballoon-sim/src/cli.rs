@@ -4,7 +4,13 @@
 //! ```text
 //! vmballoon-sim [SCENARIO.toml] [--policy vmballoon|naive|linux-vmw|ovt-classic]
 //!               [--json SUMMARY.json] [--timeline TIMELINE.csv] [--svg PLOT.svg]
+//!               [--counters]
 //! ```
+//!
+//! `--counters` prints vmballoon's `VM Balloon` performance-counter set as it stood at the
+//! end of the run, before unload: the same counters, computed by the same mapping
+//! (`vmballoon_nt::counters`), that the driver publishes to Windows
+//! (`docs/windows-memory.md §9.6`).
 //!
 //! Timings are modelled ([`crate::cost`]): the table's "(modelled)" rows and the JSON's
 //! `modelled_*` keys. Without `--policy` vmballoon and the naive balloon run and stdout
@@ -19,6 +25,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+
+use vmballoon_nt::counters::{COUNTER_SET_NAME, PcwType, PerfCounter};
 
 use crate::driver::DriverKind;
 use crate::plot::{self, Series};
@@ -52,6 +60,9 @@ pub struct Cli {
     /// Draw target, balloon, ceiling, pinned and resident available memory as SVG.
     #[arg(long, value_name = "PLOT.svg")]
     pub svg: Option<PathBuf>,
+    /// Print vmballoon's performance counters (`\VM Balloon\*`) at the end of the run.
+    #[arg(long)]
+    pub counters: bool,
 }
 
 /// Runs the command line with `args` (the first is the program name), writing the report
@@ -189,6 +200,10 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), String> {
         }
     }
 
+    if cli.counters {
+        text.push_str(&counters(&results));
+    }
+
     if let Some(path) = &cli.json {
         let mut value = serde_json::to_value(&main.summary).map_err(|e| e.to_string())?;
         if let (Some(obj), Some((_, c))) = (value.as_object_mut(), compare) {
@@ -235,6 +250,25 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), String> {
     }
     out.write_all(text.as_bytes())
         .map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
+/// The `VM Balloon` counter set of the vmballoon run, as `Get-Counter` names the counters.
+fn counters(results: &[(DriverKind, RunResult)]) -> String {
+    let Some(data) = results.iter().find_map(|(_, r)| r.counters) else {
+        return "\ncounters: only the vmballoon driver publishes performance counters\n".to_owned();
+    };
+    let mut text = format!(
+        "\nperformance counters at the end of the run (simulated), \\{}\\*:\n",
+        COUNTER_SET_NAME
+    );
+    for c in PerfCounter::ALL {
+        let note = match c.pcw_type() {
+            PcwType::BulkCount => "  (running total: Windows shows its rate)",
+            PcwType::LargeRawcount => "",
+        };
+        text.push_str(&format!("  {:<30} {:>12}{note}\n", c.name(), data.get(c)));
+    }
+    text
 }
 
 /// One line per driver on what happened to the guest.

@@ -16,6 +16,7 @@ use vmballoon_core::fake::ManualClock;
 use vmballoon_core::policy::{Accounting, Ceiling, ClampReason};
 use vmballoon_core::stats::Counter;
 use vmballoon_core::units::{Duration, Frames, Instant};
+use vmballoon_nt::counters::CounterData;
 use vmballoon_nt::schedule::{Schedule, Wait, Wake};
 
 use crate::guest::{FakeGuest, PeerPages};
@@ -143,6 +144,11 @@ pub trait BalloonDriver {
     fn wake(&mut self, _now: Instant, _wake: Wake) -> Option<DriverTick> {
         Some(self.tick())
     }
+    /// The `VM Balloon` performance counters as the driver would publish them now
+    /// (vmballoon only: the same `vmballoon_nt::counters` mapping the Windows glue uses).
+    fn perf_counters(&self) -> Option<CounterData> {
+        None
+    }
 }
 
 /// The product: the core's [`Balloon`] engine over the fakes.
@@ -152,6 +158,8 @@ pub struct EngineDriver {
     schedule: Schedule,
     /// Where the registry values are read from (`None`: the settings given stay).
     registry: Option<SharedWorld>,
+    /// The performance counters, folded after each tick as the glue does.
+    counters: CounterData,
 }
 
 impl EngineDriver {
@@ -162,6 +170,7 @@ impl EngineDriver {
             engine: Balloon::new(host, guest.clone(), guest, clock, config),
             schedule: Schedule::new(&config),
             registry: None,
+            counters: CounterData::new(),
         }
     }
 
@@ -204,6 +213,8 @@ impl BalloonDriver for EngineDriver {
     fn tick(&mut self) -> DriverTick {
         let r = self.engine.tick();
         self.schedule.ticked(&r);
+        self.counters
+            .update(&r, self.engine.stats(), self.engine.config());
         DriverTick {
             target: r.target,
             ceiling: r.ceiling,
@@ -244,6 +255,10 @@ impl BalloonDriver for EngineDriver {
         }
         let tick = self.tick();
         Some(tick)
+    }
+
+    fn perf_counters(&self) -> Option<CounterData> {
+        Some(self.counters)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -48,6 +48,7 @@ use vmballoon_core::fake::ManualClock;
 use vmballoon_core::platform::Clock;
 use vmballoon_core::policy::{self, ClampReason, SLACK};
 use vmballoon_core::units::{Duration, Frames, Instant};
+use vmballoon_nt::counters::CounterData;
 use vmballoon_nt::schedule::{Condition, Wake};
 
 use crate::cost::CostModel;
@@ -72,6 +73,9 @@ pub struct RunResult {
     pub summary: Summary,
     /// One row per instant at which the driver ran (`--timeline`, `--svg`).
     pub timeline: Vec<TimelineRow>,
+    /// The driver's `VM Balloon` performance counters at the end of the run, before
+    /// unload (`--counters`; vmballoon only: `docs/windows-memory.md §9.6`).
+    pub counters: Option<CounterData>,
 }
 
 /// Runs `scenario` with `kind` under the default [`CostModel`] and returns its summary
@@ -563,6 +567,7 @@ impl<'a> Runner<'a> {
             "target"
         };
         let min_resident_available = self.timeline.iter().map(|r| r.resident_available_low).min();
+        let counters = self.policy.perf_counters();
         self.policy.shutdown();
         let w = self.world.borrow();
         let g = &w.guest;
@@ -697,6 +702,7 @@ impl<'a> Runner<'a> {
         RunResult {
             summary,
             timeline: self.timeline,
+            counters,
         }
     }
 }

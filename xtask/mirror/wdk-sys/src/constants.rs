@@ -47,3 +47,8 @@ pub const STATUS_SHARING_VIOLATION: NTSTATUS = -1_073_741_757_i32;
 
 pub const WDF_NO_OBJECT_ATTRIBUTES: crate::types::PWDF_OBJECT_ATTRIBUTES = core::ptr::null_mut();
 pub const WDF_NO_HANDLE: crate::types::PVOID = core::ptr::null_mut();
+/// wdm.h: the PCW version every Windows since 7 accepts.
+pub const PCW_VERSION_1: u32 = 256;
+/// wdm.h: `KBUGCHECK_REMOVE_PAGES.Flags`.
+pub const KB_REMOVE_PAGES_FLAG_PHYSICAL_ADDRESS: u32 = 2;
+pub const KB_REMOVE_PAGES_FLAG_ADDITIONAL_RANGES_EXIST: u32 = 2147483648;

@@ -53,6 +53,32 @@ unsafe extern "C" {
         WaitBlockArray: PKWAIT_BLOCK,
     ) -> NTSTATUS;
     pub fn IoCreateNotificationEvent(EventName: PUNICODE_STRING, EventHandle: PHANDLE) -> PKEVENT;
+    // Bug-check reason callbacks
+    pub fn KeRegisterBugCheckReasonCallback(
+        CallbackRecord: PKBUGCHECK_REASON_CALLBACK_RECORD,
+        CallbackRoutine: PKBUGCHECK_REASON_CALLBACK_ROUTINE,
+        Reason: KBUGCHECK_CALLBACK_REASON,
+        Component: PUCHAR,
+    ) -> BOOLEAN;
+    pub fn KeDeregisterBugCheckReasonCallback(
+        CallbackRecord: PKBUGCHECK_REASON_CALLBACK_RECORD,
+    ) -> BOOLEAN;
+    // Performance counters (PCW)
+    #[must_use]
+    pub fn PcwRegister(
+        Registration: *mut PPCW_REGISTRATION,
+        Info: PPCW_REGISTRATION_INFORMATION,
+    ) -> NTSTATUS;
+    pub fn PcwUnregister(Registration: PPCW_REGISTRATION);
+    #[must_use]
+    pub fn PcwCreateInstance(
+        Instance: *mut PPCW_INSTANCE,
+        Registration: PPCW_REGISTRATION,
+        Name: PCUNICODE_STRING,
+        Count: ULONG,
+        Data: PPCW_DATA,
+    ) -> NTSTATUS;
+    pub fn PcwCloseInstance(Instance: PPCW_INSTANCE);
     // Time
     pub fn KeQueryInterruptTimePrecise(QpcTimeStamp: PULONG64) -> ULONG64;
     // Threads and objects

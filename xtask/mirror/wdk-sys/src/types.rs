@@ -8,6 +8,7 @@ use core::ffi::{
 // --- basic typedefs (ntdef.h, basetsd.h, corecrt.h) ---
 pub type wchar_t = c_ushort;
 pub type UCHAR = c_uchar;
+pub type PUCHAR = *mut UCHAR;
 pub type USHORT = c_ushort;
 pub type ULONG = c_ulong;
 pub type LONG = c_long;
@@ -679,3 +680,163 @@ unsafe extern "C" {
     pub static mut WdfDriverGlobals: PWDF_DRIVER_GLOBALS;
     pub static mut WdfFunctionCount: ULONG;
 }
+
+// --- Performance counters (wdm.h, PCW; docs/windows-memory.md §9.6) ---
+#[repr(C)]
+#[derive(Debug)]
+pub struct _PCW_INSTANCE {
+    _unused: [u8; 0],
+}
+pub type PPCW_INSTANCE = *mut _PCW_INSTANCE;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _PCW_REGISTRATION {
+    _unused: [u8; 0],
+}
+pub type PPCW_REGISTRATION = *mut _PCW_REGISTRATION;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _PCW_COUNTER_DESCRIPTOR {
+    pub Id: USHORT,
+    pub StructIndex: USHORT,
+    pub Offset: USHORT,
+    pub Size: USHORT,
+}
+pub type PCW_COUNTER_DESCRIPTOR = _PCW_COUNTER_DESCRIPTOR;
+pub type PPCW_COUNTER_DESCRIPTOR = *mut _PCW_COUNTER_DESCRIPTOR;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _PCW_DATA {
+    pub Data: *const ::core::ffi::c_void,
+    pub Size: ULONG,
+}
+impl Default for _PCW_DATA {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type PCW_DATA = _PCW_DATA;
+pub type PPCW_DATA = *mut _PCW_DATA;
+/// PCW_CALLBACK_INFORMATION (wdm.h): only named by the callback type, which the glue
+/// leaves NULL; members left out, real size.
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union _PCW_CALLBACK_INFORMATION {
+    _rest: [u64; 5],
+}
+impl Default for _PCW_CALLBACK_INFORMATION {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for unions does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type PCW_CALLBACK_INFORMATION = _PCW_CALLBACK_INFORMATION;
+pub type PPCW_CALLBACK_INFORMATION = *mut _PCW_CALLBACK_INFORMATION;
+pub mod _PCW_CALLBACK_TYPE {
+    pub type Type = core::ffi::c_int;
+    pub const PcwCallbackAddCounter: Type = 0;
+    pub const PcwCallbackRemoveCounter: Type = 1;
+    pub const PcwCallbackEnumerateInstances: Type = 2;
+    pub const PcwCallbackCollectData: Type = 3;
+}
+pub use self::_PCW_CALLBACK_TYPE::Type as PCW_CALLBACK_TYPE;
+pub type PPCW_CALLBACK = ::core::option::Option<
+    unsafe extern "C" fn(
+        arg1: PCW_CALLBACK_TYPE,
+        arg2: PPCW_CALLBACK_INFORMATION,
+        arg3: PVOID,
+    ) -> NTSTATUS,
+>;
+pub mod PCW_REGISTRATION_FLAGS {
+    pub type Type = core::ffi::c_int;
+    pub const PcwRegistrationNone: Type = 0;
+    pub const PcwRegistrationSiloNeutral: Type = 1;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _PCW_REGISTRATION_INFORMATION {
+    pub Version: ULONG,
+    pub Name: PCUNICODE_STRING,
+    pub CounterCount: ULONG,
+    pub Counters: PPCW_COUNTER_DESCRIPTOR,
+    pub Callback: PPCW_CALLBACK,
+    pub CallbackContext: PVOID,
+    pub Flags: PCW_REGISTRATION_FLAGS::Type,
+}
+impl Default for _PCW_REGISTRATION_INFORMATION {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type PCW_REGISTRATION_INFORMATION = _PCW_REGISTRATION_INFORMATION;
+pub type PPCW_REGISTRATION_INFORMATION = *mut _PCW_REGISTRATION_INFORMATION;
+
+// --- Bug-check reason callbacks (wdm.h; docs/windows-memory.md §9.5) ---
+pub mod _KBUGCHECK_CALLBACK_REASON {
+    pub type Type = core::ffi::c_int;
+    pub const KbCallbackInvalid: Type = 0;
+    pub const KbCallbackReserved1: Type = 1;
+    pub const KbCallbackSecondaryDumpData: Type = 2;
+    pub const KbCallbackDumpIo: Type = 3;
+    pub const KbCallbackAddPages: Type = 4;
+    pub const KbCallbackSecondaryMultiPartDumpData: Type = 5;
+    pub const KbCallbackRemovePages: Type = 6;
+    pub const KbCallbackTriageDumpData: Type = 7;
+    pub const KbCallbackReserved2: Type = 8;
+}
+pub use self::_KBUGCHECK_CALLBACK_REASON::Type as KBUGCHECK_CALLBACK_REASON;
+/// Opaque in the real bindings as well: the driver supplies the record's storage.
+#[repr(C)]
+#[derive(Debug)]
+pub struct _KBUGCHECK_REASON_CALLBACK_RECORD {
+    _unused: [u8; 0],
+}
+pub type KBUGCHECK_REASON_CALLBACK_ROUTINE = ::core::option::Option<
+    unsafe extern "C" fn(
+        Reason: KBUGCHECK_CALLBACK_REASON,
+        Record: *mut _KBUGCHECK_REASON_CALLBACK_RECORD,
+        ReasonSpecificData: PVOID,
+        ReasonSpecificDataLength: ULONG,
+    ),
+>;
+pub type PKBUGCHECK_REASON_CALLBACK_ROUTINE = KBUGCHECK_REASON_CALLBACK_ROUTINE;
+pub type KBUGCHECK_REASON_CALLBACK_RECORD = _KBUGCHECK_REASON_CALLBACK_RECORD;
+pub type PKBUGCHECK_REASON_CALLBACK_RECORD = *mut _KBUGCHECK_REASON_CALLBACK_RECORD;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _KBUGCHECK_REMOVE_PAGES {
+    pub Context: PVOID,
+    pub Flags: ULONG,
+    pub BugCheckCode: ULONG,
+    pub Address: ULONG_PTR,
+    pub Count: ULONG_PTR,
+}
+impl Default for _KBUGCHECK_REMOVE_PAGES {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: (mirror) plain C data, for which all-zero is a valid value; bindgen's
+        // `impl Default` for types with pointers does the same.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type KBUGCHECK_REMOVE_PAGES = _KBUGCHECK_REMOVE_PAGES;
