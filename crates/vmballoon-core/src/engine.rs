@@ -289,6 +289,9 @@ pub struct Balloon<B, P: PageAllocator, M, C> {
     damping: Damping,
     /// Frames of parked units (held by the host or not).
     parked_total: Frames,
+    /// Frames staged for a 2 MiB LOCK that has not been made yet (taken from Windows, not
+    /// yet held by the host).
+    in_flight: Frames,
     /// Frames the balloon has allocated since the start (a running count).
     allocated: u64,
     /// How Windows charges the balloon's pages, as measured.
@@ -322,6 +325,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             migration_backoff: Backoff::default(),
             damping: Damping::default(),
             parked_total: Frames::ZERO,
+            in_flight: Frames::ZERO,
             allocated: 0,
             charges: (Charge::Unknown, Charge::Unknown),
             votes: ((Charge::Unknown, 0), (Charge::Unknown, 0)),
@@ -341,12 +345,14 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             .fold(self.parked_held, |sum, h| sum.saturating_add(*h))
     }
 
-    /// Frames the balloon has taken from Windows: what the host holds, and the frames of
-    /// parked units it does not (refused pages held back until the end of the tick).
+    /// Frames the balloon has taken from Windows: what the host holds, the frames of
+    /// parked units it does not (refused pages held back until the end of the tick), and
+    /// blocks staged for a LOCK not made yet.
     #[must_use]
     pub fn footprint(&self) -> Frames {
         self.size()
             .saturating_add(self.parked_total.saturating_sub(self.parked_held))
+            .saturating_add(self.in_flight)
     }
 
     /// What the engine knows of the accounting, with its footprint now.
@@ -925,8 +931,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             return false;
         }
         // Until the accounting is measured, small batches, each measured: the snapshot right
-        // before it, against the next fresh one (`calibrate`).
-        let frames = if self.calibrating() && self.calibration_tries < CALIBRATION_TRIES {
+        // before it, against the next fresh one (`calibrate`). 2 MiB pages are measured on
+        // their allocation instead, within one batch (`inflate_large`).
+        let large = cycle.large_ok && cycle.blocks_ok;
+        let frames = if !large && self.calibrating() && self.calibration_tries < CALIBRATION_TRIES {
             if let Ok(before) = self.memory.snapshot() {
                 self.sample = Some(Sample {
                     snap: before,
@@ -998,22 +1006,65 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         let want = usize::try_from(blocks)
             .unwrap_or(BATCH_CAPACITY)
             .min(BATCH_CAPACITY);
+        let mut want = want;
         let mut staged = 0usize;
-        while staged < want {
-            let Some(block) = self.take_block() else {
+        let mut short = false;
+        // Until the accounting is measured, each [`CALIBRATION_FRAMES`] of blocks is a sample
+        // of its own: Windows charges pages when they are allocated, so the snapshot after
+        // the allocation tells, and the blocks go to the host in this batch's one LOCK call.
+        let tries = self.calibration_tries;
+        let step = usize::try_from(CALIBRATION_FRAMES.whole_pages(PageSize::Large)).unwrap_or(1);
+        while self.calibrating() && self.calibration_tries < CALIBRATION_TRIES && staged < want {
+            let Ok(before) = self.memory.snapshot() else {
                 break;
             };
-            self.pages.stage(block);
+            self.sample = Some(Sample {
+                snap: before,
+                at: self.clock.now(),
+                footprint: self.footprint(),
+            });
+            let goal = staged.saturating_add(step).min(want);
+            while staged < goal {
+                let Some(block) = self.take_block() else {
+                    short = true;
+                    break;
+                };
+                self.stage_for_lock(block);
+                staged = staged.saturating_add(1);
+            }
+            // Closes the sample (`calibrate`).
+            let _ = self.fresh_snapshot(report);
+            if short {
+                break;
+            }
+        }
+        if self.calibration_tries != tries && !short {
+            // The batch was planned before the accounting was known: what it may still take
+            // is the room under a fresh ceiling computed with what was learned (the staged
+            // blocks are already in it, charged or subtracted as their footprint).
+            let more = self.room().map_or(0, |r| {
+                usize::try_from(r.whole_pages(PageSize::Large)).unwrap_or(0)
+            });
+            want = want.min(staged.saturating_add(more));
+        }
+        while !short && staged < want {
+            let Some(block) = self.take_block() else {
+                short = true;
+                break;
+            };
+            self.stage_for_lock(block);
             staged = staged.saturating_add(1);
         }
         self.stats.add(Counter::BlockUnits, staged as u64);
-        if staged < want {
+        if short {
             self.block_allocation_failed(cycle, report);
         }
         if staged == 0 {
             return true;
         }
         let error_before = report.error;
+        // From here the staged blocks are the host's or go back to Windows.
+        self.in_flight = Frames::ZERO;
         let Some(out) = self.transfer_large(now, Direction::Lock, staged, report) else {
             return false;
         };
@@ -1194,6 +1245,13 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             .parked_held
             .saturating_sub(Frames::new(held.len() as u64));
         Some((unit, held))
+    }
+
+    /// Stages `block` for this batch's 2 MiB LOCK; its frames count in the footprint until
+    /// the call is made.
+    fn stage_for_lock(&mut self, block: P::Unit) {
+        self.in_flight = self.in_flight.saturating_add(self.pages.frames(&block));
+        self.pages.stage(block);
     }
 
     /// [`PageAllocator::allocate_block`], counted.

@@ -31,9 +31,9 @@
 //!     Expect::start(0x2E),                                // START: everything granted
 //!     Expect::guest_id(),                                 // GUEST_ID: Windows
 //!     Expect::target(Frames::from_mib(4096), 16384),      // TARGET: limit = the guest's RAM
-//!     Expect::batch(Command::Batched2mLock, 4, 16384),    // 8 MiB, measuring the accounting
-//!     Expect::batch(Command::Batched2mLock, 4, 16384),    // 8 MiB more, confirming it
-//!     Expect::batch(Command::Batched2mLock, 24, 16384),   // the other 24 × 2 MiB pages
+//!     // 32 × 2 MiB pages in one call; the first 8 MiB allocated measured the accounting
+//!     // and the next 8 MiB confirmed it, before the call.
+//!     Expect::batch(Command::Batched2mLock, 32, 16384),
 //! ]);
 //! let guest = FakeWorld::new(4096, 300, 4096); // 4 GiB RAM, 300 MiB OS, 4 GiB page file
 //! let mut balloon =
