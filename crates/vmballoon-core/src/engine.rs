@@ -358,7 +358,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// What the engine knows of the accounting, with its footprint now.
     ///
     /// While it is being measured an unknown figure is taken as charged: the balloon can
-    /// only grow in calibration batches then (at most [`CALIBRATION_TRIES`] of
+    /// only grow in calibration steps then (at most [`CALIBRATION_TRIES`] of
     /// [`CALIBRATION_FRAMES`], each measured), so if the pages turn out not to be charged
     /// the ceiling was overstated by at most that much, which the reserve absorbs, and the
     /// next snapshot corrects it. Taking it as not charged instead could leave no room for
