@@ -935,13 +935,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         // their allocation instead, within one batch (`inflate_large`).
         let large = cycle.large_ok && cycle.blocks_ok;
         let frames = if !large && self.calibrating() && self.calibration_tries < CALIBRATION_TRIES {
-            if let Ok(before) = self.memory.snapshot() {
-                self.sample = Some(Sample {
-                    snap: before,
-                    at: self.clock.now(),
-                    footprint: self.footprint(),
-                });
-            }
+            self.open_sample();
             frames.min(CALIBRATION_FRAMES)
         } else {
             frames
@@ -1015,23 +1009,11 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         let tries = self.calibration_tries;
         let step = usize::try_from(CALIBRATION_FRAMES.whole_pages(PageSize::Large)).unwrap_or(1);
         while self.calibrating() && self.calibration_tries < CALIBRATION_TRIES && staged < want {
-            let Ok(before) = self.memory.snapshot() else {
+            if !self.open_sample() {
                 break;
-            };
-            self.sample = Some(Sample {
-                snap: before,
-                at: self.clock.now(),
-                footprint: self.footprint(),
-            });
-            let goal = staged.saturating_add(step).min(want);
-            while staged < goal {
-                let Some(block) = self.take_block() else {
-                    short = true;
-                    break;
-                };
-                self.stage_for_lock(block);
-                staged = staged.saturating_add(1);
             }
+            let goal = staged.saturating_add(step).min(want);
+            short = !self.stage_blocks(&mut staged, goal);
             // Closes the sample (`calibrate`).
             let _ = self.fresh_snapshot(report);
             if short {
@@ -1047,13 +1029,8 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             });
             want = want.min(staged.saturating_add(more));
         }
-        while !short && staged < want {
-            let Some(block) = self.take_block() else {
-                short = true;
-                break;
-            };
-            self.stage_for_lock(block);
-            staged = staged.saturating_add(1);
+        if !short {
+            short = !self.stage_blocks(&mut staged, want);
         }
         self.stats.add(Counter::BlockUnits, staged as u64);
         if short {
@@ -1247,11 +1224,33 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         Some((unit, held))
     }
 
-    /// Stages `block` for this batch's 2 MiB LOCK; its frames count in the footprint until
-    /// the call is made.
-    fn stage_for_lock(&mut self, block: P::Unit) {
-        self.in_flight = self.in_flight.saturating_add(self.pages.frames(&block));
-        self.pages.stage(block);
+    /// Stages whole blocks for this batch's 2 MiB LOCK until `staged` reaches `goal`; their
+    /// frames count in the footprint until the call is made. Returns `false` when Windows
+    /// had no whole block left.
+    fn stage_blocks(&mut self, staged: &mut usize, goal: usize) -> bool {
+        while *staged < goal {
+            let Some(block) = self.take_block() else {
+                return false;
+            };
+            self.in_flight = self.in_flight.saturating_add(self.pages.frames(&block));
+            self.pages.stage(block);
+            *staged = staged.saturating_add(1);
+        }
+        true
+    }
+
+    /// Opens a calibration sample: the snapshot before the balloon's next allocation.
+    /// Returns `false` (no sample) when no snapshot could be taken.
+    fn open_sample(&mut self) -> bool {
+        let Ok(snap) = self.memory.snapshot() else {
+            return false;
+        };
+        self.sample = Some(Sample {
+            snap,
+            at: self.clock.now(),
+            footprint: self.footprint(),
+        });
+        true
     }
 
     /// [`PageAllocator::allocate_block`], counted.

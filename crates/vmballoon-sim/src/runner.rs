@@ -142,6 +142,14 @@ struct Spans {
     balloon_ns: u128,
 }
 
+/// A ceiling rule of the core's policy (`ceiling_with`, `settled_ceiling`).
+type CeilingRule = fn(
+    Frames,
+    Frames,
+    &vmballoon_core::platform::MemorySnapshot,
+    &vmballoon_core::config::Config,
+    &policy::Accounting,
+) -> policy::Ceiling;
 impl<'a> Runner<'a> {
     /// Builds the world and the driver for `scenario`, under the default [`CostModel`].
     #[must_use]
@@ -472,27 +480,22 @@ impl<'a> Runner<'a> {
 
     /// vmballoon's ceiling without the available-memory term (its goal).
     fn settled_ceiling(&self) -> Option<Frames> {
-        let accounting = self.policy.accounting()?;
-        let w = self.world.borrow();
-        let snap = w.guest.snapshot();
-        let c = policy::settled_ceiling(
-            w.host.effective_target(),
-            self.policy.balloon(),
-            &snap,
-            &self.policy.settings().unwrap_or(self.scenario.config),
-            &accounting,
-        );
-        Some(c.value)
+        self.ceiling_by(policy::settled_ceiling).map(|c| c.value)
     }
 
     /// The vmballoon ceiling for the state now, exactly as the engine computes it before
     /// each batch; `None` for drivers without one.
     fn ceiling(&self) -> Option<policy::Ceiling> {
-        // The ceiling as the driver computes it: with the accounting its calibration found.
+        self.ceiling_by(policy::ceiling_with)
+    }
+
+    /// `rule` applied to the state now as the driver sees it: its settings and the
+    /// accounting its calibration found; `None` for drivers without a ceiling.
+    fn ceiling_by(&self, rule: CeilingRule) -> Option<policy::Ceiling> {
         let accounting = self.policy.accounting()?;
         let w = self.world.borrow();
         let snap = w.guest.snapshot();
-        Some(policy::ceiling_with(
+        Some(rule(
             w.host.effective_target(),
             self.policy.balloon(),
             &snap,

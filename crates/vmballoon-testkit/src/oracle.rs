@@ -63,8 +63,10 @@ impl Oracle {
 /// balloon.
 #[must_use]
 pub fn safe_ceiling(target: u64, balloon: u64, snap: &MemorySnapshot, config: &Config) -> u64 {
-    let floor = policy::reserve(config, snap.total).get();
-    let room = |free: Option<u64>| {
+    let reserve = policy::reserve(config, snap.total).get();
+    let available_floor = policy::available_floor(snap.total).get();
+    // balloon + (free − floor); an unknown figure gives no room.
+    let room = |free: Option<u64>, floor: u64| {
         free.map_or(balloon, |f| balloon.saturating_add(f).saturating_sub(floor))
     };
     let commit_free = match (snap.commit_limit, snap.committed) {
@@ -78,19 +80,10 @@ pub fn safe_ceiling(target: u64, balloon: u64, snap: &MemorySnapshot, config: &C
     if let Some(p) = config.max_balloon_percent {
         c = c.min(snap.total.percent(p).get());
     }
-    // Free memory stays above the available floor (`docs/architecture.md`, "The safe
-    // ceiling").
-    let available_room = snap.available.map_or(balloon, |a| {
-        balloon
-            .saturating_add(a.get())
-            .saturating_sub(policy::available_floor(snap.total).get())
-    });
-    // Commit stays free by the reserve, and at least by the available floor.
-    let commit_floor = floor.max(policy::available_floor(snap.total).get());
-    let commit_room = commit_free.map_or(balloon, |f| {
-        balloon.saturating_add(f).saturating_sub(commit_floor)
-    });
-    c.min(room(snap.resident_available.map(Frames::get)))
-        .min(commit_room)
-        .min(available_room)
+    // Resident available stays above the reserve, commit above the reserve and at least
+    // the available floor, free memory above the available floor (`docs/architecture.md`,
+    // "The safe ceiling").
+    c.min(room(snap.resident_available.map(Frames::get), reserve))
+        .min(room(commit_free, reserve.max(available_floor)))
+        .min(room(snap.available.map(Frames::get), available_floor))
 }
