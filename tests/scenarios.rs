@@ -815,18 +815,19 @@ fn a_registry_change_mid_run_is_followed_at_the_next_registry_read() {
 #[test]
 fn seconds_to_target_counts_from_the_host_request_to_the_balloons_own_goal() {
     // KB 340369: the host asks at 5 s; vmballoon is at its goal, min(target, ceiling) =
-    // 1260 MiB, at the poll at 25 s: 20 s after the request. The balloon takes only what
-    // stays above its available-memory floor, just over LowMemoryCondition's threshold, so
-    // it never signals low memory; it grows as the guest trims working sets toward the
-    // high threshold and its modified page writer writes the trimmed pages
-    // (`docs/windows-memory.md` §3.6): 62 MiB every other second on this guest.
+    // 1260 MiB, at the paced tick at 15.25 s: 10.25 s after the request. The balloon takes
+    // only what stays above its available-memory floor, just over LowMemoryCondition's
+    // threshold, so it never signals low memory; it grows as the guest trims working sets
+    // toward the high threshold and its modified page writer writes the trimmed pages
+    // (`docs/windows-memory.md` §3.6), about 62 MiB a second on this guest, looked for every
+    // 250 ms while available memory is the bound (`vmballoon_nt::schedule::PACE_INTERVAL`).
     // The naive balloon's goal is the host's target, 2662 MiB, which it never reaches (it
     // stops at 1748 MiB).
     let vm = runner::run(&Scenario::builtin(), DriverKind::Vmballoon).summary;
     assert_eq!(vm.target_requested_at_s, Some(5.0));
     assert_eq!(vm.goal, "min(target, ceiling)");
     assert_eq!(vm.goal_mib, Some(1260));
-    assert_eq!(vm.seconds_to_target, Some(20.0));
+    assert_eq!(vm.seconds_to_target, Some(10.25));
     let naive = runner::run(&Scenario::builtin(), DriverKind::Naive).summary;
     assert_eq!(naive.goal, "target");
     assert_eq!(naive.target_requested_at_s, Some(5.0));
@@ -848,7 +849,7 @@ fn seconds_to_target_counts_from_the_host_request_to_the_balloons_own_goal() {
     );
     assert_eq!(
         row("seconds to goal after request"),
-        "seconds to goal after request 20.0 never"
+        "seconds to goal after request 10.2 never"
     );
     // A policy that reaches the host's target is measured against it.
     let ok = runner::run(&load("registry-caps.toml"), DriverKind::Naive).summary;

@@ -10,6 +10,11 @@
 //!
 //! Rules:
 //! * tick every `PollIntervalMs`, and at once when the last tick reported more work;
+//! * tick every [`PACE_INTERVAL`] (or the poll interval, if shorter) while the balloon is
+//!   below the host's target only because Windows has too little available memory free
+//!   (the ceiling's available term binds, `docs/architecture.md`, "The safe ceiling"): the
+//!   balloon then takes memory at the pace the modified page writer and the working-set
+//!   manager free it, a quarter-second at a time, instead of a poll behind them;
 //! * wake within 100 ms of either signal: each is one of the wait objects, so the wake-up
 //!   latency is the scheduler's, not a poll — but only with `DeflateOnLowMemory`, the only
 //!   setting under which a wake on memory pressure can do anything a poll would not (any
@@ -29,10 +34,15 @@
 use vmballoon_core::config::Config;
 use vmballoon_core::engine::TickReport;
 use vmballoon_core::platform::MemorySnapshot;
+use vmballoon_core::policy::ClampReason;
 use vmballoon_core::units::{Duration, Instant};
 
 /// The longest time between two registry reads (`docs/architecture.md`: "at least every 10 s").
 pub const REGISTRY_PERIOD: Duration = Duration::from_secs(10);
+
+/// The tick period while the balloon waits for Windows to free available memory (see the
+/// module docs): a snapshot and a TARGET call four times a second, only while inflating.
+pub const PACE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How often the registry is retried while no read has succeeded yet (no tick runs).
 pub const UNCONFIGURED_RETRY: Duration = Duration::from_secs(1);
@@ -197,6 +207,8 @@ pub struct Schedule {
     /// Per [`Condition`], in [`Condition::index`] order.
     watches: [Watch; 2],
     more_work: bool,
+    /// The last tick stopped below the host's target at the available-memory bound.
+    pacing: bool,
 }
 
 impl Schedule {
@@ -216,6 +228,7 @@ impl Schedule {
                 woke: false,
             }; 2],
             more_work: false,
+            pacing: false,
         }
     }
 
@@ -231,6 +244,15 @@ impl Schedule {
             let elapsed = now.saturating_since(t);
             Duration::from_nanos(period.as_nanos().saturating_sub(elapsed.as_nanos()))
         })
+    }
+
+    /// The tick period now: the poll interval, or [`PACE_INTERVAL`] while pacing.
+    fn period(&self) -> Duration {
+        if self.pacing {
+            self.poll.min(PACE_INTERVAL)
+        } else {
+            self.poll
+        }
     }
 
     /// The base hold-off: 250 ms, or the poll interval if shorter.
@@ -262,7 +284,7 @@ impl Schedule {
         let mut timeout = if self.more_work {
             Duration::ZERO
         } else {
-            Self::due(self.last_tick, self.poll, now)
+            Self::due(self.last_tick, self.period(), now)
         };
         timeout = timeout.min(Self::due(self.last_registry, REGISTRY_PERIOD, now));
         let mut watched = [false; 2];
@@ -301,7 +323,7 @@ impl Schedule {
             tick: self.configured
                 && (matches!(wake, Wake::Signal(_))
                     || self.more_work
-                    || Self::due(self.last_tick, self.poll, now) == Duration::ZERO),
+                    || Self::due(self.last_tick, self.period(), now) == Duration::ZERO),
         }
     }
 
@@ -316,6 +338,10 @@ impl Schedule {
     pub fn ticked(&mut self, report: &TickReport) {
         self.last_tick = Some(report.at);
         self.more_work = report.more_work;
+        self.pacing = report.balloon < report.target
+            && report
+                .ceiling
+                .is_some_and(|c| c.reason == ClampReason::Available && c.value < report.target);
         let base = self.base_hold_off();
         for condition in Condition::ALL {
             let cleared = report.snapshot.is_some_and(|s| !condition.signalled(&s));
@@ -419,6 +445,64 @@ mod tests {
         assert!(s.on_wake(at_ms(12_000), Wake::Timeout).tick);
         s.ticked(&tick(at_ms(12_000), false));
         assert_eq!(s.next_wait(at_ms(12_000)).timeout, ms(1000));
+    }
+
+    /// A tick at `at` that stopped with the balloon at `balloon` MiB under a ceiling of
+    /// `ceiling` MiB bound by `reason`, the host asking for `target` MiB.
+    fn bound_tick(
+        at: Instant,
+        balloon: u64,
+        ceiling: u64,
+        reason: ClampReason,
+        target: u64,
+    ) -> TickReport {
+        TickReport {
+            balloon: Frames::from_mib(balloon),
+            target: Frames::from_mib(target),
+            ceiling: Some(vmballoon_core::policy::Ceiling {
+                value: Frames::from_mib(ceiling),
+                reason,
+            }),
+            ..tick(at, false)
+        }
+    }
+
+    #[test]
+    fn paces_at_a_quarter_second_while_available_memory_holds_the_balloon_below_target() {
+        let mut s = schedule(1000);
+        s.registry_read(at_ms(0), true);
+        s.ticked(&bound_tick(
+            at_ms(0),
+            690,
+            690,
+            ClampReason::Available,
+            2662,
+        ));
+        assert_eq!(s.next_wait(at_ms(0)).timeout, PACE_INTERVAL);
+        assert!(!s.on_wake(at_ms(200), Wake::Timeout).tick);
+        assert!(s.on_wake(at_ms(250), Wake::Timeout).tick);
+        // Any other bound, or the target reached: back to the poll interval.
+        for (balloon, ceiling, reason, target) in [
+            (1260, 1260, ClampReason::ResidentAvailable, 2662),
+            (700, 700, ClampReason::HostTarget, 700),
+            (700, 800, ClampReason::Available, 700),
+            (690, 690, ClampReason::PressureHold, 2662),
+        ] {
+            s.ticked(&bound_tick(at_ms(250), balloon, ceiling, reason, target));
+            assert_eq!(s.next_wait(at_ms(250)).timeout, ms(1000), "{reason:?}");
+            assert!(!s.on_wake(at_ms(500), Wake::Timeout).tick);
+        }
+        // A poll interval shorter than the pace is kept.
+        let mut s = schedule(100);
+        s.registry_read(at_ms(0), true);
+        s.ticked(&bound_tick(
+            at_ms(0),
+            690,
+            690,
+            ClampReason::Available,
+            2662,
+        ));
+        assert_eq!(s.next_wait(at_ms(0)).timeout, ms(100));
     }
 
     #[test]
