@@ -192,9 +192,9 @@ pub fn write(event: &Event) {
             u64("Frames", &frames.get()),
             u64("BalloonFrames", &balloon.get()),
         ),
-        Event::Migrated { frames, balloon } => tlg::write_event!(
+        Event::Compacted { frames, balloon } => tlg::write_event!(
             VMBALLOON,
-            "Migrated",
+            "Compacted",
             level(Informational),
             keyword(BALLOON),
             u64("Frames", &frames.get()),

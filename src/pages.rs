@@ -213,13 +213,30 @@ impl MdlPages {
         unsafe { &*self.park.as_ptr() }
     }
 
-    /// `MmAllocatePagesForMdlEx` for `bytes` with `skip` and `flags`, never zeroed and never
-    /// waiting; the MDL and a node, or nothing (an MDL that describes no page, or whose node
-    /// cannot be allocated, goes straight back whole).
-    fn allocate(&mut self, bytes: usize, skip: usize, flags: u32) -> Option<Unit> {
+    /// `MmAllocatePagesForMdlEx` for `bytes` with `skip` and `flags`, from physical pages
+    /// below `below` (a frame number; `None`: anywhere), never zeroed and never waiting; the
+    /// MDL and a node, or nothing (an MDL that describes no page, or whose node cannot be
+    /// allocated, goes straight back whole).
+    fn allocate(
+        &mut self,
+        bytes: usize,
+        skip: usize,
+        flags: u32,
+        below: Option<Pfn>,
+    ) -> Option<Unit> {
         let flags = flags | MM_DONT_ZERO_ALLOCATION | MM_ALLOCATE_NO_WAIT;
         let low = LARGE_INTEGER { QuadPart: 0 };
-        let high = LARGE_INTEGER { QuadPart: -1 };
+        // HighAddress is the last byte a page may hold (docs/windows-memory.md §1.2): the
+        // byte before frame `below`, or all of memory.
+        let high = match below {
+            None => LARGE_INTEGER { QuadPart: -1 },
+            Some(limit) => {
+                let end = limit.get().checked_mul(PAGE as u64)?.checked_sub(1)?;
+                LARGE_INTEGER {
+                    QuadPart: i64::try_from(end).ok()?,
+                }
+            }
+        };
         let skip = LARGE_INTEGER {
             QuadPart: i64::try_from(skip).ok()?,
         };
@@ -287,6 +304,7 @@ impl PageAllocator for MdlPages {
             BLOCK_BYTES,
             BLOCK_BYTES,
             MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS | MM_ALLOCATE_FAST_LARGE_PAGES,
+            None,
         )?;
         // Chunks come whole (§1.4); anything else is not a block and goes back whole.
         if unit.pfns().len() != BLOCK_BYTES / PAGE {
@@ -298,7 +316,28 @@ impl PageAllocator for MdlPages {
 
     fn allocate_scattered(&mut self, pages: usize) -> Option<Unit> {
         let pages = pages.clamp(1, BATCH_CAPACITY);
-        self.allocate(pages.saturating_mul(PAGE), 0, MM_ALLOCATE_PREFER_CONTIGUOUS)
+        self.allocate(
+            pages.saturating_mul(PAGE),
+            0,
+            MM_ALLOCATE_PREFER_CONTIGUOUS,
+            None,
+        )
+    }
+
+    fn allocate_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<Unit> {
+        let pages = pages.clamp(1, BATCH_CAPACITY);
+        let unit = self.allocate(
+            pages.saturating_mul(PAGE),
+            0,
+            MM_ALLOCATE_PREFER_CONTIGUOUS,
+            Some(limit),
+        )?;
+        // Pages at or above the limit would defeat the compaction that asked: back whole.
+        if unit.pfns().iter().any(|&p| p >= limit.get()) {
+            self.free(unit);
+            return None;
+        }
+        Some(unit)
     }
 
     fn frames(&self, unit: &Unit) -> Frames {

@@ -552,7 +552,7 @@ class Kernel:
         self.idle_checks = []
         self.finished = False
         self.port_calls = 0
-        self.mm = {"mdls": 0, "short": 0, "none": 0}
+        self.mm = {"mdls": 0, "short": 0, "none": 0, "bounded": 0}
         self.balloon_calls = 0
         self.backdoor_calls = {}
         self.start0_calls = 0
@@ -1405,9 +1405,19 @@ class Kernel:
         if total % unit or skip not in (0, LARGE) or \
                 (flags & MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS and not whole_blocks):
             raise Failure("%s: not modelled" % where)
-        r = self.sim.call({"op": "allocate", "frames": total // PAGE,
-                           "whole_blocks": whole_blocks,
-                           "prefer_contiguous": bool(flags & MM_ALLOCATE_PREFER_CONTIGUOUS)})
+        if low != 0:
+            raise Failure("%s: a LowAddress above 0 is not modelled" % where)
+        request = {"op": "allocate", "frames": total // PAGE,
+                   "whole_blocks": whole_blocks,
+                   "prefer_contiguous": bool(flags & MM_ALLOCATE_PREFER_CONTIGUOUS)}
+        high &= 0xFFFFFFFFFFFFFFFF
+        if high != 0xFFFFFFFFFFFFFFFF:
+            # HighAddress is the last byte a page may hold: pages below (high + 1) / 4 KiB.
+            if (high + 1) % PAGE:
+                self.fail("%s: HighAddress %#x is not the last byte of a page" % (where, high))
+            request["below"] = (high + 1) // PAGE
+            self.mm["bounded"] += 1
+        r = self.sim.call(request)
         self.mm["mdls"] += 1
         frames = r["pfns"]
         if frames is None:
@@ -2192,6 +2202,10 @@ def verdict(case, result):
     cap = case.get("cap_mib")
     if cap is not None and peak_mib > cap:
         problems.append("registry cap MaxBalloonMB=%d ignored: peak %.1f MiB" % (cap, peak_mib))
+    most = case.get("max_guest_failures")
+    if most is not None and report["guest_alloc_failures"] > most:
+        problems.append("the guest failed %d allocations, at most %d expected"
+                        % (report["guest_alloc_failures"], most))
     limit = case.get("max_port_calls")
     if limit is not None and result["port_calls"] > limit:
         problems.append("%d backdoor port calls, at most %d expected"
@@ -2205,7 +2219,9 @@ def verdict(case, result):
                              ("min_low_memory_wakes", result["wakes"]["low_memory"],
                               "LowMemoryCondition wakes"),
                              ("min_high_commit_wakes", result["wakes"]["high_commit"],
-                              "MaximumCommitCondition wakes")):
+                              "MaximumCommitCondition wakes"),
+                             ("min_bounded_allocations", result["mm"]["bounded"],
+                              "MDLs below a HighAddress (compaction)")):
         if value < case.get(key, 0):
             problems.append("%d %s, at least %d expected" % (value, what, case[key]))
     held = case.get("held_at_unload_mib")

@@ -31,18 +31,23 @@ use crate::policy::{
 };
 use crate::protocol::{BATCH_CAPACITY, Backdoor, Capabilities, LockMode, Session};
 use crate::stats::{Counter, Stats};
-use crate::units::{Duration, Frames, Instant, PageSize};
+use crate::units::{Duration, Frames, Instant, PageSize, Pfn};
 
 /// Refused pages of one size per cycle after which inflation stops (4 KiB) or falls back
 /// to 4 KiB pages (2 MiB): `VMW_BALLOON_MAX_REFUSED`, OVT `BALLOON_ERROR_PAGES`.
 pub const MAX_REFUSED_PER_CYCLE: usize = 16;
 
-/// Whole blocks migration trades for scattered pages per tick: 32 MiB, a bounded amount of
-/// work (two or three backdoor calls per block).
-pub const MIGRATION_BLOCKS_PER_TICK: u32 = 16;
+/// Scattered frames compaction moves per tick: 512 MiB, at most 256 UNLOCK and 256 LOCK
+/// batches of 4 KiB pages (about 0.25 s of host and allocator work at the simulator's
+/// modelled costs, within [`TICK_BUDGET`]).
+pub const COMPACTION_FRAMES_PER_TICK: Frames = Frames::from_mib(512);
 
-/// Longest pause between migration attempts that found no whole block free.
-pub const MAX_MIGRATION_BACKOFF: Duration = Duration::from_secs(64);
+/// Units compaction looks at per tick (each a read of its PFN array): bounds the CPU work of
+/// a tick on a balloon of many units.
+pub const COMPACTION_VISITS_PER_TICK: u32 = 16_384;
+
+/// How much the zone compaction clears grows per round over the balloon: 64 MiB.
+pub const COMPACTION_STEP: Frames = Frames::from_mib(64);
 
 /// Batches per tick before the engine returns with [`TickReport::more_work`] set, so the
 /// driver's worker can notice an unload or a low-memory wake between them. 1024 batches
@@ -123,8 +128,9 @@ pub struct TickReport {
     pub inflated: Frames,
     /// Frames unlocked this tick.
     pub deflated: Frames,
-    /// Frames migrated from scattered units to whole blocks this tick.
-    pub migrated: Frames,
+    /// Frames compaction moved this tick (given back in the zone it clears and taken again
+    /// below it).
+    pub compacted: Frames,
     /// Frames the host refused this tick.
     pub refused: Frames,
     /// What held the balloon below the host target or reversed it this tick, if anything
@@ -262,6 +268,19 @@ struct Outcome {
     not_needed: bool,
 }
 
+/// Compaction under way ([`Balloon::compact`]): the balloon's scattered pages at or above
+/// `zone` are moved below it, one round over the scattered shelf per zone.
+#[derive(Clone, Copy, Debug)]
+struct Compaction {
+    /// The lowest frame of the zone being cleared (block-aligned); `None` in the first
+    /// round, which only finds the top of the balloon.
+    zone: Option<u64>,
+    /// The highest frame of a scattered unit seen this round.
+    top: u64,
+    /// Frames of the scattered shelf still to visit this round.
+    left: Frames,
+}
+
 /// The balloon: the engine and the platform it runs on.
 pub struct Balloon<B, P: PageAllocator, M, C> {
     channel: Channel<B>,
@@ -283,10 +302,13 @@ pub struct Balloon<B, P: PageAllocator, M, C> {
     start_backoff: Backoff,
     /// After an allocation failure: exponential, up to [`MAX_BACKOFF`].
     alloc_backoff: Backoff,
-    /// After a migration found no whole block: exponential, up to [`MAX_MIGRATION_BACKOFF`].
-    migration_backoff: Backoff,
     /// The re-inflation hold-off after guest pressure.
     damping: Damping,
+    /// Compaction under way, if any.
+    compaction: Option<Compaction>,
+    /// The lowest memory the guest left unused (available plus the balloon) since
+    /// compaction was last armed or the balloon last grew, and the balloon's footprint then.
+    unused_low: Option<(Frames, Frames)>,
     /// Frames of parked units (held by the host or not).
     parked_total: Frames,
     /// Frames staged for a 2 MiB LOCK that has not been made yet (taken from Windows, not
@@ -322,8 +344,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             host_backoff: Backoff::default(),
             start_backoff: Backoff::default(),
             alloc_backoff: Backoff::default(),
-            migration_backoff: Backoff::default(),
             damping: Damping::default(),
+            compaction: None,
+            unused_low: None,
             parked_total: Frames::ZERO,
             in_flight: Frames::ZERO,
             allocated: 0,
@@ -615,13 +638,17 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             ..Cycle::default()
         };
         let settled = self.pass(now, &mut cycle, report);
-        // Migration runs on idle ticks only: not right after the balloon moved. A trade that
-        // gave scattered pages back but found no whole block is refilled at once, with
-        // scattered pages again.
+        if let Some(snap) = report.snapshot {
+            self.arm_compaction(&snap);
+        }
+        // Compaction runs on idle ticks only: not while the balloon moves for the host or
+        // the guest.
+        // An exchange that gave a unit back and found nothing free below the zone is refilled
+        // at once, wherever Windows has pages.
         if settled
             && cycle.direction.is_none()
             && !report.more_work
-            && self.migrate(now, &mut cycle, report)
+            && self.compact(now, &mut cycle, report)
         {
             let mut refill = Cycle {
                 large_ok: cycle.large_ok,
@@ -1145,6 +1172,19 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         cycle: &mut Cycle,
         report: &mut TickReport,
     ) -> bool {
+        self.lock_small_at(now, shelf, unit, StorePosition::First, cycle, report)
+    }
+
+    /// [`Balloon::lock_small`], storing a fully taken unit at `position` on its shelf.
+    fn lock_small_at(
+        &mut self,
+        now: Instant,
+        shelf: Shelf,
+        unit: P::Unit,
+        position: StorePosition,
+        cycle: &mut Cycle,
+        report: &mut TickReport,
+    ) -> bool {
         let len = self.unit_len(&unit).min(BATCH_CAPACITY);
         self.pages.stage(unit);
         let pages = &self.pages;
@@ -1175,7 +1215,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             .is_some_and(|s| s.mode == LockMode::Single);
         let taken = Frames::new(done as u64);
         if done == len {
-            self.pages.store(shelf, unit, StorePosition::First);
+            self.pages.store(shelf, unit, position);
             self.add_held(shelf, taken, true);
         } else if done == 0 && t.refused.is_empty() {
             self.pages.free(unit);
@@ -1256,6 +1296,15 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// [`PageAllocator::allocate_block`], counted.
     fn take_block(&mut self) -> Option<P::Unit> {
         let unit = self.pages.allocate_block()?;
+        self.allocated = self
+            .allocated
+            .saturating_add(self.pages.frames(&unit).get());
+        Some(unit)
+    }
+
+    /// [`PageAllocator::allocate_scattered_below`], counted.
+    fn take_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<P::Unit> {
+        let unit = self.pages.allocate_scattered_below(pages, limit)?;
         self.allocated = self
             .allocated
             .saturating_add(self.pages.frames(&unit).get());
@@ -1346,9 +1395,26 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             self.stats.add(Counter::PressureHolds, 1);
         }
         let exact = reason == ClampReason::HostTarget;
-        let Some(out) = self.unlock_some(now, frames, exact, report) else {
+        let Some(mut out) = self.unlock_some(now, frames, exact, report) else {
             return false;
         };
+        if reason == ClampReason::LowMemory {
+            // The step is the planned frames, not one unit: with scattered units a unit is
+            // 2 MiB, and the next step waits for the next wake.
+            let mut given = out.moved;
+            while given < frames && out.failed.is_zero() && report.error.is_none() {
+                let Some(more) = self.unlock_some(now, frames.saturating_sub(given), exact, report)
+                else {
+                    break;
+                };
+                given = given.saturating_add(more.moved);
+                out.failed = more.failed;
+                if more.moved.is_zero() {
+                    break;
+                }
+            }
+            out.moved = given;
+        }
         // A batch with UNLOCK failures ends the pass: the next tick starts with other units
         // (this one was set aside or parked), so a page the host keeps never spins the loop.
         out.failed.is_zero()
@@ -1546,83 +1612,158 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         c.value.checked_sub(balloon)
     }
 
-    /// Migration: while the balloon holds scattered units and Windows has whole blocks
-    /// free, trade them — give back scattered units worth at least a block, then take a
-    /// whole block in their place — so the balloon ends up holding whole blocks and the
-    /// guest gets its scattered pages back (a balloon that does not fragment guest memory).
-    /// At most [`MIGRATION_BLOCKS_PER_TICK`] blocks per tick, on idle ticks only.
-    ///
-    /// The scattered units go back first, so the balloon never holds more than before; the
-    /// block is taken only if a fresh ceiling leaves room for it. When no whole block could
-    /// be had, migration pauses, doubling up to [`MAX_MIGRATION_BACKOFF`], and returns
-    /// `true`: the caller refills what was given back, with scattered pages.
-    #[inline(never)]
-    fn migrate(&mut self, now: Instant, cycle: &mut Cycle, report: &mut TickReport) -> bool {
-        if self.migration_backoff.active(now) || self.host_backoff.active(now) || !cycle.blocks_ok {
-            return false;
+    /// Arms compaction when memory the guest does not use (available memory plus the
+    /// balloon) has grown by a thirty-second of RAM (64 MiB to 1 GiB) since its lowest point
+    /// while the balloon did not grow: the guest freed memory, so blocks where the balloon's
+    /// scattered pages sit may now hold nothing else. A deflate changes both terms alike;
+    /// growth re-bases the measure (memory the balloon took from trimmed working sets is not
+    /// memory the guest freed).
+    fn arm_compaction(&mut self, snap: &MemorySnapshot) {
+        let Some(avail) = snap.available else { return };
+        let footprint = self.footprint();
+        let unused = avail.saturating_add(footprint);
+        let grew = self.unused_low.is_some_and(|(_, f)| footprint > f);
+        let low = match self.unused_low {
+            Some((low, _)) if !grew => low.min(unused),
+            _ => unused,
+        };
+        self.unused_low = Some((low, footprint));
+        let trigger = Frames::new(snap.total.get() / 32)
+            .max(Frames::from_mib(64))
+            .min(Frames::from_mib(1024));
+        if unused >= low.saturating_add(trigger)
+            && self.compaction.is_none()
+            && !self.held_on(Shelf::Scattered).is_zero()
+        {
+            self.unused_low = Some((unused, footprint));
+            self.compaction = Some(Compaction {
+                zone: None,
+                top: 0,
+                left: self.held_on(Shelf::Scattered),
+            });
+            self.stats.add(Counter::Compactions, 1);
         }
-        let block_frames = PageSize::Large.frames();
-        // What the trades gave back beyond the blocks they took (scattered units come back
-        // whole, so a trade can give back up to a unit more than the block it takes).
-        let mut deficit = Frames::ZERO;
-        for _ in 0..MIGRATION_BLOCKS_PER_TICK {
-            // Only a block's worth of scattered pages is traded, and only by a balloon within
-            // its ceiling: the trade never takes it above what it holds now.
-            if self.held_on(Shelf::Scattered) < block_frames
-                || !self.can_park()
-                || self.room().is_none()
-            {
-                return !deficit.is_zero();
+    }
+
+    /// The highest frame of `unit`.
+    fn top_frame(&self, unit: &P::Unit) -> u64 {
+        (0..self.unit_len(unit).min(BATCH_CAPACITY))
+            .filter_map(|i| self.pages.pfn(unit, i))
+            .map(Pfn::get)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Compaction: moves the balloon's scattered pages out of a zone at the top of physical
+    /// memory, growing downward by [`COMPACTION_STEP`] per round over the scattered shelf,
+    /// so the zone's blocks become whole for the guest (large pages, contiguous
+    /// allocations). Each unit with a page in the zone is given back (UNLOCK, freed whole)
+    /// and as many pages are taken again below the zone with `MM_ALLOCATE_PREFER_CONTIGUOUS`
+    /// (which fills the holes of the blocks Windows uses most) and locked: the balloon never
+    /// holds more than before, and the ceiling is checked before every exchange. It ends
+    /// when nothing is left free below the zone (the guest's free memory is then in the
+    /// zone), when the zone reaches the bottom, or when no scattered unit is left. Linux
+    /// balloon pages are movable in the same spirit (`docs/protocol.md` §6).
+    #[inline(never)]
+    fn compact(&mut self, now: Instant, cycle: &mut Cycle, report: &mut TickReport) -> bool {
+        let mut moved = Frames::ZERO;
+        let mut visits = 0u32;
+        while let Some(mut c) = self.compaction {
+            if moved >= COMPACTION_FRAMES_PER_TICK || visits >= COMPACTION_VISITS_PER_TICK {
+                return false;
             }
-            let mut given = Frames::ZERO;
-            while given < block_frames && self.can_park() {
-                let Some(unit) = self.pages.take(Shelf::Scattered) else {
-                    break;
+            if c.left.is_zero() {
+                // A round is over: the next zone is one step lower (the first round only
+                // found the top).
+                let block = PageSize::Large.frames().get();
+                let step = COMPACTION_STEP.get();
+                let zone = match c.zone {
+                    None => c
+                        .top
+                        .checked_div(block)
+                        .unwrap_or(0)
+                        .saturating_add(1)
+                        .saturating_mul(block),
+                    Some(z) => z,
                 };
-                let Some(out) = self.unlock_small(now, Shelf::Scattered, unit, report) else {
+                if zone <= step {
+                    self.compaction = None;
                     return false;
-                };
-                self.note_deflated(PageSize::Small, out, report);
-                given = given.saturating_add(out.moved);
-                deficit = deficit.saturating_add(out.moved);
-                if !out.failed.is_zero() || report.error.is_some() {
-                    return report.error.is_none() && !deficit.is_zero();
                 }
+                c.zone = Some(zone.saturating_sub(step));
+                c.left = self.held_on(Shelf::Scattered);
+                self.compaction = Some(c);
+                continue;
             }
-            // The block is taken like any inflation: only if a fresh ceiling (the target as
-            // the host now reports it) leaves room for it.
-            if self.room().is_none_or(|room| room < block_frames) {
-                return !deficit.is_zero();
+            visits = visits.saturating_add(1);
+            let Some(unit) = self.pages.take(Shelf::Scattered) else {
+                self.compaction = None;
+                return false;
+            };
+            let len = self.unit_len(&unit);
+            c.left = c.left.saturating_sub(self.pages.frames(&unit));
+            let top = self.top_frame(&unit);
+            c.top = c.top.max(top);
+            self.compaction = Some(c);
+            let Some(zone) = c.zone.filter(|&z| top >= z) else {
+                self.pages
+                    .store(Shelf::Scattered, unit, StorePosition::Last);
+                continue;
+            };
+            if !self.can_park() || self.room().is_none() {
+                // Pressure, or the balloon above its ceiling: the next idle tick resumes.
+                c.left = c.left.saturating_add(self.pages.frames(&unit));
+                self.pages
+                    .store(Shelf::Scattered, unit, StorePosition::First);
+                self.compaction = Some(c);
+                return false;
             }
-            let Some(block) = self.take_block() else {
-                self.migration_backoff.fail_up_to(
-                    now,
-                    self.config.poll_interval,
-                    MAX_MIGRATION_BACKOFF,
-                );
+            let Some(out) = self.unlock_small(now, Shelf::Scattered, unit, report) else {
+                return false;
+            };
+            self.note_deflated(PageSize::Small, out, report);
+            if !out.failed.is_zero() || report.error.is_some() {
+                return false;
+            }
+            moved = moved.saturating_add(out.moved);
+            // The UNLOCK's reply may have lowered the target: take again only what a fresh
+            // ceiling leaves room for (nothing: the balloon simply stays smaller).
+            let room = self
+                .room()
+                .map_or(0, |r| usize::try_from(r.get()).unwrap_or(BATCH_CAPACITY));
+            let len = len.min(room);
+            if len == 0 {
+                self.compaction = None;
+                return false;
+            }
+            let fresh = Pfn::new(zone).and_then(|limit| self.take_scattered_below(len, limit));
+            let Some(fresh) = fresh else {
+                // Nothing free below the zone: done, and what was given back is refilled
+                // wherever Windows has pages.
+                self.compaction = None;
                 return true;
             };
-            self.migration_backoff.succeed();
-            self.stats.add(Counter::MigratedBlocks, 1);
-            self.stats.add(Counter::BlockUnits, 1);
-            report.migrated = report.migrated.saturating_add(block_frames);
-            let ok = if cycle.large_ok {
-                self.pages.stage(block);
-                let out = self.transfer_large(now, Direction::Lock, 1, report);
-                if let Some(out) = out {
-                    self.count_refused(PageSize::Large, out.refused, cycle, report);
-                    self.note_inflated(PageSize::Large, out.moved, report);
-                }
-                report.error.is_none()
-            } else {
-                self.lock_small(now, Shelf::Block, block, cycle, report)
-            };
-            if !ok {
-                return report.error.is_none() && !deficit.is_zero();
+            let got = self.unit_len(&fresh);
+            self.stats.add(Counter::ScatteredUnits, 1);
+            let ok = self.lock_small_at(
+                now,
+                Shelf::Scattered,
+                fresh,
+                StorePosition::Last,
+                cycle,
+                report,
+            );
+            self.stats.add(Counter::CompactedFrames, got as u64);
+            report.compacted = report.compacted.saturating_add(Frames::new(got as u64));
+            if got < len {
+                self.compaction = None;
+                return ok;
             }
-            deficit = deficit.saturating_sub(block_frames);
+            if !ok {
+                return false;
+            }
         }
-        !deficit.is_zero()
+        false
     }
 
     fn add_held(&mut self, shelf: Shelf, frames: Frames, inflate: bool) {

@@ -115,6 +115,16 @@ pub trait PageAllocator {
     /// unit (fewer pages than asked) is a normal answer; `None` when nothing was free.
     fn allocate_scattered(&mut self, pages: usize) -> Option<Self::Unit>;
 
+    /// [`PageAllocator::allocate_scattered`] from physical pages below `limit` only
+    /// (`HighAddress` = `limit`'s address − 1, `docs/windows-memory.md` §1.2): how
+    /// compaction moves the balloon's pages down and out of the blocks it is clearing.
+    /// `None` when nothing below `limit` was free; the default, for a platform that cannot
+    /// bound where pages come from, is always `None` (the balloon then does not compact).
+    fn allocate_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<Self::Unit> {
+        let _ = (pages, limit);
+        None
+    }
+
     /// 4 KiB frames in `unit` (512 for a block).
     fn frames(&self, unit: &Self::Unit) -> Frames;
 

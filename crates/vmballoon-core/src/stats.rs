@@ -128,8 +128,10 @@ pub enum Counter {
     BlockUnits,
     /// Units allocated as scattered 4 KiB pages (no whole block was free).
     ScatteredUnits,
-    /// Whole blocks taken in trade for scattered pages (migration).
-    MigratedBlocks,
+    /// Compactions started (the guest freed memory while the balloon held scattered pages).
+    Compactions,
+    /// Frames compaction moved out of the zone it clears.
+    CompactedFrames,
     /// Units parked because the host held only part of them.
     UnitsParked,
     /// Deflates the guest caused that armed the re-inflation hold-off.
@@ -142,7 +144,7 @@ pub enum Counter {
 
 impl Counter {
     /// Number of counters.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 28;
 
     /// Every counter, in table order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -168,7 +170,8 @@ impl Counter {
         Self::TicksContinued,
         Self::BlockUnits,
         Self::ScatteredUnits,
-        Self::MigratedBlocks,
+        Self::Compactions,
+        Self::CompactedFrames,
         Self::UnitsParked,
         Self::PressureHolds,
         Self::SnapshotsReused,
@@ -201,7 +204,8 @@ impl Counter {
             Self::TicksContinued => "ticks-continued",
             Self::BlockUnits => "block-units",
             Self::ScatteredUnits => "scattered-units",
-            Self::MigratedBlocks => "migrated-blocks",
+            Self::Compactions => "compactions",
+            Self::CompactedFrames => "compacted-frames",
             Self::UnitsParked => "units-parked",
             Self::PressureHolds => "pressure-holds",
             Self::SnapshotsReused => "snapshots-reused",

@@ -178,9 +178,10 @@ pub enum Event {
         /// Balloon size after.
         balloon: Frames,
     },
-    /// Scattered 4 KiB pages were traded for whole 2 MiB blocks (migration).
-    Migrated {
-        /// Frames now held as whole blocks instead of scattered pages.
+    /// Compaction moved scattered 4 KiB pages out of the zone it clears, to make its blocks
+    /// whole for the guest (`docs/architecture.md`, "Compaction").
+    Compacted {
+        /// Frames given back in the zone and taken again below it this tick.
         frames: Frames,
         /// Balloon size after.
         balloon: Frames,
@@ -281,7 +282,7 @@ pub const COUNTER_NAMES: &str = "ticks,inflated-4k,inflated-2m,deflated-4k,defla
 refused-4k,refused-2m,refused-held,unlock-failures,alloc-fail-4k,alloc-fail-2m,\
 short-allocations,sessions-started,start-failures,host-resets,frames-popped,\
 low-memory-deflates,guard-deflates,host-backoffs,ticks-continued,block-units,scattered-units,\
-migrated-blocks,units-parked,pressure-holds,snapshots-reused,calibrations";
+compactions,compacted-frames,units-parked,pressure-holds,snapshots-reused,calibrations";
 
 /// The provider name (`docs/architecture.md`, "ETW"): enable it in WPR as
 /// `*VmBalloon.Driver`. The glue's `define_provider!` spells the same literal (a macro
@@ -310,7 +311,7 @@ pub const EVENT_NAMES: [&str; 24] = [
     "ConfigRejected",
     "TargetChanged",
     "Inflated",
-    "Migrated",
+    "Compacted",
     "Deflated",
     "CeilingClamped",
     "Refused",
@@ -355,7 +356,7 @@ impl Event {
             Self::ConfigRejected { .. } => "ConfigRejected",
             Self::TargetChanged { .. } => "TargetChanged",
             Self::Inflated { .. } => "Inflated",
-            Self::Migrated { .. } => "Migrated",
+            Self::Compacted { .. } => "Compacted",
             Self::Deflated { .. } => "Deflated",
             Self::CeilingClamped { .. } => "CeilingClamped",
             Self::Refused { .. } => "Refused",
@@ -626,9 +627,9 @@ impl Tracker {
                 balloon: r.balloon,
             });
         }
-        if !r.migrated.is_zero() {
-            out.push(Event::Migrated {
-                frames: r.migrated,
+        if !r.compacted.is_zero() {
+            out.push(Event::Compacted {
+                frames: r.compacted,
                 balloon: r.balloon,
             });
         }
@@ -827,7 +828,7 @@ mod tests {
                 frames: f,
                 balloon: f,
             },
-            Event::Migrated {
+            Event::Compacted {
                 frames: f,
                 balloon: f,
             },
@@ -889,7 +890,7 @@ mod tests {
                 | Event::ConfigRejected { .. }
                 | Event::TargetChanged { .. }
                 | Event::Inflated { .. }
-                | Event::Migrated { .. }
+                | Event::Compacted { .. }
                 | Event::Deflated { .. }
                 | Event::CeilingClamped { .. }
                 | Event::Refused { .. }
@@ -1043,17 +1044,17 @@ mod tests {
     }
 
     #[test]
-    fn migration_is_traced_before_the_unlocks_it_made() {
+    fn compaction_is_traced_between_the_locks_and_the_unlocks_it_made() {
         let mut t = Tracker::new();
         let s = Stats::new();
         let _ = t.on_tick(&report(0), &s);
         let mut r = report(1);
-        r.migrated = Frames::new(1024);
+        r.compacted = Frames::new(1024);
         r.inflated = Frames::new(1024);
         r.deflated = Frames::new(1024);
         assert_eq!(
             names(&t.on_tick(&r, &s)),
-            ["Inflated", "Migrated", "Deflated"]
+            ["Inflated", "Compacted", "Deflated"]
         );
     }
 

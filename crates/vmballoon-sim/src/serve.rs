@@ -15,7 +15,7 @@
 //! | `init` | `scenario` (path of a scenario TOML) | `ram_frames`, `batch_pfn`, `duration_ns`, `registry` (value name → DWORD, or `"wrong-type"`) |
 //! | `advance` | `to_ns`, `stop_on_low_memory`, `stop_on_high_commit` | `now_ns`, `low_memory`, `high_commit`: simulated time moves to `to_ns` (or to the first instant at which `LowMemoryCondition`, or `MaximumCommitCondition`, becomes signalled, if asked), applying the scenario's events, guest retries and the once-a-second working-set manager as [`crate::runner`] does |
 //! | `backdoor` | `command`, `arg1`, `arg2`, `entries` (the batch page's first `arg2` entries, batched commands only) | `status`, `result`, `capabilities`, `entries` (written back) |
-//! | `allocate` | `frames` (`TotalBytes` / 4 KiB), `whole_blocks` (`MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS` with a 2 MiB skip), `prefer_contiguous` | `pfns`: the MDL's PFN array (4 KiB frames), or `null` when Mm returns no MDL |
+//! | `allocate` | `frames` (`TotalBytes` / 4 KiB), `whole_blocks` (`MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS` with a 2 MiB skip), `prefer_contiguous`, `below` (optional: (`HighAddress` + 1) / 4 KiB) | `pfns`: the MDL's PFN array (4 KiB frames), or `null` when Mm returns no MDL |
 //! | `free` | `frames`: the PFN array of the MDL passed to `MmFreePagesFromMdl` | `{}`; anything but a whole, untouched MDL the model handed out is a contract violation |
 //! | `inject` | one of `host_reset: true`, `host_busy_calls: N`, `host_refuse_next: N` | `{}`: the scenario event of that name, now (for faults at a given backdoor call rather than a given time) |
 //! | `memory` | — | `total`, `resident_available`, `available`, `committed`, `commit_limit` (frames), `low_memory` and `high_commit` (the states of `\KernelObjects\LowMemoryCondition` and `\KernelObjects\MaximumCommitCondition`: [`GuestModel::low_memory`], [`GuestModel::high_commit`]) |
@@ -384,6 +384,7 @@ impl Server {
                     frames,
                     whole_blocks: flag("whole_blocks"),
                     prefer_contiguous: flag("prefer_contiguous"),
+                    below: req.get("below").and_then(Value::as_u64),
                 }))
             }),
             "free" => {
@@ -488,6 +489,23 @@ mod tests {
         assert_eq!(pfns[0] % 512, 0);
         assert_eq!(s.handle(&json!({"op": "free", "frames": &pfns})), json!({}));
         assert_eq!(s.report()["contract_violations"], 0);
+    }
+
+    #[test]
+    fn an_allocation_below_a_high_address_takes_only_lower_frames() {
+        let mut s = server(SMALL);
+        // Frames 4096.. are free (16 MiB of OS memory below): ask for 8 below 4100.
+        let a = s.handle(
+            &json!({"op": "allocate", "frames": 8, "prefer_contiguous": true,
+                                 "below": 4100}),
+        );
+        let pfns: Vec<u64> = serde_json::from_value(a["pfns"].clone()).unwrap();
+        assert_eq!(pfns.len(), 4, "{pfns:?}");
+        assert!(pfns.iter().all(|&p| p < 4100));
+        // Nothing free below the OS memory: no MDL.
+        let none = s.handle(&json!({"op": "allocate", "frames": 8, "below": 4000}));
+        assert_eq!(none["pfns"], Value::Null);
+        assert_eq!(s.handle(&json!({"op": "free", "frames": &pfns})), json!({}));
     }
 
     #[test]

@@ -173,6 +173,13 @@ impl PageAllocator for Pages {
         Some(unit)
     }
 
+    fn allocate_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<GuestUnit> {
+        let ask = self.before_allocation(PageSize::Small, pages)?;
+        let unit = self.inner.allocate_scattered_below(ask, limit)?;
+        self.out(unit_frames(&self.inner, &unit));
+        Some(unit)
+    }
+
     fn frames(&self, unit: &GuestUnit) -> Frames {
         self.inner.frames(unit)
     }

@@ -263,6 +263,31 @@ fn low_memory_condition_deflates_a_step_and_pauses_inflation() {
 }
 
 #[test]
+fn low_memory_step_of_scattered_units_is_the_whole_step_not_one_unit() {
+    // A balloon of 4 KiB units (no whole block was free): the step is still 1/64 of RAM
+    // (64 MiB = 32 units of 2 MiB here, all of them), given back at the wake, not one unit
+    // per wake.
+    let mut rig = Rig::kb();
+    rig.world.fail_allocations(PageSize::Large, 1);
+    let mut script = std::vec![Expect::target(mib(4096), 8 * 512)];
+    script.extend((0..8).map(|_| Expect::batch(Command::BatchedLock, 512, 8 * 512)));
+    rig.expect(Expect::handshake(BATCHED_4K)).expect(script);
+    assert_eq!(rig.tick().balloon, mib(16));
+    assert_eq!(rig.balloon.held_on(Shelf::Scattered), mib(16));
+    rig.expect([Expect::target(mib(4096), 8 * 512)]);
+    rig.tick();
+    rig.world.set_low_memory(true);
+    let mut script = std::vec![Expect::target(mib(4096), 8 * 512)];
+    script.extend((0..8).map(|_| Expect::batch(Command::BatchedUnlock, 512, 8 * 512)));
+    rig.expect(script);
+    let r = rig.tick();
+    assert!(r.low_memory_deflate);
+    assert_eq!((r.deflated, r.balloon), (mib(16), Frames::ZERO));
+    assert_eq!(rig.balloon.stats().get(Counter::LowMemoryDeflates), 1);
+    rig.finish();
+}
+
+#[test]
 fn low_memory_from_the_balloons_own_growth_stops_inflation_without_deflating() {
     // Windows here signals LowMemoryCondition below 2500 MiB free (a threshold raised by
     // the administrator, so above the available floor the engine assumes). The balloon's
@@ -878,11 +903,14 @@ fn whole_blocks_are_preferred_on_a_4k_host() {
     rig.finish();
 }
 
-#[test]
-fn migration_trades_scattered_units_for_whole_blocks() {
-    let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    // No whole block at first: two scattered units.
-    rig.world.fail_allocations(PageSize::Large, 1);
+/// A 4 KiB-host balloon of two scattered units at [100, 104) MiB, the memory below them
+/// pinned by another driver and 3000 MiB above them by an application (the fake guest's
+/// OS memory is at the top, and the balloon takes the lowest free frames).
+fn scattered_balloon_above_a_pinned_hole() -> (Rig, usize, usize) {
+    let mut rig = Rig::new(4096, 100, 4096, Config::default());
+    let below = rig.world.pin_range(0, 100).expect("free at boot");
+    let above = rig.world.pin(3000).expect("free at boot");
+    rig.world.fail_allocations(PageSize::Large, 2);
     rig.expect(Expect::handshake(BATCHED_4K)).expect([
         Expect::target(mib(4096), 1024),
         Expect::batch(Command::BatchedLock, 512, 1024),
@@ -890,7 +918,19 @@ fn migration_trades_scattered_units_for_whole_blocks() {
     ]);
     rig.tick();
     assert_eq!(rig.balloon.held_on(Shelf::Scattered), Frames::new(1024));
-    // An idle tick: each scattered unit goes back and a whole block takes its place.
+    (rig, below, above)
+}
+
+#[test]
+fn compaction_moves_scattered_pages_below_the_zone_it_clears() {
+    let (mut rig, below, above) = scattered_balloon_above_a_pinned_hole();
+    // The driver and the application free their memory: the guest has freed far more than
+    // RAM/32, which arms compaction. A first round finds the balloon's top; the zone is the
+    // 64 MiB under it, [40, 104) MiB: each unit goes back and 512 pages are taken below
+    // 40 MiB, in the hole the driver left. The next zone would reach the bottom of memory:
+    // compaction ends.
+    rig.world.unpin(below);
+    rig.world.unpin(above);
     rig.expect([
         Expect::target(mib(4096), 1024),
         Expect::batch(Command::BatchedUnlock, 512, 1024),
@@ -899,53 +939,29 @@ fn migration_trades_scattered_units_for_whole_blocks() {
         Expect::batch(Command::BatchedLock, 512, 1024),
     ]);
     let r = rig.tick();
+    assert_eq!(r.compacted, Frames::new(1024));
+    assert_eq!(rig.balloon.stats().get(Counter::Compactions), 1);
+    assert_eq!(rig.balloon.stats().get(Counter::CompactedFrames), 1024);
     assert_eq!(r.balloon, Frames::new(1024));
-    assert_eq!(r.migrated, Frames::new(1024));
-    assert_eq!(rig.balloon.held_on(Shelf::Block), Frames::new(1024));
-    assert_eq!(rig.balloon.held_on(Shelf::Scattered), Frames::ZERO);
-    assert_eq!(rig.balloon.stats().get(Counter::MigratedBlocks), 2);
-    // Nothing left to trade.
+    let low = mib(40).get();
+    assert!(
+        rig.world.frames_of_balloon().iter().all(|&f| f < low),
+        "every ballooned page is below the zone"
+    );
+    // Nothing arms it again.
     rig.expect([Expect::target(mib(4096), 1024)]);
-    assert_eq!(rig.tick().migrated, Frames::ZERO);
+    assert_eq!(rig.tick().compacted, Frames::ZERO);
     rig.finish();
 }
 
 #[test]
-fn migration_without_a_whole_block_refills_and_backs_off() {
-    let mut rig = Rig::new(4096, 300, 4096, Config::default());
-    rig.world.fail_allocations(PageSize::Large, 3);
-    rig.expect(Expect::handshake(BATCHED_4K)).expect([
-        Expect::target(mib(4096), 512),
-        Expect::batch(Command::BatchedLock, 512, 512),
-    ]);
-    rig.tick();
-    // The trade gives the unit back, finds no block, and refills at once: the balloon is
-    // where it was at the end of the tick.
-    rig.expect([
-        Expect::target(mib(4096), 512),
-        Expect::batch(Command::BatchedUnlock, 512, 512),
-        Expect::batch(Command::BatchedLock, 512, 512),
-    ]);
-    assert_eq!(rig.tick().balloon, Frames::new(512));
-    // One poll later it tries again (back-off of one poll interval), fails again...
-    rig.expect([
-        Expect::target(mib(4096), 512),
-        Expect::batch(Command::BatchedUnlock, 512, 512),
-        Expect::batch(Command::BatchedLock, 512, 512),
-    ]);
-    assert_eq!(rig.tick().balloon, Frames::new(512));
-    // ... and now waits two poll intervals.
-    rig.expect([Expect::target(mib(4096), 512)]);
-    rig.tick();
-    // Whole blocks are free again: the trade succeeds.
-    rig.expect([
-        Expect::target(mib(4096), 512),
-        Expect::batch(Command::BatchedUnlock, 512, 512),
-        Expect::batch(Command::BatchedLock, 512, 512),
-    ]);
-    let r = rig.tick();
-    assert_eq!(r.migrated, Frames::new(512));
-    assert_eq!(rig.balloon.held_on(Shelf::Block), Frames::new(512));
+fn compaction_waits_for_the_guest_to_free_memory_and_never_grows_the_balloon() {
+    let (mut rig, below, _above) = scattered_balloon_above_a_pinned_hole();
+    // 100 MiB freed on a 4 GiB guest is less than RAM/32 (128 MiB): not armed.
+    rig.world.unpin(below);
+    rig.expect([Expect::target(mib(4096), 1024)]);
+    assert_eq!(rig.tick().compacted, Frames::ZERO);
+    assert_eq!(rig.balloon.stats().get(Counter::Compactions), 0);
     rig.finish();
 }
 

@@ -180,6 +180,22 @@ impl FakeWorld {
         Some(w.pinned.len() - 1)
     }
 
+    /// Pins `mib` starting at `first_mib` (every frame of the range must be free). Returns an
+    /// id for [`FakeWorld::unpin`], or `None` if a frame of the range is not free.
+    pub fn pin_range(&self, first_mib: u64, mib: u64) -> Option<usize> {
+        let mut w = self.world.borrow_mut();
+        let first = Frames::from_mib(first_mib).get() as usize;
+        let n = Frames::from_mib(mib).get() as usize;
+        let range = w.free.get_mut(first..first + n)?;
+        if !range.iter().all(|f| *f) {
+            return None;
+        }
+        range.iter_mut().for_each(|f| *f = false);
+        w.free_count -= n as u64;
+        w.pinned.push((first as u64, n as u64));
+        Some(w.pinned.len() - 1)
+    }
+
     /// Releases pinned memory `id` (its frames become free).
     pub fn unpin(&self, id: usize) {
         let mut w = self.world.borrow_mut();
@@ -272,6 +288,16 @@ impl FakeWorld {
         self.world.borrow().store.parked()
     }
 
+    /// The PFNs of every unit the platform keeps.
+    #[must_use]
+    pub fn frames_of_balloon(&self) -> Vec<u64> {
+        let w = self.world.borrow();
+        w.store
+            .all()
+            .flat_map(|u| u.frames.iter().copied())
+            .collect()
+    }
+
     /// Frames on `shelf`.
     #[must_use]
     pub fn shelf_frames(&self, shelf: Shelf) -> Frames {
@@ -337,8 +363,16 @@ impl Drop for FakeWorld {
 impl World {
     /// Up to `n` free 4 KiB frames, lowest first.
     fn take_frames(&mut self, n: usize) -> Vec<u64> {
+        self.take_frames_below(n, u64::MAX)
+    }
+
+    /// The lowest `n` free frames below `limit`.
+    fn take_frames_below(&mut self, n: usize, limit: u64) -> Vec<u64> {
         let mut out = Vec::new();
-        for (i, f) in self.free.iter_mut().enumerate().skip(self.low_free) {
+        let end = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .min(self.free.len());
+        for (i, f) in self.free[..end].iter_mut().enumerate().skip(self.low_free) {
             if out.len() == n {
                 break;
             }
@@ -422,6 +456,20 @@ impl PageAllocator for FakePages {
         let mut w = self.0.world.borrow_mut();
         let want = w.scripted(PageSize::Small, pages)?;
         let frames = w.take_frames(want);
+        if frames.is_empty() {
+            return None;
+        }
+        Some(self.unit(&w, UnitKind::Scattered, frames))
+    }
+
+    fn allocate_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<FakeUnit> {
+        assert!(
+            (1..=BATCH_CAPACITY).contains(&pages),
+            "allocate_scattered_below({pages}) out of 1..=512"
+        );
+        let mut w = self.0.world.borrow_mut();
+        let want = w.scripted(PageSize::Small, pages)?;
+        let frames = w.take_frames_below(want, limit.get());
         if frames.is_empty() {
             return None;
         }

@@ -292,32 +292,53 @@ impl GuestModel {
     /// Takes up to `n` free frames for `owner`, placed as `placement` says. Returns the
     /// frames taken.
     pub(super) fn take_free(&mut self, n: u64, owner: Owner, placement: Placement) -> Vec<u64> {
+        self.take_free_below(n, owner, placement, None)
+    }
+
+    /// [`GuestModel::take_free`] from frames below `below` only (`None`: anywhere).
+    pub(super) fn take_free_below(
+        &mut self,
+        n: u64,
+        owner: Owner,
+        placement: Placement,
+        below: Option<u64>,
+    ) -> Vec<u64> {
+        let limit = below.unwrap_or(u64::MAX);
+        // Blocks wholly or partly below the limit.
+        let end_block = u32::try_from(limit.div_ceil(BLOCK_FRAMES)).unwrap_or(u32::MAX);
         let mut out = Vec::new();
+        let mut skip: BTreeSet<u32> = BTreeSet::new();
         while (out.len() as u64) < n {
+            let eligible = |b: &u32| *b < end_block && !skip.contains(b);
             let block = match placement {
                 Placement::BestFit => self
                     .partial
                     .iter()
-                    .next()
                     .map(|&(_, b)| b)
-                    .or_else(|| self.whole_free.iter().next().copied()),
-                Placement::FirstFit => self.with_free.iter().next().copied(),
+                    .find(eligible)
+                    .or_else(|| self.whole_free.iter().copied().find(eligible)),
+                Placement::FirstFit => self.with_free.iter().copied().find(eligible),
             };
             let Some(b) = block else { break };
             let base = u64::from(b) * BLOCK_FRAMES;
-            for f in base..base + BLOCK_FRAMES {
+            let mut took = false;
+            for f in base..(base + BLOCK_FRAMES).min(limit) {
                 if out.len() as u64 >= n {
                     break;
                 }
                 if self.owner(f) == Some(Owner::Free) {
                     self.set(f, owner);
                     out.push(f);
+                    took = true;
                 }
             }
             let before = self.blocks.get(b as usize).map(|x| x.filed);
             self.refile(b);
-            if before == self.blocks.get(b as usize).map(|x| x.filed) {
-                // No frame was free after all: the indexes are out of step. Never loop.
+            if !took {
+                // Its free frames are all at or above the limit (or the indexes are out of
+                // step): not this block again. Never loop.
+                skip.insert(b);
+            } else if before == self.blocks.get(b as usize).map(|x| x.filed) {
                 break;
             }
         }
@@ -327,16 +348,37 @@ impl GuestModel {
     /// Repurposes up to `n` standby pages for `owner`, oldest first. Their contents are in
     /// the page file already (the page is simply reused). Returns the frames taken.
     pub(super) fn take_standby(&mut self, n: u64, owner: Owner) -> Vec<u64> {
+        self.take_standby_below(n, owner, None)
+    }
+
+    /// [`GuestModel::take_standby`] from frames below `below` only (`None`: anywhere).
+    pub(super) fn take_standby_below(
+        &mut self,
+        n: u64,
+        owner: Owner,
+        below: Option<u64>,
+    ) -> Vec<u64> {
+        let limit = below.unwrap_or(u64::MAX);
         let mut out = Vec::new();
+        let mut passed = VecDeque::new();
         while (out.len() as u64) < n {
             let Some(f) = self.standby_list.pop_front() else {
                 break;
             };
-            let f = u64::from(f);
-            if matches!(self.owner(f), Some(Owner::Standby(_))) {
-                self.set(f, owner);
-                out.push(f);
+            let frame = u64::from(f);
+            if !matches!(self.owner(frame), Some(Owner::Standby(_))) {
+                continue;
             }
+            if frame >= limit {
+                passed.push_back(f);
+                continue;
+            }
+            self.set(frame, owner);
+            out.push(frame);
+        }
+        // Pages above the limit keep their place at the head of the list.
+        while let Some(f) = passed.pop_back() {
+            self.standby_list.push_front(f);
         }
         out
     }
@@ -350,17 +392,45 @@ impl GuestModel {
         owner: Owner,
         placement: Placement,
     ) -> Vec<u64> {
-        let mut out = self.take_free(n, owner, placement);
+        self.take_available_below(n, owner, placement, None)
+    }
+
+    /// [`GuestModel::take_available`] from frames below `below` only (`None`: anywhere).
+    pub(super) fn take_available_below(
+        &mut self,
+        n: u64,
+        owner: Owner,
+        placement: Placement,
+        below: Option<u64>,
+    ) -> Vec<u64> {
+        let mut out = self.take_free_below(n, owner, placement, below);
         let short = n.saturating_sub(out.len() as u64);
         if short > 0 && self.standby > 0 {
-            out.extend(self.take_standby(short, owner));
+            out.extend(self.take_standby_below(short, owner, below));
         }
         out
     }
 
     /// Takes up to `n` whole free blocks for `owner`; returns their first frames.
     pub(super) fn take_blocks(&mut self, n: u64, owner: Owner) -> Vec<u64> {
-        let chosen: Vec<u32> = self.whole_free.iter().take(n as usize).copied().collect();
+        self.take_blocks_below(n, owner, None)
+    }
+
+    /// [`GuestModel::take_blocks`] from blocks wholly below `below` only (`None`: anywhere).
+    pub(super) fn take_blocks_below(
+        &mut self,
+        n: u64,
+        owner: Owner,
+        below: Option<u64>,
+    ) -> Vec<u64> {
+        let end = below.map_or(u64::MAX, |l| l / BLOCK_FRAMES);
+        let chosen: Vec<u32> = self
+            .whole_free
+            .iter()
+            .copied()
+            .filter(|&b| u64::from(b) < end)
+            .take(n as usize)
+            .collect();
         let mut out = Vec::with_capacity(chosen.len());
         for b in chosen {
             let base = u64::from(b) * BLOCK_FRAMES;
@@ -791,6 +861,17 @@ impl GuestModel {
     #[must_use]
     pub fn whole_free_blocks(&self) -> u64 {
         self.whole_free.len() as u64
+    }
+
+    /// Blocks holding at least one balloon frame.
+    #[must_use]
+    pub fn blocks_with_balloon_pages(&self) -> u64 {
+        (0..self.blocks.len() as u64)
+            .filter(|b| {
+                (b * BLOCK_FRAMES..(b + 1) * BLOCK_FRAMES)
+                    .any(|f| self.owner(f) == Some(Owner::Balloon))
+            })
+            .count() as u64
     }
 
     /// Blocks a large-page request could use (no unmovable frame).

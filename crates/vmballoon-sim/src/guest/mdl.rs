@@ -55,6 +55,10 @@ pub struct MdlRequest {
     /// first ([`Placement::BestFit`]); without it, the lowest free frame
     /// ([`Placement::FirstFit`]).
     pub prefer_contiguous: bool,
+    /// `HighAddress` below the top of memory: only frames below this one (a frame number;
+    /// `None`: anywhere). "The physical address of the end of the first address range from
+    /// which the allocated pages can come" (`docs/windows-memory.md` §1.2).
+    pub below: Option<u64>,
 }
 
 /// An MDL the model handed out and that has not come back: how many frames it describes
@@ -138,7 +142,7 @@ impl GuestModel {
         let got = if !fits || !self.balloon_charge_fits(frames) {
             Vec::new()
         } else if req.whole_blocks {
-            self.take_blocks(frames / BLOCK_FRAMES, Owner::Balloon)
+            self.take_blocks_below(frames / BLOCK_FRAMES, Owner::Balloon, req.below)
                 .into_iter()
                 .flat_map(|first| first..first.saturating_add(BLOCK_FRAMES))
                 .collect()
@@ -148,7 +152,7 @@ impl GuestModel {
             } else {
                 Placement::FirstFit
             };
-            self.take_available(frames, Owner::Balloon, placement)
+            self.take_available_below(frames, Owner::Balloon, placement, req.below)
         };
         let Some(&first) = got.first() else {
             if let Some(c) = self.mdl_failures.get_mut(size.index()) {

@@ -41,11 +41,17 @@ impl FakeGuest {
         self.world.borrow().guest.total()
     }
 
-    fn allocate_unit(&mut self, kind: UnitKind, frames: u64) -> Option<GuestUnit> {
+    fn allocate_unit(
+        &mut self,
+        kind: UnitKind,
+        frames: u64,
+        below: Option<u64>,
+    ) -> Option<GuestUnit> {
         let req = MdlRequest {
             frames,
             whole_blocks: kind == UnitKind::Block,
             prefer_contiguous: kind == UnitKind::Scattered,
+            below,
         };
         let mut w = self.world.borrow_mut();
         let w = &mut *w;
@@ -100,11 +106,15 @@ impl PageAllocator for FakeGuest {
     type Unit = GuestUnit;
 
     fn allocate_block(&mut self) -> Option<GuestUnit> {
-        self.allocate_unit(UnitKind::Block, BLOCK_FRAMES)
+        self.allocate_unit(UnitKind::Block, BLOCK_FRAMES, None)
     }
 
     fn allocate_scattered(&mut self, pages: usize) -> Option<GuestUnit> {
-        self.allocate_unit(UnitKind::Scattered, pages as u64)
+        self.allocate_unit(UnitKind::Scattered, pages as u64, None)
+    }
+
+    fn allocate_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<GuestUnit> {
+        self.allocate_unit(UnitKind::Scattered, pages as u64, Some(limit.get()))
     }
 
     fn frames(&self, unit: &GuestUnit) -> Frames {

@@ -75,6 +75,7 @@ fn a_partial_mdl_free_is_a_contract_violation() {
         frames: 512,
         whole_blocks: false,
         prefer_contiguous: true,
+        below: None,
     };
     let pfns = g.mdl_allocate(req).unwrap();
     assert_eq!(pfns.len(), 512);
@@ -742,6 +743,7 @@ fn mdl_pages_go_first_fit_without_prefer_contiguous_and_best_fit_with_it() {
             frames: 1,
             whole_blocks: false,
             prefer_contiguous: false,
+            below: None,
         })
         .unwrap();
     assert_eq!(ff[0] / 512, 1, "first fit: the lowest free frame");
@@ -750,6 +752,7 @@ fn mdl_pages_go_first_fit_without_prefer_contiguous_and_best_fit_with_it() {
             frames: 1,
             whole_blocks: false,
             prefer_contiguous: true,
+            below: None,
         })
         .unwrap();
     assert_eq!(bf[0] / 512, dot_block, "best fit: the partly used block");
