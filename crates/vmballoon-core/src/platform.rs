@@ -116,7 +116,7 @@ pub trait PageAllocator {
     fn allocate_scattered(&mut self, pages: usize) -> Option<Self::Unit>;
 
     /// [`PageAllocator::allocate_scattered`] from physical pages below `limit` only
-    /// (`HighAddress` = `limit`'s address − 1, `docs/windows-memory.md` §1.2): how
+    /// (`HighAddress` = `limit`'s address − 1, `docs/windows-memory.md` §1.4): how
     /// compaction moves the balloon's pages down and out of the blocks it is clearing.
     /// `None` when nothing below `limit` was free; the default, for a platform that cannot
     /// bound where pages come from, is always `None` (the balloon then does not compact).

@@ -144,7 +144,7 @@ pub const PINNED: [(&str, bool); 7] = [
     ("pinned-released.toml", true),
     ("small-pagefile.toml", true),
     ("large-pages.toml", true),
-    ("large-pages-fragmentation.toml", false),
+    ("large-pages-fragmentation.toml", true),
     ("big-guest-16g.toml", true),
 ];
 

@@ -206,8 +206,8 @@ pub fn budgets(suite: &Suite, cpu: &CpuMeasurements) -> Vec<Budget> {
         },
         met: Some(failing.is_empty()),
         reason: if failing.is_empty() {
-            "the safe ceiling keeps the reserve; large-pages-fragmentation is not satisfiable \
-             (its failures are a documented limit, section 4)"
+            "the safe ceiling keeps the reserve, and compaction makes whole blocks of the \
+             memory the guest frees (large-pages-fragmentation)"
                 .to_owned()
         } else {
             "see section 4".to_owned()

@@ -481,8 +481,8 @@ fn section_failures(w: &mut String, suite: &Suite) {
         "Each scenario of `scenarios/` that pins memory, run with the host's capabilities \
          replaced by each set. A failure is one failed attempt of a `lock_mib` / \
          `commit_mib` request (retried every second): what an application sees as out of \
-         memory. `large-pages-fragmentation` is not satisfiable for any balloon (its reserve \
-         is not in whole 2 MiB blocks; see `tests/scenarios.rs`). Where ovt-classic fails \
+         memory. In `large-pages-fragmentation` only vmballoon leaves whole 2 MiB blocks for \
+         the large-page request (compaction, `docs/architecture.md`). Where ovt-classic fails \
          less than the other peers, its rate limit is the reason, not awareness of pinned \
          memory: at 64 MiB per tick in 4 KiB pages, and halved after allocation failures, it \
          had not taken the memory yet when the application asked (its `max_balloon_mib` in \

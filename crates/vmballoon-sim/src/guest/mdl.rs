@@ -56,8 +56,8 @@ pub struct MdlRequest {
     /// ([`Placement::FirstFit`]).
     pub prefer_contiguous: bool,
     /// `HighAddress` below the top of memory: only frames below this one (a frame number;
-    /// `None`: anywhere). "The physical address of the end of the first address range from
-    /// which the allocated pages can come" (`docs/windows-memory.md` §1.2).
+    /// `None`: anywhere). With `SkipBytes` = 0 the pages come from `[0, HighAddress]`
+    /// (`docs/windows-memory.md` §1.4, "The fragmentation-neutral balloon").
     pub below: Option<u64>,
 }
 
