@@ -557,6 +557,8 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         self.held = [Frames::ZERO; Shelf::COUNT];
         self.parked_held = Frames::ZERO;
         self.parked_total = Frames::ZERO;
+        self.compaction = None;
+        self.unused_low = None;
         self.stats.add(Counter::FramesPopped, popped.get());
         popped
     }
@@ -638,8 +640,10 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             ..Cycle::default()
         };
         let settled = self.pass(now, &mut cycle, report);
-        if let Some(snap) = report.snapshot {
-            self.arm_compaction(&snap);
+        // The last snapshot with the footprint at the moment it was taken (not after the
+        // batch that followed it).
+        if let Some(c) = self.cached {
+            self.arm_compaction(&c.snap, c.footprint);
         }
         // Compaction runs on idle ticks only: not while the balloon moves for the host or
         // the guest.
@@ -1400,9 +1404,17 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         };
         if reason == ClampReason::LowMemory {
             // The step is the planned frames, not one unit: with scattered units a unit is
-            // 2 MiB, and the next step waits for the next wake.
+            // 2 MiB, and the next step waits for the next wake. Within the tick's bounds: a
+            // step cut short continues at once (`more_work`).
             let mut given = out.moved;
+            let deadline = now.saturating_add(TICK_BUDGET);
             while given < frames && out.failed.is_zero() && report.error.is_none() {
+                cycle.batches = cycle.batches.saturating_add(1);
+                if cycle.batches >= MAX_BATCHES_PER_TICK || self.clock.now() >= deadline {
+                    report.more_work = true;
+                    self.stats.add(Counter::TicksContinued, 1);
+                    break;
+                }
                 let Some(more) = self.unlock_some(now, frames.saturating_sub(given), exact, report)
                 else {
                     break;
@@ -1618,10 +1630,14 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
     /// scattered pages sit may now hold nothing else. A deflate changes both terms alike;
     /// growth re-bases the measure (memory the balloon took from trimmed working sets is not
     /// memory the guest freed).
-    fn arm_compaction(&mut self, snap: &MemorySnapshot) {
+    fn arm_compaction(&mut self, snap: &MemorySnapshot, footprint: Frames) {
         let Some(avail) = snap.available else { return };
-        let footprint = self.footprint();
         let unused = avail.saturating_add(footprint);
+        if self.compaction.is_some() {
+            // While one runs (and right after), the measure starts again from here.
+            self.unused_low = Some((unused, footprint));
+            return;
+        }
         let grew = self.unused_low.is_some_and(|(_, f)| footprint > f);
         let low = match self.unused_low {
             Some((low, _)) if !grew => low.min(unused),
@@ -1631,10 +1647,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         let trigger = Frames::new(snap.total.get() / 32)
             .max(Frames::from_mib(64))
             .min(Frames::from_mib(1024));
-        if unused >= low.saturating_add(trigger)
-            && self.compaction.is_none()
-            && !self.held_on(Shelf::Scattered).is_zero()
-        {
+        if unused >= low.saturating_add(trigger) && !self.held_on(Shelf::Scattered).is_zero() {
             self.unused_low = Some((unused, footprint));
             self.compaction = Some(Compaction {
                 zone: None,
@@ -1714,12 +1727,21 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                     .store(Shelf::Scattered, unit, StorePosition::Last);
                 continue;
             };
-            if !self.can_park() || self.room().is_none() {
-                // Pressure, or the balloon above its ceiling: the next idle tick resumes.
+            if !self.can_park() || self.host_backoff.active(now) {
+                // The park is full (the tick settles it) or the host asked for a pause: the
+                // next idle tick resumes with this unit.
                 c.left = c.left.saturating_add(self.pages.frames(&unit));
                 self.pages
                     .store(Shelf::Scattered, unit, StorePosition::First);
                 self.compaction = Some(c);
+                return false;
+            }
+            if self.room().is_none() {
+                // Pressure, or the balloon above its ceiling (within the slack the plan
+                // holds in): not the time to move pages; it ends here.
+                self.pages
+                    .store(Shelf::Scattered, unit, StorePosition::First);
+                self.compaction = None;
                 return false;
             }
             let Some(out) = self.unlock_small(now, Shelf::Scattered, unit, report) else {
@@ -1748,7 +1770,13 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 return true;
             };
             let got = self.unit_len(&fresh);
+            if got == 0 {
+                self.pages.free(fresh);
+                self.compaction = None;
+                return true;
+            }
             self.stats.add(Counter::ScatteredUnits, 1);
+            let before = self.size();
             let ok = self.lock_small_at(
                 now,
                 Shelf::Scattered,
@@ -1757,8 +1785,9 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 cycle,
                 report,
             );
-            self.stats.add(Counter::CompactedFrames, got as u64);
-            report.compacted = report.compacted.saturating_add(Frames::new(got as u64));
+            let locked = self.size().saturating_sub(before);
+            self.stats.add(Counter::CompactedFrames, locked.get());
+            report.compacted = report.compacted.saturating_add(locked);
             if got < len {
                 self.compaction = None;
                 return ok;
