@@ -831,7 +831,14 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
                 footprint: c.footprint,
                 ..self.accounting()
             };
-            let stale = policy::ceiling_with(target, c.balloon, &c.snap, &self.config, &acct);
+            let mut stale = policy::ceiling_with(target, c.balloon, &c.snap, &self.config, &acct);
+            // Frames taken from Windows since the snapshot but not held by the host (refused
+            // pages parked until the end of the cycle, blocks in flight) left Windows' free
+            // memory without growing the balloon: they are not room.
+            let withheld = |balloon: Frames, footprint: Frames| footprint.saturating_sub(balloon);
+            let grown = withheld(self.size(), self.footprint())
+                .saturating_sub(withheld(c.balloon, c.footprint));
+            stale.value = stale.value.saturating_sub(grown);
             let batch = if cycle.large_ok && cycle.blocks_ok {
                 PageSize::Large
                     .frames()
