@@ -955,6 +955,30 @@ fn compaction_moves_scattered_pages_below_the_zone_it_clears() {
 }
 
 #[test]
+fn compaction_ends_without_moving_a_page_while_the_balloon_is_above_its_goal() {
+    let (mut rig, below, above) = scattered_balloon_above_a_pinned_hole();
+    rig.world.unpin(below);
+    rig.world.unpin(above);
+    // The host lowers its target by less than the 2 MiB slack: the plan holds, the tick is
+    // idle and compaction is armed, but the balloon is above min(target, ceiling): no page
+    // moves, and the compaction ends rather than waiting there.
+    rig.expect([Expect::target(mib(4096), 1000)]);
+    let r = rig.tick();
+    assert_eq!((r.compacted, r.deflated), (Frames::ZERO, Frames::ZERO));
+    assert_eq!(rig.balloon.stats().get(Counter::Compactions), 1);
+    assert!(rig.balloon.compaction.is_none(), "the compaction ended");
+    // Back at its goal: a compaction left waiting would move pages now; none does.
+    rig.expect([Expect::target(mib(4096), 1024)]);
+    let r = rig.tick();
+    assert_eq!(
+        (r.calls, r.compacted, r.deflated),
+        (1, Frames::ZERO, Frames::ZERO)
+    );
+    assert_eq!(rig.balloon.stats().get(Counter::Compactions), 1);
+    rig.finish();
+}
+
+#[test]
 fn compaction_waits_for_the_guest_to_free_memory_and_never_grows_the_balloon() {
     let (mut rig, below, _above) = scattered_balloon_above_a_pinned_hole();
     // 100 MiB freed on a 4 GiB guest is less than RAM/32 (128 MiB): not armed.
