@@ -672,9 +672,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             if self.channel.reset_pending() {
                 break;
             }
-            if cycle.batches >= MAX_BATCHES_PER_TICK || self.clock.now() >= deadline {
-                report.more_work = true;
-                self.stats.add(Counter::TicksContinued, 1);
+            if self.tick_bound_hit(cycle, deadline, report) {
                 break;
             }
             // The ceiling is re-checked before every batch (from a fresh snapshot, or one
@@ -1304,27 +1302,43 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
         true
     }
 
+    /// Whether this tick has reached its work bound ([`MAX_BATCHES_PER_TICK`] batches or
+    /// `deadline`); if so it reports more work, to be continued at once.
+    fn tick_bound_hit(
+        &mut self,
+        cycle: &Cycle,
+        deadline: Instant,
+        report: &mut TickReport,
+    ) -> bool {
+        let hit = cycle.batches >= MAX_BATCHES_PER_TICK || self.clock.now() >= deadline;
+        if hit {
+            report.more_work = true;
+            self.stats.add(Counter::TicksContinued, 1);
+        }
+        hit
+    }
+
     /// [`PageAllocator::allocate_block`], counted.
     fn take_block(&mut self) -> Option<P::Unit> {
-        let unit = self.pages.allocate_block()?;
-        self.allocated = self
-            .allocated
-            .saturating_add(self.pages.frames(&unit).get());
-        Some(unit)
+        let unit = self.pages.allocate_block();
+        self.counted(unit)
     }
 
     /// [`PageAllocator::allocate_scattered_below`], counted.
     fn take_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<P::Unit> {
-        let unit = self.pages.allocate_scattered_below(pages, limit)?;
-        self.allocated = self
-            .allocated
-            .saturating_add(self.pages.frames(&unit).get());
-        Some(unit)
+        let unit = self.pages.allocate_scattered_below(pages, limit);
+        self.counted(unit)
     }
 
     /// [`PageAllocator::allocate_scattered`], counted.
     fn take_scattered(&mut self, pages: usize) -> Option<P::Unit> {
-        let unit = self.pages.allocate_scattered(pages)?;
+        let unit = self.pages.allocate_scattered(pages);
+        self.counted(unit)
+    }
+
+    /// Adds a new unit's frames to the running count of frames allocated.
+    fn counted(&mut self, unit: Option<P::Unit>) -> Option<P::Unit> {
+        let unit = unit?;
         self.allocated = self
             .allocated
             .saturating_add(self.pages.frames(&unit).get());
@@ -1417,9 +1431,7 @@ impl<B: Backdoor, P: PageAllocator, M: MemorySource, C: Clock> Balloon<B, P, M, 
             let deadline = now.saturating_add(TICK_BUDGET);
             while given < frames && out.failed.is_zero() && report.error.is_none() {
                 cycle.batches = cycle.batches.saturating_add(1);
-                if cycle.batches >= MAX_BATCHES_PER_TICK || self.clock.now() >= deadline {
-                    report.more_work = true;
-                    self.stats.add(Counter::TicksContinued, 1);
+                if self.tick_bound_hit(cycle, deadline, report) {
                     break;
                 }
                 let Some(more) = self.unlock_some(now, frames.saturating_sub(given), exact, report)

@@ -467,9 +467,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn paces_at_a_quarter_second_while_available_memory_holds_the_balloon_below_target() {
-        let mut s = schedule(1000);
+    /// A configured schedule of `poll_ms` whose first tick stopped below the host's target
+    /// at the available-memory bound.
+    fn paced(poll_ms: u64) -> Schedule {
+        let mut s = schedule(poll_ms);
         s.registry_read(at_ms(0), true);
         s.ticked(&bound_tick(
             at_ms(0),
@@ -478,6 +479,12 @@ mod tests {
             ClampReason::Available,
             2662,
         ));
+        s
+    }
+
+    #[test]
+    fn paces_at_a_quarter_second_while_available_memory_holds_the_balloon_below_target() {
+        let mut s = paced(1000);
         assert_eq!(s.next_wait(at_ms(0)).timeout, PACE_INTERVAL);
         assert!(!s.on_wake(at_ms(200), Wake::Timeout).tick);
         assert!(s.on_wake(at_ms(250), Wake::Timeout).tick);
@@ -493,15 +500,7 @@ mod tests {
             assert!(!s.on_wake(at_ms(500), Wake::Timeout).tick);
         }
         // A poll interval shorter than the pace is kept.
-        let mut s = schedule(100);
-        s.registry_read(at_ms(0), true);
-        s.ticked(&bound_tick(
-            at_ms(0),
-            690,
-            690,
-            ClampReason::Available,
-            2662,
-        ));
+        let mut s = paced(100);
         assert_eq!(s.next_wait(at_ms(0)).timeout, ms(100));
     }
 

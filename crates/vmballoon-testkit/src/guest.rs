@@ -142,6 +142,20 @@ impl Pages {
         Some(pages)
     }
 
+    /// An allocation through the inner allocator, judged first (`before_allocation`) and
+    /// counted out after: `allocate` gets the pages to ask for.
+    fn allocation(
+        &mut self,
+        size: PageSize,
+        pages: usize,
+        allocate: impl FnOnce(&mut FakeGuest, usize) -> Option<GuestUnit>,
+    ) -> Option<GuestUnit> {
+        let ask = self.before_allocation(size, pages)?;
+        let unit = allocate(&mut self.inner, ask)?;
+        self.out(unit_frames(&self.inner, &unit));
+        Some(unit)
+    }
+
     fn out(&self, f: u64) {
         self.oracle.borrow_mut().out += f;
     }
@@ -160,24 +174,19 @@ impl PageAllocator for Pages {
     type Unit = GuestUnit;
 
     fn allocate_block(&mut self) -> Option<GuestUnit> {
-        self.before_allocation(PageSize::Large, 1)?;
-        let unit = self.inner.allocate_block()?;
-        self.out(unit_frames(&self.inner, &unit));
-        Some(unit)
+        self.allocation(PageSize::Large, 1, |inner, _| inner.allocate_block())
     }
 
     fn allocate_scattered(&mut self, pages: usize) -> Option<GuestUnit> {
-        let ask = self.before_allocation(PageSize::Small, pages)?;
-        let unit = self.inner.allocate_scattered(ask)?;
-        self.out(unit_frames(&self.inner, &unit));
-        Some(unit)
+        self.allocation(PageSize::Small, pages, |inner, ask| {
+            inner.allocate_scattered(ask)
+        })
     }
 
     fn allocate_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<GuestUnit> {
-        let ask = self.before_allocation(PageSize::Small, pages)?;
-        let unit = self.inner.allocate_scattered_below(ask, limit)?;
-        self.out(unit_frames(&self.inner, &unit));
-        Some(unit)
+        self.allocation(PageSize::Small, pages, |inner, ask| {
+            inner.allocate_scattered_below(ask, limit)
+        })
     }
 
     fn frames(&self, unit: &GuestUnit) -> Frames {

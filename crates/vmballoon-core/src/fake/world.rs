@@ -362,10 +362,6 @@ impl Drop for FakeWorld {
 
 impl World {
     /// Up to `n` free 4 KiB frames, lowest first.
-    fn take_frames(&mut self, n: usize) -> Vec<u64> {
-        self.take_frames_below(n, u64::MAX)
-    }
-
     /// The lowest `n` free frames below `limit`.
     fn take_frames_below(&mut self, n: usize, limit: u64) -> Vec<u64> {
         let mut out = Vec::new();
@@ -426,6 +422,21 @@ impl World {
 }
 
 impl FakePages {
+    /// The lowest `pages` free frames below `limit`, as the script allows.
+    fn scattered(&mut self, pages: usize, limit: u64) -> Option<FakeUnit> {
+        assert!(
+            (1..=BATCH_CAPACITY).contains(&pages),
+            "a scattered allocation of {pages} pages is out of 1..=512"
+        );
+        let mut w = self.0.world.borrow_mut();
+        let want = w.scripted(PageSize::Small, pages)?;
+        let frames = w.take_frames_below(want, limit);
+        if frames.is_empty() {
+            return None;
+        }
+        Some(self.unit(&w, UnitKind::Scattered, frames))
+    }
+
     fn unit(&self, w: &World, kind: UnitKind, frames: Vec<u64>) -> FakeUnit {
         FakeUnit {
             kind,
@@ -449,31 +460,11 @@ impl PageAllocator for FakePages {
     }
 
     fn allocate_scattered(&mut self, pages: usize) -> Option<FakeUnit> {
-        assert!(
-            (1..=BATCH_CAPACITY).contains(&pages),
-            "allocate_scattered({pages}) out of 1..=512"
-        );
-        let mut w = self.0.world.borrow_mut();
-        let want = w.scripted(PageSize::Small, pages)?;
-        let frames = w.take_frames(want);
-        if frames.is_empty() {
-            return None;
-        }
-        Some(self.unit(&w, UnitKind::Scattered, frames))
+        self.scattered(pages, u64::MAX)
     }
 
     fn allocate_scattered_below(&mut self, pages: usize, limit: Pfn) -> Option<FakeUnit> {
-        assert!(
-            (1..=BATCH_CAPACITY).contains(&pages),
-            "allocate_scattered_below({pages}) out of 1..=512"
-        );
-        let mut w = self.0.world.borrow_mut();
-        let want = w.scripted(PageSize::Small, pages)?;
-        let frames = w.take_frames_below(want, limit.get());
-        if frames.is_empty() {
-            return None;
-        }
-        Some(self.unit(&w, UnitKind::Scattered, frames))
+        self.scattered(pages, limit.get())
     }
 
     fn frames(&self, unit: &FakeUnit) -> Frames {
