@@ -500,7 +500,7 @@ mod tests {
             assert!(!s.on_wake(at_ms(500), Wake::Timeout).tick);
         }
         // A poll interval shorter than the pace is kept.
-        let mut s = paced(100);
+        let s = paced(100);
         assert_eq!(s.next_wait(at_ms(0)).timeout, ms(100));
     }
 
